@@ -1,0 +1,48 @@
+"""Where a request's approval comes from: git alone (--trust-git) or GitHub's pull requests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from reconciler.core.models import Approvals
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """The first-parent commit on the current branch that last changed a request file."""
+
+    path: str
+    commit: str
+    blob: str  # blob SHA of the file's current content
+    committed_at: datetime  # committer time of `commit`, UTC
+    author: str = ""  # commit author name <email>, for the audit
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    """How a request's current content reached the branch, and who approved it."""
+
+    path: str
+    commit: str
+    approved_at: datetime | None  # None when it cannot be established
+    approvals: Approvals | None  # None: approvals not checked (--trust-git)
+    pr: int | None = None
+    error: str | None = None  # e.g. "reached main without a merged pull request"
+
+
+class ApprovalSource(Protocol):
+    def lookup(self, changes: Sequence[FileChange]) -> dict[str, ApprovalRecord]:
+        """One record per path; an unverifiable file gets ``error`` set, never raises."""
+        ...
+
+
+class TrustGit:
+    """``--trust-git``: approved at the committer time of the last first-parent change."""
+
+    def lookup(self, changes: Sequence[FileChange]) -> dict[str, ApprovalRecord]:
+        return {
+            c.path: ApprovalRecord(c.path, c.commit, c.committed_at, None) for c in changes
+        }

@@ -1,0 +1,62 @@
+"""The ``accessctl`` command line: parse flags, call the app, map errors to exit codes."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from reconciler import __version__
+from reconciler.errors import AccessctlError
+
+# command name -> module under reconciler.commands that defines `command`
+COMMANDS = {
+    "validate": "validate",
+    "pr-check": "pr_check",
+    "plan": "reconcile",
+    "apply": "reconcile",
+    "status": "status",
+    "audit": "audit",
+    "request": "request",
+    "demo": "demo",
+    "doctor": "doctor",
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when it runs, so `validate` never loads boto3."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module_name = COMMANDS.get(cmd_name)
+        if module_name is None:
+            return None
+        module = importlib.import_module(f"reconciler.commands.{module_name}")
+        attr = cmd_name.replace("-", "_") + "_command"
+        command = getattr(module, attr, None)
+        return command if isinstance(command, click.Command) else None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="accessctl")
+def cli() -> None:
+    """GitOps temporary production access: requests are files, merging is the approval.
+
+    Exit codes: 0 ok, 1 findings or failed actions, 2 usage or configuration error.
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return cli.main(args=argv, prog_name="accessctl", standalone_mode=True)
+    except AccessctlError as exc:  # raised outside click's own handling
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

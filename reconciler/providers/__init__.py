@@ -1,0 +1,1 @@
+"""Cloud providers behind a tiny interface written from the planner's side."""

@@ -1,0 +1,66 @@
+"""The provider interface the reconciler needs, and a registry of implementations.
+
+A provider answers two questions and performs one action:
+
+- ``observe(scopes)``: which managed grants exist in these scopes (one read per scope);
+- ``apply(scope, grants, revokes)``: make these changes in one scope, verify by reading back.
+
+Scopes fail independently: an observation or apply failure for one scope is reported in
+the result and never raised, so the others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from reconciler.core.models import Change, ChangeResult, Config, Grant
+
+
+@dataclass
+class Observation:
+    """Managed grants found per scope, and the scopes that could not be read."""
+
+    grants: dict[str, frozenset[Grant]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)  # scope -> message
+    calls: dict[str, int] = field(default_factory=dict)  # API call counts, for benchmarks
+
+
+class Provider(Protocol):
+    name: str
+
+    def observe(self, scopes: Sequence[str], now: datetime) -> Observation:
+        """Read the managed grants of every scope (plus the scopes the provider discovers
+        itself, e.g. AWS accounts where an owned permission set is provisioned)."""
+        ...
+
+    def apply(self, scope: str, changes: Sequence[Change], now: datetime) -> list[ChangeResult]:
+        """Carry out one scope's grants and revokes; never raises for cloud failures."""
+        ...
+
+
+ProviderFactory = Callable[[Config, Mapping[str, Any]], Provider]
+_REGISTRY: dict[str, ProviderFactory] = {}
+
+
+def register(name: str) -> Callable[[ProviderFactory], ProviderFactory]:
+    def deco(factory: ProviderFactory) -> ProviderFactory:
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def factory(name: str) -> ProviderFactory:
+    if name not in _REGISTRY:
+        # Import lazily so `accessctl validate` never loads cloud SDKs.
+        import importlib
+
+        importlib.import_module(f"reconciler.providers.{name}")
+    return _REGISTRY[name]
+
+
+def names() -> Iterable[str]:
+    return ("gcp", "aws")
