@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&@:])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
@@ -41,10 +41,8 @@ def markdown_text(text: str, limit: int = 500) -> str:
     text = text.replace("\n", " ")
     # Backslash-escape Markdown punctuation, then neutralise what escaping cannot:
     # HTML-significant characters become entities, @ gets a zero-width joiner so no mention.
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-    return (
-        text.replace("<", "&lt;").replace(">", "&gt;").replace("@", "@\u200b")
-    )
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("@", "@\u200b")
 
 
 def markdown_code(text: str, limit: int = 200) -> str:
