@@ -11,7 +11,7 @@ import click
 from reconciler import __version__
 from reconciler.errors import AccessctlError
 
-# command name -> module under reconciler.commands that defines `command`
+# command name -> module under reconciler.commands that defines `<name>_command`
 COMMANDS = {
     "validate": "validate",
     "pr-check": "pr_check",
@@ -22,6 +22,17 @@ COMMANDS = {
     "request": "request",
     "demo": "demo",
     "doctor": "doctor",
+}
+SHORT_HELP = {
+    "validate": "Check request and policy files offline; every finding at file:line.",
+    "pr-check": "The pull-request gate: schema, policy and approvals; comments on the PR.",
+    "plan": "Show desired vs actual grants; change nothing.",
+    "apply": "Reconcile: grant what is approved and in its window, revoke the rest.",
+    "status": "List requests with their state: pending, scheduled, active, expired...",
+    "audit": "The timeline from git history: requested, approved, granted, revoked.",
+    "request": "Write a valid request file from flags; --open-pr opens the pull request.",
+    "demo": "The whole lifecycle against the embedded sandbox clouds, no credentials.",
+    "doctor": "Online checks of the cloud side (permission sets, session durations, users).",
 }
 
 
@@ -39,6 +50,13 @@ class LazyGroup(click.Group):
         attr = cmd_name.replace("-", "_") + "_command"
         command = getattr(module, attr, None)
         return command if isinstance(command, click.Command) else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Static help so `accessctl --help` imports no command module (and no cloud SDK).
+        with formatter.section("Commands"):
+            formatter.write_dl(
+                [(name, SHORT_HELP.get(name, "")) for name in self.list_commands(ctx)]
+            )
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -45,7 +45,11 @@ def format_option(*choices: str) -> Callable[[F], F]:
             default="text",
             show_default=True,
             help="Output format: text for people, json for scripts"
-            + (", github for workflow annotations and the job summary." if "github" in choices else "."),
+            + (
+                ", github for workflow annotations and the job summary."
+                if "github" in choices
+                else "."
+            ),
         )(f)
 
     return deco

@@ -18,8 +18,14 @@ def annotation_property(text: str) -> str:
     return annotation_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def annotation(level: str, message: str, *, file: str | None = None, line: int | None = None,
-               title: str | None = None) -> str:
+def annotation(
+    level: str,
+    message: str,
+    *,
+    file: str | None = None,
+    line: int | None = None,
+    title: str | None = None,
+) -> str:
     """One workflow command line: ``::error file=x,line=3,title=...::message``."""
     props = []
     if file is not None:
@@ -50,5 +56,5 @@ def markdown_code(text: str, limit: int = 200) -> str:
     text = _CONTROL.sub(" ", text).replace("\n", " ")
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    text = text.replace("`", "ˋ")
+    text = text.replace("`", "\u02cb")  # a look-alike that cannot close the span
     return f"`{text}`" if text else "``"

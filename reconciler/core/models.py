@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from reconciler.core.timeutil import format_rfc3339
@@ -124,7 +124,7 @@ class Window:
         return self.end - self.begin
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why a request was allowed or refused; each refusal names the policy it concerns."""
 
     ALLOWED = "allowed"
@@ -216,7 +216,7 @@ class Grant:
         }
 
 
-class ChangeKind(str, Enum):
+class ChangeKind(StrEnum):
     GRANT = "grant"
     REVOKE = "revoke"
     KEEP = "keep"
