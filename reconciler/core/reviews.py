@@ -1,0 +1,68 @@
+"""SPEC §3's approval rule: which pull request reviews count as approvals.
+
+A reviewer counts when their latest state-bearing review is ``APPROVED`` and was
+submitted on the pull request's current head commit. ``COMMENTED`` and ``PENDING``
+reviews carry no state (as on GitHub, a comment after an approval leaves it standing);
+``DISMISSED`` and ``CHANGES_REQUESTED`` cancel an earlier approval. The PR author, the
+requester and bots never count. Eligibility against a policy is ``evaluate()``'s job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+# Review states that say nothing about approval; they never supersede an earlier verdict.
+_STATELESS = frozenset({"COMMENTED", "PENDING"})
+
+
+@dataclass(frozen=True)
+class Review:
+    """One pull request review as GitHub reports it."""
+
+    id: int
+    login: str
+    state: str  # APPROVED | CHANGES_REQUESTED | COMMENTED | DISMISSED | PENDING
+    commit_id: str | None
+    submitted_at: datetime | None = None
+    user_type: str = "User"  # "Bot" for apps
+
+    @property
+    def is_bot(self) -> bool:
+        return self.user_type == "Bot" or self.login.lower().endswith("[bot]")
+
+
+def _order(review: Review) -> tuple[float, int]:
+    # Unsubmitted (pending) reviews have no time; they sort first and carry no state anyway.
+    stamp = review.submitted_at.timestamp() if review.submitted_at else float("-inf")
+    return (stamp, review.id)
+
+
+def latest_verdicts(reviews: Iterable[Review]) -> dict[str, Review]:
+    """Lowercased login -> that reviewer's latest state-bearing review."""
+    latest: dict[str, Review] = {}
+    for review in sorted(reviews, key=_order):
+        if review.state.upper() in _STATELESS:
+            continue
+        latest[review.login.lower()] = review
+    return latest
+
+
+def approvers(
+    reviews: Iterable[Review],
+    head_sha: str,
+    *,
+    pr_author: str | None,
+    requester: str | None = None,
+) -> frozenset[str]:
+    """Lowercased logins whose approval counts on ``head_sha`` (before policy eligibility)."""
+    excluded = {x.lower() for x in (pr_author, requester) if x}
+    return frozenset(
+        login
+        for login, review in latest_verdicts(reviews).items()
+        if review.state.upper() == "APPROVED"
+        and review.commit_id == head_sha
+        and not review.is_bot
+        and login not in excluded
+    )
