@@ -1,0 +1,543 @@
+"""A GCP Resource Manager IAM emulator: getIamPolicy/setIamPolicy over real HTTP.
+
+It speaks the REST shape that google-cloud-resource-manager's ``transport="rest"``
+sends (``POST /v3/{projects|folders|organizations}/<id>:getIamPolicy`` and
+``:setIamPolicy``; ``/v1`` and ``/v2`` paths are accepted too) with the semantics of
+IAM that matter to a reconciler:
+
+- every policy carries an ``etag``; ``setIamPolicy`` with a stale etag fails with
+  409 ABORTED, without an etag it overwrites (GCP's documented behaviour);
+- conditions need policy version 3; basic roles (owner/editor/viewer) take none;
+- ``getIamPolicy`` honours ``options.requestedPolicyVersion``: below 3, conditional
+  bindings come back as ``<role>_withcond_<hash>`` without their condition, version 1;
+- ``updateMask`` defaults to ``bindings,etag``, so ``auditConfigs`` survive a write
+  that does not name them;
+- member and role syntax is checked; an unknown resource answers 403
+  PERMISSION_DENIED, like GCP for a project the caller cannot see;
+- errors use Google's JSON error body, so the client raises google.api_core exceptions.
+
+For tests and the demo it offers direct access (``get_policy``/``set_policy``), fault
+injection (``fail_next``, ``conflict_next``, ``latency``) and call counters.
+
+    python -m reconciler.sandbox.gcp_emulator --port 8085 --seed seed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import hashlib
+import json
+import re
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
+EMPTY_ETAG = "ACAB"  # what IAM returns for a resource whose policy was never set
+MAX_MEMBERS = 1500  # principals per allow policy, counted across bindings
+MAX_EXPRESSION = 12800  # characters of a condition expression (CEL)
+
+_RESOURCE = re.compile(r"^(projects|folders|organizations)/[^/:\s]+$")
+_PATH = re.compile(
+    r"^/v[123]/(?P<resource>(?:projects|folders|organizations)/[^/:]+)"
+    r":(?P<method>getIamPolicy|setIamPolicy)$"
+)
+_EMAIL = r"[^@\s:/]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
+_MEMBER = re.compile(
+    "^(?:"
+    rf"(?:user|group|serviceAccount):{_EMAIL}"
+    rf"|deleted:(?:user|group|serviceAccount):{_EMAIL}\?uid=[0-9]+"
+    r"|domain:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+    r"|principal(?:Set)?://\S+"
+    r"|allUsers|allAuthenticatedUsers"
+    r"|project(?:Owner|Editor|Viewer):[a-z][a-z0-9-]{4,28}[a-z0-9]"
+    ")$"
+)
+_ROLE = re.compile(
+    r"^(?:roles/[A-Za-z0-9_.]+|(?:projects|organizations)/[^/\s]+/roles/[A-Za-z0-9_.]+)$"
+)
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+_MASKABLE = frozenset({"bindings", "etag", "auditConfigs", "version"})
+
+PolicyDict = dict[str, Any]
+Mutation = Callable[[PolicyDict], PolicyDict | None]
+
+
+class ApiError(Exception):
+    """An IAM error, rendered as Google's JSON error body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        name = _STATUS_NAMES.get(self.status, "UNKNOWN")
+        return {"error": {"code": self.status, "message": self.message, "status": name}}
+
+
+def _has_conditions(policy: Mapping[str, Any]) -> bool:
+    return any(b.get("condition") for b in policy.get("bindings", ()))
+
+
+def _etag_for(resource: str, generation: int) -> str:
+    digest = hashlib.sha256(f"{resource}#{generation}".encode()).digest()[:8]
+    return base64.b64encode(b"\x07" + digest[1:]).decode()
+
+
+def validate_policy(policy: Any) -> PolicyDict:
+    """Check a policy as setIamPolicy would; return its normalised bindings/auditConfigs."""
+    if not isinstance(policy, Mapping):
+        raise ApiError(400, "Invalid JSON payload: 'policy' must be an object.")
+    version = policy.get("version", 0) or 0
+    if version not in (0, 1, 3):
+        raise ApiError(400, f"Invalid policy version {version}: valid values are 0, 1 and 3.")
+    bindings = [_validate_binding(b, version) for b in policy.get("bindings", []) or []]
+    members = sum(len(b["members"]) for b in bindings)
+    if members > MAX_MEMBERS:
+        raise ApiError(
+            400,
+            f"The number of members in the policy ({members}) is larger than the maximum "
+            f"allowed size {MAX_MEMBERS}.",
+        )
+    audit = policy.get("auditConfigs", []) or []
+    if not isinstance(audit, list):
+        raise ApiError(400, "Invalid JSON payload: 'auditConfigs' must be a list.")
+    return {"version": version, "bindings": bindings, "auditConfigs": copy.deepcopy(audit)}
+
+
+def _validate_binding(binding: Any, version: int) -> PolicyDict:
+    if not isinstance(binding, Mapping):
+        raise ApiError(400, "Invalid JSON payload: each binding must be an object.")
+    role = binding.get("role")
+    if not isinstance(role, str) or not _ROLE.match(role):
+        raise ApiError(400, f"Role ({role}) does not exist in the resource's hierarchy.")
+    members = binding.get("members") or []
+    if not isinstance(members, list) or not members:
+        raise ApiError(400, f"Binding for role {role} must contain at least one member.")
+    for member in members:
+        if not isinstance(member, str) or not _MEMBER.match(member):
+            raise ApiError(
+                400,
+                f"Invalid member type for {member!r}. Member must be one of user:, group:, "
+                "serviceAccount:, domain:, principal://, principalSet://, deleted:, "
+                "allUsers or allAuthenticatedUsers.",
+            )
+    out: PolicyDict = {"role": role, "members": list(members)}
+    condition = binding.get("condition")
+    if condition:
+        out["condition"] = _validate_condition(condition, role, version)
+    return out
+
+
+def _validate_condition(condition: Any, role: str, version: int) -> PolicyDict:
+    if version != 3:
+        raise ApiError(
+            400,
+            "Invalid argument: policies with conditional role bindings must specify version 3.",
+        )
+    if role in BASIC_ROLES:
+        raise ApiError(
+            400,
+            f"Conditions are not supported for basic role {role}. "
+            "Use a predefined or custom role instead.",
+        )
+    if not isinstance(condition, Mapping):
+        raise ApiError(400, "Invalid JSON payload: 'condition' must be an object.")
+    expression = condition.get("expression")
+    if not isinstance(expression, str) or not expression.strip():
+        raise ApiError(400, "Condition expression must not be empty.")
+    if len(expression) > MAX_EXPRESSION:
+        raise ApiError(400, "Condition expression is too long.")
+    if not isinstance(condition.get("title", ""), str) or not condition.get("title"):
+        raise ApiError(400, "Condition title must not be empty.")
+    keep = ("title", "description", "expression", "location")
+    return {k: condition[k] for k in keep if condition.get(k) not in (None, "")}
+
+
+def render_policy(stored: Mapping[str, Any], requested_version: int) -> PolicyDict:
+    """The JSON a getIamPolicy/setIamPolicy response carries, for a requested version."""
+    if requested_version not in (0, 1, 3):
+        raise ApiError(
+            400, f"Invalid requestedPolicyVersion {requested_version}: valid are 0, 1 and 3."
+        )
+    conditional = _has_conditions(stored)
+    out: PolicyDict = {"version": 3 if conditional and requested_version == 3 else 1}
+    bindings = copy.deepcopy(stored.get("bindings", []))
+    if conditional and requested_version < 3:
+        # GCP's v1 view of a conditional binding: role suffixed, condition dropped.
+        for b in bindings:
+            if "condition" in b:
+                digest = hashlib.sha256(json.dumps(b["condition"], sort_keys=True).encode())
+                b["role"] = f"{b['role']}_withcond_{digest.hexdigest()[:20]}"
+                del b["condition"]
+    if bindings:
+        out["bindings"] = bindings
+    if stored.get("auditConfigs"):
+        out["auditConfigs"] = copy.deepcopy(stored["auditConfigs"])
+    out["etag"] = stored["etag"]
+    return out
+
+
+@dataclass
+class _Fault:
+    status: int
+    remaining: int | None  # None: until heal()
+    method: str | None  # "get", "set" or None for both
+
+
+@dataclass
+class _Resource:
+    policy: PolicyDict
+    generation: int = 0
+    faults: list[_Fault] = field(default_factory=list)
+    conflicts: list[tuple[int, Mutation | None]] = field(default_factory=list)
+
+
+class GcpEmulator:
+    """An in-process IAM server for projects, folders and organizations.
+
+    >>> emu = GcpEmulator().start()
+    >>> emu.add_resource("projects/demo-prod")
+    >>> emu.url  # doctest: +SKIP
+    'http://127.0.0.1:40123'
+    >>> emu.stop()
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        latency: float = 0.0,
+        auto_create: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.latency = latency  # seconds added to every API call (benchmarks)
+        self.auto_create = auto_create  # unknown well-formed resources spring into being
+        self.calls: Counter[tuple[str, str]] = Counter()  # (get|set, resource) -> count
+        self._resources: dict[str, _Resource] = {}
+        self._lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> GcpEmulator:
+        server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        server.daemon_threads = True
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> GcpEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # -- direct access (no HTTP) -------------------------------------------------------
+
+    def add_resource(self, name: str, policy: Mapping[str, Any] | None = None) -> None:
+        """Create a project/folder/organization, optionally with a starting policy."""
+        if not _RESOURCE.match(name):
+            raise ValueError(f"{name!r} is not projects/<id>, folders/<n> or organizations/<n>")
+        with self._lock:
+            self._resources[name] = _Resource(policy={"version": 1, "etag": EMPTY_ETAG})
+            if policy:
+                self.set_policy(name, policy)
+
+    def resources(self) -> list[str]:
+        with self._lock:
+            return sorted(self._resources)
+
+    def get_policy(self, name: str) -> PolicyDict:
+        """The stored policy in its full (version 3) form, etag included."""
+        with self._lock:
+            return render_policy(self._get(name).policy, 3)
+
+    def set_policy(self, name: str, policy: Mapping[str, Any]) -> PolicyDict:
+        """Overwrite a policy directly (validated like setIamPolicy, no etag check)."""
+        with self._lock:
+            resource = self._get(name)
+            wanted = dict(policy)
+            if _has_conditions(wanted) and not wanted.get("version"):
+                wanted["version"] = 3
+            self._store(name, resource, validate_policy(wanted), {"bindings", "auditConfigs"})
+            return render_policy(resource.policy, 3)
+
+    # -- fault injection ---------------------------------------------------------------
+
+    def fail_next(
+        self, resource: str, status: int = 503, count: int | None = 1, method: str | None = None
+    ) -> None:
+        """Answer the next ``count`` calls (None: all until heal) with an HTTP error."""
+        with self._lock:
+            self._get(resource).faults.append(_Fault(status, count, method))
+
+    def heal(self, resource: str) -> None:
+        with self._lock:
+            self._get(resource).faults.clear()
+
+    def conflict_next(self, resource: str, count: int = 1, mutate: Mutation | None = None) -> None:
+        """Before each of the next ``count`` setIamPolicy calls, a concurrent writer changes
+        the policy (``mutate`` edits the full policy dict in place or returns a new one), so
+        the caller's etag is stale and it gets 409 ABORTED."""
+        with self._lock:
+            self._get(resource).conflicts.append((count, mutate))
+
+    def reads(self, resource: str | None = None) -> int:
+        return self._count("get", resource)
+
+    def writes(self, resource: str | None = None) -> int:
+        return self._count("set", resource)
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.calls.clear()
+
+    # -- the API ----------------------------------------------------------------------
+
+    def get_iam_policy(self, name: str, body: Mapping[str, Any]) -> PolicyDict:
+        options = body.get("options") or {}
+        requested = int(options.get("requestedPolicyVersion", 0) or 0)
+        with self._lock:
+            self.calls["get", name] += 1
+            resource = self._visible(name)
+            self._maybe_fail(resource, "get")
+            return render_policy(resource.policy, requested)
+
+    def set_iam_policy(self, name: str, body: Mapping[str, Any]) -> PolicyDict:
+        with self._lock:
+            self.calls["set", name] += 1
+            resource = self._visible(name)
+            self._maybe_fail(resource, "set")
+            self._maybe_conflict(name, resource)
+            raw = body.get("policy")
+            policy = validate_policy(raw)
+            etag = raw.get("etag") if isinstance(raw, Mapping) else None
+            if etag and etag != resource.policy["etag"]:
+                raise ApiError(
+                    409,
+                    "There were concurrent policy changes. Please retry the whole "
+                    "read-modify-write with exponential backoff.",
+                )
+            if etag and _has_conditions(resource.policy) and policy["version"] != 3:
+                raise ApiError(
+                    400,
+                    "The policy contains conditional role bindings: any change to it must "
+                    "specify version 3.",
+                )
+            self._store(name, resource, policy, _mask(body.get("updateMask")))
+            return render_policy(resource.policy, 3)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _get(self, name: str) -> _Resource:
+        if name not in self._resources:
+            raise KeyError(f"unknown resource {name}; add it with add_resource()")
+        return self._resources[name]
+
+    def _visible(self, name: str) -> _Resource:
+        if name not in self._resources and self.auto_create and _RESOURCE.match(name):
+            self.add_resource(name)
+        if name not in self._resources:
+            # GCP does not reveal whether a resource you cannot read exists.
+            raise ApiError(
+                403,
+                f"The caller does not have permission (or {name} does not exist).",
+            )
+        return self._resources[name]
+
+    def _maybe_fail(self, resource: _Resource, method: str) -> None:
+        for fault in resource.faults:
+            if fault.method not in (None, method):
+                continue
+            if fault.remaining is not None:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    resource.faults.remove(fault)
+            raise ApiError(fault.status, f"Injected fault: HTTP {fault.status}.")
+
+    def _maybe_conflict(self, name: str, resource: _Resource) -> None:
+        if not resource.conflicts:
+            return
+        count, mutate = resource.conflicts[0]
+        if count <= 1:
+            resource.conflicts.pop(0)
+        else:
+            resource.conflicts[0] = (count - 1, mutate)
+        current = render_policy(resource.policy, 3)
+        changed = current
+        if mutate is not None:
+            result = mutate(current)
+            changed = result if result is not None else current
+        changed = dict(changed)
+        changed["version"] = 3 if _has_conditions(changed) else changed.get("version", 1)
+        self._store(name, resource, validate_policy(changed), {"bindings", "auditConfigs"})
+
+    def _store(
+        self, name: str, resource: _Resource, policy: PolicyDict, mask: Iterable[str]
+    ) -> None:
+        paths = set(mask)
+        stored = dict(resource.policy)
+        if "bindings" in paths:
+            stored["bindings"] = policy["bindings"]
+        if "auditConfigs" in paths:
+            stored["auditConfigs"] = policy["auditConfigs"]
+        stored["version"] = 3 if _has_conditions(stored) else 1
+        resource.generation += 1
+        stored["etag"] = _etag_for(name, resource.generation)
+        resource.policy = stored
+
+    def _count(self, method: str, resource: str | None) -> int:
+        with self._lock:
+            return sum(
+                n for (m, r), n in self.calls.items() if m == method and resource in (None, r)
+            )
+
+
+def _mask(update_mask: Any) -> set[str]:
+    """setIamPolicy's updateMask; GCP's default is ``bindings, etag``."""
+    if not update_mask:
+        return {"bindings", "etag"}
+    paths = update_mask.get("paths", []) if isinstance(update_mask, Mapping) else update_mask
+    if isinstance(paths, str):
+        paths = [p.strip() for p in paths.split(",") if p.strip()]
+    unknown = [p for p in paths if p not in _MASKABLE]
+    if unknown:
+        raise ApiError(400, f"Invalid updateMask path(s): {', '.join(unknown)}.")
+    return set(paths)
+
+
+def _handler_for(emulator: GcpEmulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the client's session expects
+
+        def do_POST(self) -> None:
+            path = unquote(urlsplit(self.path).path)
+            try:
+                body = self._body()
+                if emulator.latency:
+                    time.sleep(emulator.latency)
+                match = _PATH.match(path)
+                if not match:
+                    raise ApiError(404, f"No such method: POST {path}")
+                resource, method = match["resource"], match["method"]
+                if method == "getIamPolicy":
+                    self._send(200, emulator.get_iam_policy(resource, body))
+                else:
+                    self._send(200, emulator.set_iam_policy(resource, body))
+            except ApiError as exc:
+                self._send(exc.status, exc.body())
+
+        def do_GET(self) -> None:
+            # A debugging view of the whole state, handy next to a running demo.
+            if urlsplit(self.path).path == "/_emulator/state":
+                state = {name: emulator.get_policy(name) for name in emulator.resources()}
+                self._send(200, state)
+            else:
+                self._send(404, ApiError(404, f"No such method: GET {self.path}").body())
+
+        def _body(self) -> dict[str, Any]:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if not raw:
+                return {}
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                raise ApiError(400, "Invalid JSON payload received.") from None
+            if not isinstance(data, dict):
+                raise ApiError(400, "Invalid JSON payload received: expected an object.")
+            return data
+
+        def _send(self, status: int, payload: Mapping[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status, HTTPStatus(status).phrase)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # quiet: tests and the demo print what matters themselves
+
+    return Handler
+
+
+def load_seed(emulator: GcpEmulator, seed: Any) -> None:
+    """Seed resources from ``{"projects/x": {policy} | null, ...}`` or ``["projects/x"]``."""
+    items = seed.items() if isinstance(seed, Mapping) else ((name, None) for name in seed)
+    for name, policy in items:
+        emulator.add_resource(name, policy)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="GCP IAM (Resource Manager) emulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8085)
+    parser.add_argument("--seed", help="JSON file: {resource: policy-or-null} or [resource]")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added per call")
+    parser.add_argument(
+        "--auto-create", action="store_true", help="any well-formed resource name exists"
+    )
+    args = parser.parse_args(argv)
+    emulator = GcpEmulator(
+        port=args.port, host=args.host, latency=args.latency, auto_create=args.auto_create
+    )
+    if args.seed:
+        try:
+            with open(args.seed, encoding="utf-8") as fh:
+                load_seed(emulator, json.load(fh))
+        except (OSError, ValueError, ApiError) as exc:
+            message = exc.message if isinstance(exc, ApiError) else str(exc)
+            print(f"gcp-emulator: cannot load seed {args.seed}: {message}", file=sys.stderr)
+            return 2
+    emulator.start()
+    print(f"GCP emulator listening on {emulator.url}", flush=True)
+    print(f"export ACCESSCTL_GCP_ENDPOINT={emulator.url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
