@@ -1,0 +1,237 @@
+"""Plans and apply results as text for people, JSON for scripts, Markdown for job summaries.
+
+Pure: returns strings and dicts. Text that came from a file (paths, roles, scopes,
+messages) goes through ``core/escape`` before it reaches Markdown or a workflow command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from reconciler.core.escape import annotation, markdown_code, markdown_text
+from reconciler.core.models import Change, ChangeKind, ChangeResult, Grant, Plan
+from reconciler.core.timeutil import format_duration, format_rfc3339
+
+_SIGN = {ChangeKind.GRANT: "+", ChangeKind.REVOKE: "-", ChangeKind.KEEP: " "}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that kept the reconciler from acting: a bad file, a refused or unverifiable
+    request, a scope that could not be read. ``file``/``line`` when it concerns a file,
+    ``provider``/``scope`` when it concerns a scope."""
+
+    code: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+    provider: str | None = None
+    scope: str | None = None
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line or 1}: " if self.file else ""
+        if self.scope:
+            where += f"{self.provider}:{self.scope}: "
+        return f"{where}{self.code}: {self.message}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "code": self.code,
+            "message": self.message,
+            "provider": self.provider,
+            "scope": self.scope,
+            "severity": self.severity,
+        }
+
+
+def _clean(text: object) -> str:
+    """Terminal-safe: no control characters from files reach the user's terminal."""
+    return "".join(ch if ch.isprintable() else "?" for ch in str(text))
+
+
+def _left(g: Grant, now: datetime) -> str:
+    if g.end is None:
+        return ""
+    if g.end <= now:
+        return " (ended)"
+    return f" ({format_duration(g.end - now)} left)"
+
+
+def _change_lines(change: Change, now: datetime) -> list[str]:
+    g = change.grant
+    head = (
+        f"  {_SIGN[change.kind]} {change.kind.value:<6} {_clean(g.principal)}  "
+        f"{_clean(g.role)}  on {g.provider} {_clean(g.scope)}"
+    )
+    lines = [head]
+    when = []
+    if g.begin is not None and g.begin > now:
+        when.append(f"from {format_rfc3339(g.begin)}")
+    if g.end is not None:
+        when.append(f"until {format_rfc3339(g.end)}{_left(g, now)}")
+    if when:
+        lines.append("      " + "  ".join(when))
+    if g.request:
+        pr = f" (PR #{g.pr})" if g.pr else ""
+        lines.append(f"      request: {_clean(g.request)}{pr}")
+    lines.append(f"      why: {_clean(change.reason)}")
+    return lines
+
+
+def summary_line(plan: Plan) -> str:
+    if plan.empty:
+        return f"No changes: {len(plan.keep)} managed grant(s) match the approved requests."
+    return (
+        f"Plan: {len(plan.grant)} to grant, {len(plan.revoke)} to revoke, "
+        f"{len(plan.keep)} unchanged."
+    )
+
+
+def render_text(
+    plan: Plan,
+    now: datetime,
+    problems: Sequence[Problem] = (),
+    results: Sequence[ChangeResult] | None = None,
+    *,
+    show_keep: bool = True,
+) -> str:
+    """Terraform-like: ``+ grant``, ``- revoke``, ``  keep``, each with who/what/where/until/why."""
+    out = [f"accessctl plan at {format_rfc3339(now)}", ""]
+    changes = [*plan.grant, *plan.revoke, *(plan.keep if show_keep else ())]
+    for change in changes:
+        out.extend(_change_lines(change, now))
+    if changes:
+        out.append("")
+    out.append(summary_line(plan))
+    if results is not None:
+        out.extend(["", *render_results_text(results)])
+    if problems:
+        out.extend(["", f"{len(problems)} problem(s):"])
+        out.extend(f"  {_clean(p)}" for p in problems)
+    return "\n".join(out)
+
+
+def render_results_text(results: Sequence[ChangeResult]) -> list[str]:
+    if not results:
+        return ["Applied: nothing to do."]
+    failed = [r for r in results if not r.ok]
+    lines = [f"Applied: {len(results) - len(failed)} ok, {len(failed)} failed."]
+    for r in results:
+        g = r.change.grant
+        status = "ok    " if r.ok else "FAILED"
+        msg = f": {_clean(r.message)}" if r.message and not r.ok else ""
+        lines.append(
+            f"  {status} {_SIGN[r.change.kind]} {r.change.kind.value} {_clean(g.principal)} "
+            f"{_clean(g.role)} on {_clean(g.scope)}{msg}"
+        )
+    return lines
+
+
+def plan_json(plan: Plan, problems: Sequence[Problem] = ()) -> dict[str, object]:
+    """SPEC §4: ``{"grant": [G], "revoke": [G], "keep": [G], "errors": [...]}``."""
+    return {
+        "grant": [c.grant.to_json() for c in plan.grant],
+        "revoke": [c.grant.to_json() for c in plan.revoke],
+        "keep": [c.grant.to_json() for c in plan.keep],
+        "errors": [p.to_json() for p in problems],
+    }
+
+
+def result_json(result: ChangeResult) -> dict[str, object]:
+    return {
+        "action": result.change.kind.value,
+        **result.change.grant.to_json(),
+        "reason": result.change.reason,
+        "ok": result.ok,
+        "message": result.message,
+        "verified": result.verified,
+        "cloud_request_id": result.cloud_request_id,
+    }
+
+
+def apply_json(
+    plan: Plan, problems: Sequence[Problem], results: Sequence[ChangeResult]
+) -> dict[str, object]:
+    return {**plan_json(plan, problems), "results": [result_json(r) for r in results]}
+
+
+def _md_row(change: Change, now: datetime, result: ChangeResult | None, with_result: bool) -> str:
+    g = change.grant
+    until = format_rfc3339(g.end) + _left(g, now) if g.end else ""
+    request = markdown_code(g.request) if g.request else ""
+    if g.pr:
+        request += f" (#{int(g.pr)})"
+    status = ""
+    if result is not None:
+        status = "ok" if result.ok else "**failed**: " + markdown_text(result.message, 300)
+    cells = [
+        f"{_SIGN[change.kind].strip() or '='} {change.kind.value}",
+        markdown_code(g.principal),
+        markdown_code(g.role),
+        f"{g.provider} {markdown_code(g.scope)}",
+        until,
+        request,
+        markdown_text(change.reason, 300),
+    ]
+    if with_result:
+        cells.append(status)
+    return "| " + " | ".join(cells) + " |"
+
+
+def render_markdown(
+    plan: Plan,
+    now: datetime,
+    problems: Sequence[Problem] = (),
+    results: Sequence[ChangeResult] | None = None,
+    *,
+    title: str = "accessctl plan",
+) -> str:
+    """The job summary: a table of changes (and their outcome), then the problems."""
+    out = [f"## {markdown_text(title)}", "", f"At {format_rfc3339(now)}. {summary_line(plan)}", ""]
+    by_change = {id(r.change): r for r in results or ()}
+    by_value = {r.change: r for r in results or ()}
+    rows = [*plan.grant, *plan.revoke, *plan.keep]
+    if rows:
+        header = ["", "who", "role", "where", "until", "request", "why"]
+        if results is not None:
+            header.append("result")
+        out.append("| " + " | ".join(header) + " |")
+        out.append("|" + "---|" * len(header))
+        for change in rows:
+            result = by_change.get(id(change)) or by_value.get(change)
+            if results is not None and result is None and change.kind is not ChangeKind.KEEP:
+                result = ChangeResult(change, ok=False, message="not attempted")
+            out.append(_md_row(change, now, result, results is not None))
+        out.append("")
+    if problems:
+        out.append(f"### {len(problems)} problem(s)")
+        out.append("")
+        out.extend(f"- {markdown_text(str(p), 600)}" for p in problems)
+        out.append("")
+    return "\n".join(out)
+
+
+def render_annotations(
+    problems: Sequence[Problem], results: Sequence[ChangeResult] = ()
+) -> list[str]:
+    """``::error`` workflow commands for every problem and every failed change."""
+    lines = []
+    for p in problems:
+        level = "warning" if p.severity == "warning" else "error"
+        if p.file:
+            lines.append(annotation(level, f"{p.code}: {p.message}", file=p.file, line=p.line or 1))
+        else:
+            lines.append(annotation(level, str(p), title="accessctl"))
+    for r in results:
+        if not r.ok:
+            g = r.change.grant
+            msg = (
+                f"{r.change.kind.value} {g.role} for {g.principal} on {g.scope} failed: {r.message}"
+            )
+            lines.append(annotation("error", msg, file=g.request, title="accessctl apply"))
+    return lines
