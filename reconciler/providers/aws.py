@@ -1,0 +1,599 @@
+"""AWS IAM Identity Center: observe and change the account assignments accessctl owns.
+
+Ownership: every permission set named in an ``aws`` policy's ``roles`` belongs to
+accessctl; its USER assignments are managed, GROUP assignments and every other
+permission set are never touched. A grant is one account assignment
+``(account, permission set, user)``; creations and deletions are asynchronous, so each
+is polled until AWS says SUCCEEDED or FAILED, and every scope is read back afterwards.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from reconciler.core.models import Change, ChangeKind, ChangeResult, Config, Grant
+from reconciler.core.timeutil import parse_duration
+from reconciler.errors import ConfigError
+from reconciler.providers.base import Observation, register
+
+if TYPE_CHECKING:
+    from mypy_boto3_identitystore import IdentityStoreClient
+    from mypy_boto3_sso_admin import SSOAdminClient
+else:
+    IdentityStoreClient = SSOAdminClient = Any
+
+ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
+# Errors worth another try on top of botocore's own retries: Identity Center answers
+# ConflictException while another operation on the same assignment is in flight.
+RETRYABLE = frozenset(
+    {
+        "ConflictException",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "InternalServerException",
+    }
+)
+MAX_OUTSTANDING_CREATIONS = 10  # AWS quota: concurrent async account assignment creations
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """``providers.aws`` from the policies."""
+
+    instance_arn: str
+    identity_store_id: str
+    region: str | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> AwsSettings:
+        raw = config.providers.get("aws") or {}
+        missing = [k for k in ("instance_arn", "identity_store_id") if not raw.get(k)]
+        if missing:
+            raise ConfigError(
+                "providers.aws in policies/ needs "
+                + " and ".join(missing)
+                + " (the IAM Identity Center instance and its identity store)"
+            )
+        region = raw.get("region")
+        return cls(str(raw["instance_arn"]), str(raw["identity_store_id"]), region and str(region))
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Concurrency and polling bounds; tests shrink the waits."""
+
+    workers: int = 8  # changes in flight per apply() call, and listings per observe()
+    poll_first: float = 1.0  # seconds before the first status check
+    poll_max: float = 10.0  # backoff cap between status checks
+    poll_timeout: float = 300.0  # give up on one async operation after this long
+    retry_attempts: int = 5  # our own retries of Conflict/Throttling, after botocore's
+    retry_base: float = 1.0
+
+
+def owned_permission_sets(config: Config) -> frozenset[str]:
+    """Permission set names that belong to accessctl: those named in any aws policy."""
+    return frozenset(r for p in config.policies if p.provider == "aws" for r in p.roles)
+
+
+def policy_accounts(config: Config) -> frozenset[str]:
+    """Accounts that aws policies name exactly (globs cannot be listed)."""
+    return frozenset(
+        s for p in config.policies if p.provider == "aws" for s in p.scopes if ACCOUNT_ID.match(s)
+    )
+
+
+def error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line a person can act on, from a botocore ClientError or BotoCoreError."""
+    code = error_code(exc)
+    if code:
+        message = exc.response.get("Error", {}).get("Message", "")  # type: ignore[attr-defined]
+        return f"{code}: {message}".rstrip(": ")
+    return f"{type(exc).__name__}: {exc}"
+
+
+class CloudFailure(Exception):
+    """A call failed after its retries; the message is shown to a person."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class CallCounter:
+    """API calls by operation name, counted from botocore's event hooks (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+
+    def attach(self, client: Any) -> None:
+        client.meta.events.register("before-call", self._count)
+
+    def _count(self, model: Any = None, **_: Any) -> None:
+        with self._lock:
+            self.counts[getattr(model, "name", "unknown")] += 1
+
+    def snapshot(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.counts)
+
+
+class AwsProvider:
+    """The Provider for IAM Identity Center (see reconciler.providers.base.Provider)."""
+
+    name = "aws"
+
+    def __init__(
+        self,
+        settings: AwsSettings,
+        owned: Iterable[str],
+        sso: SSOAdminClient,
+        identitystore: IdentityStoreClient,
+        *,
+        accounts: Iterable[str] = (),
+        principals: Iterable[str] = (),
+        tuning: Tuning | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.owned = frozenset(owned)
+        self.sso = sso
+        self.ids = identitystore
+        self.accounts = frozenset(accounts)  # always observed (exact policy scopes)
+        self.principals = tuple(dict.fromkeys(principals))  # identities swept for discovery
+        self.tuning = tuning or Tuning()
+        self._sleep = sleep
+        self._clock = clock
+        self.calls = CallCounter()
+        self.calls.attach(sso)
+        self.calls.attach(identitystore)
+        self._lock = threading.Lock()
+        self._ps_arns: dict[str, str] | None = None  # owned name -> ARN, once per run
+        self._user_ids: dict[str, str | None] = {}  # user name -> id (None: unknown)
+        self._user_names: dict[str, str] = {}  # id -> user name
+        # Shared by every apply() call, whatever thread the planner runs it on.
+        self._creations = threading.BoundedSemaphore(MAX_OUTSTANDING_CREATIONS)
+        self._deletions = threading.BoundedSemaphore(MAX_OUTSTANDING_CREATIONS)
+
+    # -- calls -------------------------------------------------------------------------
+
+    def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
+        """One API call; Conflict/Throttling retried with jittered backoff, then CloudFailure."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        for attempt in range(self.tuning.retry_attempts):
+            try:
+                return method(**kwargs)
+            except ClientError as exc:
+                if error_code(exc) not in RETRYABLE or attempt + 1 == self.tuning.retry_attempts:
+                    raise CloudFailure(describe_error(exc), error_code(exc)) from exc
+                delay = self.tuning.retry_base * 2**attempt
+                self._sleep(delay * (0.5 + random.random() / 2))
+            except BotoCoreError as exc:
+                raise CloudFailure(describe_error(exc)) from exc
+        raise AssertionError("unreachable")
+
+    def _pages(self, client: Any, operation: str, key: str, **kwargs: Any) -> list[Any]:
+        """Every item of a paginated listing, each page through _call (so retried)."""
+        items: list[Any] = []
+        token: str | None = None
+        method = getattr(client, operation)
+        while True:
+            page = self._call(method, **kwargs, **({"NextToken": token} if token else {}))
+            items.extend(page.get(key, []))
+            token = page.get("NextToken")
+            if not token:
+                return items
+
+    # -- permission sets and users, resolved once per run --------------------------------
+
+    def permission_sets(self) -> dict[str, str]:
+        """Owned permission set name -> ARN (names missing from the instance are absent)."""
+        with self._lock:
+            if self._ps_arns is not None:
+                return self._ps_arns
+        found = {
+            name: arn for name, arn, _ in self.describe_permission_sets() if name in self.owned
+        }
+        with self._lock:
+            self._ps_arns = found
+        return found
+
+    def describe_permission_sets(self) -> list[tuple[str, str, timedelta | None]]:
+        """(name, ARN, SessionDuration) of every permission set in the instance."""
+        arns = self._pages(
+            self.sso,
+            "list_permission_sets",
+            "PermissionSets",
+            InstanceArn=self.settings.instance_arn,
+        )
+        out = []
+        for arn in arns:
+            ps = self._call(
+                self.sso.describe_permission_set,
+                InstanceArn=self.settings.instance_arn,
+                PermissionSetArn=arn,
+            )["PermissionSet"]
+            duration = ps.get("SessionDuration")
+            out.append((ps["Name"], arn, parse_duration(duration) if duration else None))
+        return out
+
+    def user_id(self, user_name: str) -> str | None:
+        """The identity store user id of a user name, or None when there is no such user."""
+        with self._lock:
+            if user_name in self._user_ids:
+                return self._user_ids[user_name]
+        try:
+            found: str | None = self._call(
+                self.ids.get_user_id,
+                IdentityStoreId=self.settings.identity_store_id,
+                AlternateIdentifier={
+                    "UniqueAttribute": {"AttributePath": "userName", "AttributeValue": user_name}
+                },
+            )["UserId"]
+        except CloudFailure as exc:
+            if exc.code != "ResourceNotFoundException":
+                raise
+            found = None
+        with self._lock:
+            self._user_ids[user_name] = found
+            if found:
+                self._user_names.setdefault(found, user_name)
+        return found
+
+    def user_name(self, user_id: str) -> str:
+        """The user name of an id; a deleted user keeps its id as its name (so it is revoked)."""
+        with self._lock:
+            if user_id in self._user_names:
+                return self._user_names[user_id]
+        try:
+            name = self._call(
+                self.ids.describe_user,
+                IdentityStoreId=self.settings.identity_store_id,
+                UserId=user_id,
+            )["UserName"]
+        except CloudFailure as exc:
+            if exc.code != "ResourceNotFoundException":
+                raise
+            name = user_id
+        with self._lock:
+            self._user_names[user_id] = name
+            self._user_ids.setdefault(name, user_id)
+        return str(name)
+
+    # -- observe -----------------------------------------------------------------------
+
+    def observe(self, scopes: Sequence[str], now: datetime) -> Observation:
+        before = self.calls.snapshot()
+        obs = Observation()
+        try:
+            ps_arns = self.permission_sets()
+        except CloudFailure as exc:
+            for scope in scopes:
+                obs.failures[scope] = f"cannot list permission sets: {exc}"
+            obs.calls = dict(self.calls.snapshot() - before)
+            return obs
+        accounts = self._discover(scopes, ps_arns, obs)
+        pairs = [(a, name) for a in sorted(accounts) for name in sorted(ps_arns)]
+        with ThreadPoolExecutor(max_workers=self.tuning.workers) as pool:
+            listed = list(pool.map(lambda pair: self._observe_pair(pair, ps_arns), pairs))
+        by_account: dict[str, set[Grant]] = {a: set() for a in accounts}
+        for (account, _), result in zip(pairs, listed, strict=True):
+            if isinstance(result, str):
+                obs.failures.setdefault(account, result)
+            else:
+                by_account[account] |= result
+        for account, grants in by_account.items():
+            if account not in obs.failures:
+                obs.grants[account] = frozenset(grants)
+        obs.calls = dict(self.calls.snapshot() - before)
+        return obs
+
+    def _discover(
+        self, scopes: Sequence[str], ps_arns: Mapping[str, str], obs: Observation
+    ) -> set[str]:
+        """The requested accounts, the policies' exact accounts, and every account where an
+        owned permission set is provisioned or held by a known user: an assignment nobody
+        asked about is still found (and revoked)."""
+        accounts = {s for s in scopes if ACCOUNT_ID.match(s)}
+        for scope in scopes:
+            if not ACCOUNT_ID.match(scope):
+                obs.failures[scope] = f"{scope!r} is not a 12-digit AWS account id"
+        accounts |= self.accounts
+        for name, arn in sorted(ps_arns.items()):
+            try:
+                accounts |= set(
+                    self._pages(
+                        self.sso,
+                        "list_accounts_for_provisioned_permission_set",
+                        "AccountIds",
+                        InstanceArn=self.settings.instance_arn,
+                        PermissionSetArn=arn,
+                    )
+                )
+            except CloudFailure as exc:
+                obs.failures[f"permission-set:{name}"] = f"cannot list its accounts: {exc}"
+        accounts |= self._sweep_principals(set(ps_arns.values()), obs)
+        return accounts
+
+    def _sweep_principals(self, owned_arns: set[str], obs: Observation) -> set[str]:
+        """Accounts where a user from ``identities`` holds an owned permission set.
+
+        AWS provisions a permission set into an account when it is assigned there, so the
+        provisioned-accounts listing already finds them; this second path costs two calls
+        per known user and also covers emulators (moto) that do not track provisioning.
+        """
+        accounts: set[str] = set()
+        for user in self.principals:
+            try:
+                uid = self.user_id(user)
+                if uid is None:
+                    continue
+                rows = self._pages(
+                    self.sso,
+                    "list_account_assignments_for_principal",
+                    "AccountAssignments",
+                    InstanceArn=self.settings.instance_arn,
+                    PrincipalId=uid,
+                    PrincipalType="USER",
+                )
+            except CloudFailure as exc:
+                obs.failures[f"user:{user}"] = f"cannot list the user's assignments: {exc}"
+                continue
+            accounts |= {r["AccountId"] for r in rows if r.get("PermissionSetArn") in owned_arns}
+        return accounts
+
+    def _observe_pair(self, pair: tuple[str, str], ps_arns: Mapping[str, str]) -> set[Grant] | str:
+        account, name = pair
+        try:
+            user_ids = self._assigned_users(account, ps_arns[name])
+            return {
+                Grant(provider="aws", scope=account, role=name, principal=self.user_name(uid))
+                for uid in user_ids
+            }
+        except CloudFailure as exc:
+            return f"cannot list assignments of {name} in {account}: {exc}"
+
+    def _assigned_users(self, account: str, ps_arn: str) -> set[str]:
+        """USER principal ids assigned ``ps_arn`` in ``account`` (groups are not ours)."""
+        rows = self._pages(
+            self.sso,
+            "list_account_assignments",
+            "AccountAssignments",
+            InstanceArn=self.settings.instance_arn,
+            AccountId=account,
+            PermissionSetArn=ps_arn,
+        )
+        return {r["PrincipalId"] for r in rows if r.get("PrincipalType") == "USER"}
+
+    # -- apply -------------------------------------------------------------------------
+
+    def apply(self, scope: str, changes: Sequence[Change], now: datetime) -> list[ChangeResult]:
+        try:
+            ps_arns = self.permission_sets()
+        except CloudFailure as exc:
+            return [ChangeResult(c, False, f"cannot list permission sets: {exc}") for c in changes]
+        planned: list[tuple[Change, str, str]] = []  # (change, ps arn, user id)
+        results: dict[int, ChangeResult] = {}
+        for i, change in enumerate(changes):
+            target = self._target(scope, change, ps_arns)
+            if isinstance(target, ChangeResult):
+                results[i] = target
+            else:
+                planned.append((change, *target))
+        index = {id(c): i for i, c in enumerate(changes)}
+        with ThreadPoolExecutor(max_workers=self.tuning.workers) as pool:
+            done = list(pool.map(lambda p: self._carry_out(scope, *p), planned))
+        for result in self._verify(scope, planned, done):
+            results[index[id(result.change)]] = result
+        return [results[i] for i in range(len(changes))]
+
+    def _target(
+        self, scope: str, change: Change, ps_arns: Mapping[str, str]
+    ) -> tuple[str, str] | ChangeResult:
+        """(permission set ARN, user id) of a change, or why it cannot be carried out."""
+        grant = change.grant
+        if change.kind is ChangeKind.KEEP:
+            return ChangeResult(change, True, "unchanged", verified=False)
+        if not ACCOUNT_ID.match(scope) or grant.scope != scope:
+            return ChangeResult(
+                change, False, f"{grant.scope!r} is not the 12-digit AWS account {scope!r}"
+            )
+        if grant.role not in self.owned:
+            # Never touch a permission set no policy names: it is not accessctl's.
+            return ChangeResult(
+                change,
+                False,
+                f"permission set {grant.role!r} is not named in any aws policy; refusing to change it",
+            )
+        if grant.role not in ps_arns:
+            return ChangeResult(
+                change,
+                False,
+                f"permission set {grant.role!r} does not exist in {self.settings.instance_arn}",
+            )
+        try:
+            uid = self.user_id(grant.principal)
+        except CloudFailure as exc:
+            return ChangeResult(
+                change, False, f"cannot look up Identity Center user {grant.principal!r}: {exc}"
+            )
+        if uid is None:
+            return ChangeResult(
+                change,
+                False,
+                f"Identity Center user {grant.principal!r} not found in identity store "
+                f"{self.settings.identity_store_id} (check identities in policies/)",
+            )
+        return ps_arns[grant.role], uid
+
+    def _carry_out(self, scope: str, change: Change, ps_arn: str, uid: str) -> ChangeResult:
+        assignment = {
+            "InstanceArn": self.settings.instance_arn,
+            "TargetId": scope,
+            "TargetType": "AWS_ACCOUNT",
+            "PermissionSetArn": ps_arn,
+            "PrincipalType": "USER",
+            "PrincipalId": uid,
+        }
+        grant = change.kind is ChangeKind.GRANT
+        slots = self._creations if grant else self._deletions
+        with slots:  # an async operation is outstanding until polled to its end
+            try:
+                if grant:
+                    status = self._call(self.sso.create_account_assignment, **assignment)[
+                        "AccountAssignmentCreationStatus"
+                    ]
+                else:
+                    status = self._call(self.sso.delete_account_assignment, **assignment)[
+                        "AccountAssignmentDeletionStatus"
+                    ]
+                return self._await(change, status)
+            except CloudFailure as exc:
+                if not grant and exc.code == "ResourceNotFoundException":
+                    # Already gone: the read-back decides.
+                    return ChangeResult(change, True, "assignment was already absent")
+                verb = "create" if grant else "delete"
+                return ChangeResult(change, False, f"cannot {verb} the account assignment: {exc}")
+
+    def _await(self, change: Change, status: Mapping[str, Any]) -> ChangeResult:
+        """Poll an async creation/deletion until SUCCEEDED or FAILED, with bounded backoff."""
+        grant = change.kind is ChangeKind.GRANT
+        request_id = status.get("RequestId")
+        describe = (
+            self.sso.describe_account_assignment_creation_status
+            if grant
+            else self.sso.describe_account_assignment_deletion_status
+        )
+        id_key = (
+            "AccountAssignmentCreationRequestId" if grant else "AccountAssignmentDeletionRequestId"
+        )
+        out_key = "AccountAssignmentCreationStatus" if grant else "AccountAssignmentDeletionStatus"
+        deadline = self._clock() + self.tuning.poll_timeout
+        delay = self.tuning.poll_first
+        while status.get("Status") not in ("SUCCEEDED", "FAILED"):
+            if self._clock() + delay > deadline:
+                return ChangeResult(
+                    change,
+                    False,
+                    f"still {status.get('Status', 'IN_PROGRESS')} after "
+                    f"{self.tuning.poll_timeout:.0f}s; the next run re-checks it",
+                    cloud_request_id=request_id,
+                )
+            self._sleep(delay)
+            delay = min(delay * 2, self.tuning.poll_max)
+            status = self._call(
+                describe, InstanceArn=self.settings.instance_arn, **{id_key: request_id}
+            )[out_key]
+        if status["Status"] == "FAILED":
+            reason = status.get("FailureReason") or "no reason given"
+            return ChangeResult(
+                change, False, f"AWS reported FAILED: {reason}", cloud_request_id=request_id
+            )
+        return ChangeResult(change, True, "SUCCEEDED", cloud_request_id=request_id)
+
+    def _verify(
+        self, scope: str, planned: Sequence[tuple[Change, str, str]], done: Sequence[ChangeResult]
+    ) -> list[ChangeResult]:
+        """Read each touched (account, permission set) back once; trust only what is there."""
+        held: dict[str, set[str] | str] = {}
+        for ps_arn in {p[1] for p in planned}:
+            try:
+                held[ps_arn] = self._assigned_users(scope, ps_arn)
+            except CloudFailure as exc:
+                held[ps_arn] = f"cannot read the assignments back: {exc}"
+        out = []
+        for (change, ps_arn, uid), result in zip(planned, done, strict=True):
+            users = held[ps_arn]
+            if isinstance(users, str):
+                out.append(_replace(result, ok=False, message=f"{result.message}; {users}"))
+                continue
+            present = uid in users
+            wanted = change.kind is ChangeKind.GRANT
+            if present == wanted:
+                out.append(_replace(result, verified=True))
+            elif result.ok:
+                what = "still present" if present else "absent"
+                out.append(
+                    _replace(
+                        result,
+                        ok=False,
+                        message=f"{result.message}, but the assignment is {what} on read-back",
+                    )
+                )
+            else:
+                out.append(result)
+        return out
+
+
+def _replace(result: ChangeResult, **changes: Any) -> ChangeResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+def build_clients(settings: AwsSettings, max_attempts: int = 8) -> tuple[Any, Any]:
+    """sso-admin and identitystore clients from boto3's usual credential chain.
+
+    ``AWS_ENDPOINT_URL`` (tests, sandbox) is honoured by botocore itself (>= 1.31).
+    Adaptive retries back off and rate-limit on throttling (Identity Center allows ~20 TPS).
+    """
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    session = boto3.session.Session(region_name=settings.region)
+    if session.region_name is None:
+        raise ConfigError("no AWS region: set providers.aws.region in policies/ or AWS_REGION")
+    if session.get_credentials() is None:
+        raise ConfigError(
+            "no AWS credentials: configure them the usual way (OIDC role in Actions, "
+            "AWS_PROFILE, AWS_ACCESS_KEY_ID...)"
+        )
+    config = BotoConfig(
+        retries={"mode": "adaptive", "max_attempts": max_attempts},
+        max_pool_connections=32,
+        connect_timeout=10,
+        read_timeout=30,
+    )
+    return session.client("sso-admin", config=config), session.client(
+        "identitystore", config=config
+    )
+
+
+@register("aws")
+def make_provider(config: Config, options: Mapping[str, Any]) -> AwsProvider:
+    """Options (all optional): ``sso_admin`` / ``identitystore`` clients (tests),
+    ``tuning`` (a Tuning), ``discover_principals`` (default True)."""
+    settings = AwsSettings.from_config(config)
+    sso, ids = options.get("sso_admin"), options.get("identitystore")
+    if sso is None or ids is None:
+        sso, ids = build_clients(settings)
+    principals: list[str] = []
+    if options.get("discover_principals", True):
+        principals = sorted({v["aws"] for v in config.identities.values() if v.get("aws")})
+    return AwsProvider(
+        settings,
+        owned_permission_sets(config),
+        sso,
+        ids,
+        accounts=policy_accounts(config),
+        principals=principals,
+        tuning=options.get("tuning"),
+    )
