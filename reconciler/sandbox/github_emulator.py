@@ -1,0 +1,572 @@
+"""A GitHub REST API emulator: a real HTTP server for the endpoints accessctl calls.
+
+It speaks GitHub's JSON shapes, ``Link``-header pagination, token auth and error bodies,
+so PyGithub talks to it exactly as it talks to api.github.com. A Python API seeds repos,
+pull requests, reviews and merges; counters tell how many calls each route received.
+
+    with GitHubEmulator() as gh:
+        gh.add_repo("acme/access")
+        n = gh.add_pull("acme/access", author="alice", head_sha=..., base_sha=...,
+                        files=[{"filename": "requests/alice/x.yaml", "status": "added"}])
+        gh.add_review("acme/access", n, "dave", "APPROVED")
+        os.environ["GITHUB_API_URL"] = gh.url
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+Json = dict[str, Any]
+DEFAULT_TOKEN = "emulator-token"  # noqa: S105 - a test credential, not a secret
+ACTIONS_BOT = {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"}
+
+
+def _stamp(when: datetime | None) -> str | None:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
+
+
+def _user(login: str, user_type: str | None = None) -> Json:
+    kind = user_type or ("Bot" if login.endswith("[bot]") else "User")
+    return {"login": login, "id": abs(hash(login)) % 10**8, "type": kind}
+
+
+@dataclass
+class PullState:
+    number: int
+    author: Json
+    head_sha: str
+    base_sha: str
+    base_ref: str = "main"
+    head_ref: str = "request"
+    title: str = "Access request"
+    state: str = "open"
+    files: list[Json] = field(default_factory=list)
+    commits: list[str] = field(default_factory=list)  # every head commit the PR carried
+    merged_at: datetime | None = None
+    merge_commit_sha: str | None = None
+    main_commits: list[str] = field(default_factory=list)  # commits it put on the base branch
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class RepoState:
+    full_name: str
+    id: int
+    owner_id: int
+    default_branch: str = "main"
+    pulls: dict[int, PullState] = field(default_factory=dict)
+    reviews: dict[int, list[Json]] = field(default_factory=dict)
+    comments: dict[int, Json] = field(default_factory=dict)  # comment id -> comment
+    statuses: dict[str, list[Json]] = field(default_factory=dict)  # sha -> newest last
+
+
+class GitHubEmulator:
+    """The server and its state; thread-safe; ``url`` is the API base (GITHUB_API_URL)."""
+
+    def __init__(self, token: str = DEFAULT_TOKEN, *, max_per_page: int = 100) -> None:
+        self.token = token
+        self.max_per_page = max_per_page
+        self.repos: dict[str, RepoState] = {}
+        self.calls: Counter[str] = Counter()  # "GET /repos/{o}/{r}/pulls/{n}" -> count
+        self.log: list[tuple[str, str, int]] = []  # (method, path, status)
+        self._ids = itertools.count(1000)
+        self._lock = threading.RLock()
+        self._faults: list[tuple[re.Pattern[str], int, Json, dict[str, str]]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> str:
+        handler = type("Handler", (_Handler,), {"emulator": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> GitHubEmulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "emulator not started"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    def reset_calls(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.log.clear()
+
+    # ----------------------------------------------------------------- seeding
+    def add_repo(self, full_name: str, default_branch: str = "main") -> RepoState:
+        with self._lock:
+            repo = RepoState(full_name, next(self._ids), next(self._ids), default_branch)
+            self.repos[full_name] = repo
+            return repo
+
+    def add_pull(
+        self,
+        repo: str,
+        *,
+        author: str,
+        head_sha: str,
+        base_sha: str,
+        files: list[Json] | None = None,
+        base_ref: str | None = None,
+        title: str = "Access request",
+        author_type: str | None = None,
+    ) -> int:
+        """Open a pull request; ``files`` are GitHub file entries (filename, status,
+        previous_filename for renames)."""
+        with self._lock:
+            state = self.repos[repo]
+            number = max(state.pulls, default=0) + 1
+            state.pulls[number] = PullState(
+                number,
+                _user(author, author_type),
+                head_sha,
+                base_sha,
+                base_ref or state.default_branch,
+                title=title,
+                files=[_file_entry(f) for f in files or []],
+                commits=[head_sha],
+            )
+            state.reviews[number] = []
+            return number
+
+    def push(self, repo: str, number: int, head_sha: str, files: list[Json] | None = None) -> None:
+        """A new commit on the PR's head branch."""
+        with self._lock:
+            pull = self.repos[repo].pulls[number]
+            pull.head_sha = head_sha
+            pull.commits.append(head_sha)
+            if files is not None:
+                pull.files = [_file_entry(f) for f in files]
+            pull.updated_at = datetime.now(UTC)
+
+    def add_review(
+        self,
+        repo: str,
+        number: int,
+        login: str,
+        state: str,
+        *,
+        commit_id: str | None = None,
+        user_type: str | None = None,
+        submitted_at: datetime | None = None,
+        body: str = "",
+    ) -> int:
+        with self._lock:
+            pull = self.repos[repo].pulls[number]
+            review_id = next(self._ids)
+            self.repos[repo].reviews[number].append(
+                {
+                    "id": review_id,
+                    "user": _user(login, user_type),
+                    "body": body,
+                    "state": state,
+                    "commit_id": commit_id or pull.head_sha,
+                    "submitted_at": _stamp(submitted_at or datetime.now(UTC)),
+                    "author_association": "MEMBER",
+                }
+            )
+            return review_id
+
+    def dismiss_review(self, repo: str, number: int, review_id: int) -> None:
+        with self._lock:
+            for review in self.repos[repo].reviews[number]:
+                if review["id"] == review_id:
+                    review["state"] = "DISMISSED"
+
+    def merge(
+        self,
+        repo: str,
+        number: int,
+        *,
+        merge_commit_sha: str,
+        main_commits: list[str] | None = None,
+        merged_at: datetime | None = None,
+    ) -> None:
+        """Merge: ``merge_commit_sha`` is the merge/squash commit (or the last rebased
+        commit); ``main_commits`` every commit the merge put on the base branch."""
+        with self._lock:
+            pull = self.repos[repo].pulls[number]
+            pull.state = "closed"
+            pull.merged_at = merged_at or datetime.now(UTC)
+            pull.merge_commit_sha = merge_commit_sha
+            pull.main_commits = list(main_commits or [merge_commit_sha])
+            pull.updated_at = pull.merged_at
+
+    def close(self, repo: str, number: int) -> None:
+        with self._lock:
+            self.repos[repo].pulls[number].state = "closed"
+
+    def fail(
+        self,
+        pattern: str,
+        status: int = 502,
+        *,
+        times: int = 1,
+        message: str = "Server Error",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """The next ``times`` requests whose ``METHOD /path`` matches ``pattern`` fail."""
+        with self._lock:
+            for _ in range(times):
+                self._faults.append(
+                    (re.compile(pattern), status, {"message": message}, headers or {})
+                )
+
+    def secondary_rate_limit(self, pattern: str, *, times: int = 1) -> None:
+        self.fail(
+            pattern,
+            403,
+            times=times,
+            message="You have exceeded a secondary rate limit. Please wait a few minutes.",
+            headers={"Retry-After": "0"},
+        )
+
+    # ----------------------------------------------------------------- queries
+    def comments(self, repo: str, number: int) -> list[Json]:
+        with self._lock:
+            items = self.repos[repo].comments.values()
+            return [c for c in items if c["_issue"] == number]
+
+    def statuses(self, repo: str, sha: str) -> list[Json]:
+        with self._lock:
+            return list(self.repos[repo].statuses.get(sha, []))
+
+    def latest_status(self, repo: str, sha: str, context: str) -> Json | None:
+        found = [s for s in self.statuses(repo, sha) if s["context"] == context]
+        return found[-1] if found else None
+
+    # ----------------------------------------------------------------- serving
+    def take_fault(self, key: str) -> tuple[int, Json, dict[str, str]] | None:
+        with self._lock:
+            for i, (pattern, status, body, headers) in enumerate(self._faults):
+                if pattern.search(key):
+                    del self._faults[i]
+                    return status, body, headers
+        return None
+
+    def route(self, method: str, path: str, query: dict[str, str], body: Json | None) -> Reply:
+        for verb, regex, name, fn in _ROUTES:
+            m = regex.fullmatch(path)
+            if verb == method and m:
+                with self._lock:
+                    self.calls[f"{method} {name}"] += 1
+                    repo = self.repos.get(f"{m['owner']}/{m['repo']}")
+                    if repo is None:
+                        return Reply(404, {"message": "Not Found"})
+                    return fn(self, repo, m.groupdict(), query, body or {})
+        with self._lock:
+            self.calls[f"{method} {path}"] += 1
+        return Reply(404, {"message": "Not Found"})
+
+    def api(self, repo: RepoState, suffix: str = "") -> str:
+        return f"{self.url}/repos/{repo.full_name}{suffix}"
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _file_entry(entry: Json) -> Json:
+    out = {"sha": "0" * 40, "additions": 1, "deletions": 0, "changes": 1, "status": "modified"}
+    out.update(entry)
+    return out
+
+
+# --------------------------------------------------------------------- JSON shapes
+def _repo_json(emu: GitHubEmulator, repo: RepoState) -> Json:
+    owner, name = repo.full_name.split("/")
+    return {
+        "id": repo.id,
+        "name": name,
+        "full_name": repo.full_name,
+        "owner": {"login": owner, "id": repo.owner_id, "type": "Organization"},
+        "default_branch": repo.default_branch,
+        "private": True,
+        "url": emu.api(repo),
+    }
+
+
+def _pull_json(emu: GitHubEmulator, repo: RepoState, pull: PullState) -> Json:
+    return {
+        "id": repo.id * 1000 + pull.number,
+        "number": pull.number,
+        "url": emu.api(repo, f"/pulls/{pull.number}"),
+        "html_url": f"https://github.example/{repo.full_name}/pull/{pull.number}",
+        "issue_url": emu.api(repo, f"/issues/{pull.number}"),
+        "state": pull.state,
+        "title": pull.title,
+        "user": pull.author,
+        "head": {"sha": pull.head_sha, "ref": pull.head_ref, "repo": _repo_json(emu, repo)},
+        "base": {"sha": pull.base_sha, "ref": pull.base_ref, "repo": _repo_json(emu, repo)},
+        "merged": pull.merged_at is not None,
+        "merged_at": _stamp(pull.merged_at),
+        "merge_commit_sha": pull.merge_commit_sha,
+        "closed_at": _stamp(pull.merged_at) if pull.state == "closed" else None,
+        "updated_at": _stamp(pull.updated_at),
+    }
+
+
+def _comment_json(comment: Json) -> Json:
+    return {k: v for k, v in comment.items() if not k.startswith("_")}
+
+
+# --------------------------------------------------------------------- handlers
+def _page(emu: GitHubEmulator, items: list[Any], query: dict[str, str], url: str) -> Reply:
+    """GitHub's pagination: ``per_page`` (default 30, max 100), ``page``, Link header."""
+    try:
+        per_page = min(max(int(query.get("per_page", 30)), 1), emu.max_per_page)
+        page = max(int(query.get("page", 1)), 1)
+    except ValueError:
+        return Reply(422, {"message": "Validation Failed"})
+    last = max((len(items) + per_page - 1) // per_page, 1)
+    chunk = items[(page - 1) * per_page : page * per_page]
+    links = []
+    for rel, target in (("prev", page - 1), ("next", page + 1), ("first", 1), ("last", last)):
+        if 1 <= target <= last and target != page:
+            params = {**query, "per_page": str(per_page), "page": str(target)}
+            links.append(f'<{url}?{urlencode(params)}>; rel="{rel}"')
+    return Reply(200, chunk, {"Link": ", ".join(links)} if links else {})
+
+
+def _pull_or_404(repo: RepoState, number: str) -> PullState | None:
+    return repo.pulls.get(int(number))
+
+
+def get_repo(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+    return Reply(200, _repo_json(emu, repo))
+
+
+def get_pull(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+    pull = _pull_or_404(repo, m["n"])
+    return Reply(200, _pull_json(emu, repo, pull)) if pull else Reply(404, {"message": "Not Found"})
+
+
+def list_pulls(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+    state = q.get("state", "open")
+    pulls = [p for p in repo.pulls.values() if state in ("all", p.state)]
+    if q.get("base"):
+        pulls = [p for p in pulls if p.base_ref == q["base"]]
+    key = (lambda p: p.updated_at) if q.get("sort") == "updated" else (lambda p: p.number)
+    pulls.sort(key=key, reverse=q.get("direction", "desc") == "desc")
+    items = [_pull_json(emu, repo, p) for p in pulls]
+    return _page(emu, items, q, emu.api(repo, "/pulls"))
+
+
+def pull_files(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+    pull = _pull_or_404(repo, m["n"])
+    if not pull:
+        return Reply(404, {"message": "Not Found"})
+    return _page(emu, list(pull.files), q, emu.api(repo, f"/pulls/{pull.number}/files"))
+
+
+def pull_reviews(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+    pull = _pull_or_404(repo, m["n"])
+    if not pull:
+        return Reply(404, {"message": "Not Found"})
+    items = [dict(r) for r in repo.reviews[pull.number]]
+    return _page(emu, items, q, emu.api(repo, f"/pulls/{pull.number}/reviews"))
+
+
+def list_comments(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+    number = int(m["n"])
+    if number not in repo.pulls:
+        return Reply(404, {"message": "Not Found"})
+    items = [_comment_json(c) for c in repo.comments.values() if c["_issue"] == number]
+    return _page(emu, items, q, emu.api(repo, f"/issues/{number}/comments"))
+
+
+def create_comment(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+    number = int(m["n"])
+    if number not in repo.pulls:
+        return Reply(404, {"message": "Not Found"})
+    if not isinstance(b.get("body"), str):
+        return Reply(422, {"message": "Validation Failed"})
+    cid = next(emu._ids)
+    now = _stamp(datetime.now(UTC))
+    repo.comments[cid] = {
+        "id": cid,
+        "url": emu.api(repo, f"/issues/comments/{cid}"),
+        "issue_url": emu.api(repo, f"/issues/{number}"),
+        "body": b["body"],
+        "user": dict(ACTIONS_BOT),
+        "created_at": now,
+        "updated_at": now,
+        "_issue": number,
+    }
+    return Reply(201, _comment_json(repo.comments[cid]))
+
+
+def edit_comment(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+    comment = repo.comments.get(int(m["id"]))
+    if comment is None:
+        return Reply(404, {"message": "Not Found"})
+    if comment["user"]["login"] != ACTIONS_BOT["login"]:
+        return Reply(403, {"message": "Resource not accessible by integration"})
+    if not isinstance(b.get("body"), str):
+        return Reply(422, {"message": "Validation Failed"})
+    comment["body"] = b["body"]
+    comment["updated_at"] = _stamp(datetime.now(UTC))
+    return Reply(200, _comment_json(comment))
+
+
+_STATUS_STATES = {"error", "failure", "pending", "success"}
+
+
+def create_status(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+    if b.get("state") not in _STATUS_STATES:
+        return Reply(422, {"message": "Validation Failed"})
+    description = b.get("description")
+    if isinstance(description, str) and len(description) > 140:
+        return Reply(422, {"message": "description is too long (maximum is 140 characters)"})
+    status = {
+        "id": next(emu._ids),
+        "state": b["state"],
+        "description": description,
+        "target_url": b.get("target_url"),
+        "context": b.get("context") or "default",
+        "created_at": _stamp(datetime.now(UTC)),
+        "creator": dict(ACTIONS_BOT),
+    }
+    repo.statuses.setdefault(m["sha"], []).append(status)
+    return Reply(201, status)
+
+
+def list_statuses(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+    items = list(reversed(repo.statuses.get(m["sha"], [])))  # newest first, as GitHub
+    return _page(emu, items, q, emu.api(repo, f"/commits/{m['sha']}/statuses"))
+
+
+def commit_pulls(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+    """PRs associated with a commit: merged ones that put it on the base branch, and PRs
+    whose head branch carries it."""
+    sha = m["sha"]
+    found = [
+        p
+        for p in repo.pulls.values()
+        if sha in p.commits or sha in p.main_commits or sha == p.merge_commit_sha
+    ]
+    items = [_pull_json(emu, repo, p) for p in sorted(found, key=lambda p: p.number)]
+    return _page(emu, items, q, emu.api(repo, f"/commits/{sha}/pulls"))
+
+
+_R = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
+Handler = Callable[[GitHubEmulator, RepoState, Json, Json, Json], Reply]
+_ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
+    (verb, re.compile(_R + suffix), "/repos/{o}/{r}" + name, fn)
+    for verb, suffix, name, fn in [
+        ("GET", "", "", get_repo),
+        ("GET", r"/pulls", "/pulls", list_pulls),
+        ("GET", r"/pulls/(?P<n>\d+)", "/pulls/{n}", get_pull),
+        ("GET", r"/pulls/(?P<n>\d+)/files", "/pulls/{n}/files", pull_files),
+        ("GET", r"/pulls/(?P<n>\d+)/reviews", "/pulls/{n}/reviews", pull_reviews),
+        ("GET", r"/issues/(?P<n>\d+)/comments", "/issues/{n}/comments", list_comments),
+        ("POST", r"/issues/(?P<n>\d+)/comments", "/issues/{n}/comments", create_comment),
+        ("PATCH", r"/issues/comments/(?P<id>\d+)", "/issues/comments/{id}", edit_comment),
+        ("POST", r"/statuses/(?P<sha>[0-9a-fA-F]+)", "/statuses/{sha}", create_status),
+        ("GET", r"/statuses/(?P<sha>[0-9a-fA-F]+)", "/statuses/{sha}", list_statuses),
+        (
+            "GET",
+            r"/commits/(?P<sha>[0-9a-fA-F]+)/statuses",
+            "/commits/{sha}/statuses",
+            list_statuses,
+        ),
+        ("GET", r"/commits/(?P<sha>[0-9a-fA-F]+)/pulls", "/commits/{sha}/pulls", commit_pulls),
+    ]
+]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: GitHubEmulator
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PATCH(self) -> None:
+        self._serve("PATCH")
+
+    def _serve(self, method: str) -> None:
+        emu = self.emulator
+        split = urlsplit(self.path)
+        path = split.path.rstrip("/") or "/"
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        reply = self._authorize() or self._fault(f"{method} {path}")
+        if reply is None:
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                reply = Reply(400, {"message": "Problems parsing JSON"})
+            else:
+                reply = emu.route(method, path, query, body if isinstance(body, dict) else None)
+        with emu._lock:
+            emu.log.append((method, path, reply.status))
+        self._send(reply)
+
+    def _authorize(self) -> Reply | None:
+        header = self.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() in ("token", "bearer") and token == self.emulator.token:
+            return None
+        return Reply(401, {"message": "Bad credentials"})
+
+    def _fault(self, key: str) -> Reply | None:
+        fault = self.emulator.take_fault(key)
+        if fault is None:
+            return None
+        status, body, headers = fault
+        with self.emulator._lock:
+            self.emulator.calls["fault"] += 1
+        return Reply(status, body, headers)
+
+    def _send(self, reply: Reply) -> None:
+        data = json.dumps(reply.body).encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-RateLimit-Limit", "5000")
+        self.send_header("X-RateLimit-Remaining", "4999")
+        for key, value in reply.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
