@@ -31,6 +31,9 @@ class ApprovalRecord:
     approvals: Approvals | None  # None: approvals not checked (--trust-git)
     pr: int | None = None
     error: str | None = None  # e.g. "reached main without a merged pull request"
+    # The lookup itself failed (GitHub unreachable, 5xx after retries): the approval is
+    # unknown, not refused; a planner may keep an existing grant rather than revoke it.
+    transient: bool = False
 
 
 class ApprovalSource(Protocol):
