@@ -1,0 +1,419 @@
+"""The one place that wires the core to git, approvals and the cloud providers.
+
+``reconcile()`` runs the whole loop: load the branch's files, establish each request's
+approval, evaluate it, observe every scope where managed grants may sit (concurrently, one
+read per scope), plan, and, for ``apply``, carry out each scope's changes in one provider
+call. Scopes fail on their own: a scope that cannot be read gets no changes at all (never
+revoke on unknown state) and is reported; the others go on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from reconciler import gitlog
+from reconciler.approvals import ApprovalRecord, ApprovalSource, FileChange, TrustGit
+from reconciler.core.models import Change, ChangeResult, Decision, Grant, Plan
+from reconciler.core.plan import plan as make_plan
+from reconciler.core.policy import evaluate
+from reconciler.core.render import Problem
+from reconciler.core.timeutil import format_rfc3339
+from reconciler.errors import ConfigError, Finding
+from reconciler.providers import base
+from reconciler.repo import GitTree, LoadedRepo, WorkTree, load_repo
+
+ScopeRef = tuple[str, str]  # (provider, scope)
+DEFAULT_CONCURRENCY = 8
+_GLOB = frozenset("*?[")
+
+
+@dataclass
+class Outcome:
+    """Everything one plan/apply run found and did."""
+
+    now: datetime
+    plan: Plan
+    problems: list[Problem] = field(default_factory=list)
+    results: list[ChangeResult] = field(default_factory=list)
+    failed_scopes: dict[ScopeRef, str] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
+    applied: bool = False
+    ledger: str | None = None
+
+    @property
+    def failed_changes(self) -> list[ChangeResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def exit_code(self) -> int:
+        """1 when anything needs a person: a problem, an unreadable scope, a failed change."""
+        errors = [p for p in self.problems if p.severity == "error"]
+        return 1 if errors or self.failed_scopes or self.failed_changes else 0
+
+
+# -- approvals --------------------------------------------------------------------------
+
+
+def approval_source(trust_git: bool, env: Mapping[str, str] | None = None) -> ApprovalSource:
+    """TrustGit with ``--trust-git``; GitHub when Actions' credentials are there; else stop."""
+    if trust_git:
+        return TrustGit()
+    env = os.environ if env is None else env
+    if not (env.get("GITHUB_TOKEN") and env.get("GITHUB_REPOSITORY")):
+        raise ConfigError(
+            "plan/apply verify approvals on GitHub: set GITHUB_TOKEN and GITHUB_REPOSITORY "
+            "(and GITHUB_API_URL for GitHub Enterprise), or pass --trust-git to take "
+            "approval from git history alone (sandbox, demo, air-gapped use)."
+        )
+    try:
+        approvals_github = importlib.import_module("reconciler.approvals_github")
+    except ImportError as exc:
+        raise ConfigError(
+            f"GitHub approval verification is not available in this installation ({exc}); "
+            "pass --trust-git to take approval from git history alone."
+        ) from None
+    cls: Any = approvals_github.GitHubApprovals
+    if hasattr(cls, "from_env"):
+        return cls.from_env(env)  # type: ignore[no-any-return]
+    return cls(  # type: ignore[no-any-return]
+        api_url=env.get("GITHUB_API_URL", "https://api.github.com"),
+        token=env["GITHUB_TOKEN"],
+        repository=env["GITHUB_REPOSITORY"],
+    )
+
+
+# -- desired state ----------------------------------------------------------------------
+
+
+def _second_floor(t: datetime) -> datetime:
+    return t.replace(microsecond=0)
+
+
+def _second_ceil(t: datetime) -> datetime:
+    return t.replace(microsecond=0) + timedelta(seconds=1) if t.microsecond else t
+
+
+def _wanted(decision: Decision, now: datetime) -> bool:
+    window = decision.window
+    if not decision.allowed or window is None or window.end <= now:
+        return False
+    # GCP bindings carry their begin bound, so a future window is written ahead of time.
+    return window.contains(now) or (decision.request.provider == "gcp" and window.begin > now)
+
+
+def _grant_of(decision: Decision, record: ApprovalRecord) -> Grant:
+    request, window = decision.request, decision.window
+    assert window is not None and decision.principal is not None
+    # Clouds keep whole seconds: shorten rather than stretch a fractional window.
+    return Grant(
+        provider=request.provider,
+        scope=request.scope,
+        role=request.role,
+        principal=decision.principal,
+        request=request.path,
+        begin=_second_ceil(window.begin),
+        end=_second_floor(window.end),
+        pr=record.pr,
+    )
+
+
+def _refusal_problems(decision: Decision) -> list[Problem]:
+    request = decision.request
+    return [
+        Problem(
+            code=f"E-REFUSED-{refusal.reason.value.upper()}",
+            message=refusal.message + (f" (policy {refusal.policy})" if refusal.policy else ""),
+            file=request.path,
+            line=request.line_of(refusal.key) if refusal.key else 1,
+        )
+        for refusal in decision.refusals
+    ] or [Problem("E-REFUSED", "not allowed by any policy", file=request.path, line=1)]
+
+
+def build_desired(
+    loaded: LoadedRepo, approvals: Mapping[str, ApprovalRecord], now: datetime
+) -> tuple[set[Grant], list[Decision], list[Problem]]:
+    """The grants that should exist now: allowed requests in (or, on GCP, before) their
+    window. Requests without an approval record, refused or unverifiable grant nothing and
+    are reported."""
+    desired: set[Grant] = set()
+    decisions: list[Decision] = []
+    problems: list[Problem] = []
+    for request in loaded.requests:
+        record = approvals.get(request.path)
+        if record is None or record.error or record.approved_at is None:
+            why = record.error if record and record.error else "approval could not be established"
+            problems.append(Problem("E-APPROVAL", why, file=request.path, line=1))
+            continue
+        decision = evaluate(
+            request, loaded.config, approved_at=record.approved_at, approvals=record.approvals
+        )
+        decisions.append(decision)
+        if not decision.allowed:
+            problems.extend(_refusal_problems(decision))
+        elif _wanted(decision, now):
+            desired.add(_grant_of(decision, record))
+    return desired, decisions, problems
+
+
+def request_notes(
+    decisions: Iterable[Decision], problems: Iterable[Problem], now: datetime
+) -> dict[str, str]:
+    """One sentence per request path, used as the reason of the changes concerning it."""
+    notes: dict[str, str] = {}
+    for p in problems:
+        if p.file and p.file.startswith("requests/") and p.file not in notes:
+            notes[p.file] = f"request not valid or not approved: {p.message}"
+    for d in decisions:
+        path, window = d.request.path, d.window
+        if not d.allowed:
+            notes.setdefault(
+                path, f"refused: {d.refusals[0].message if d.refusals else d.reason.value}"
+            )
+        elif window is not None and window.end <= now:
+            notes[path] = f"expired at {format_rfc3339(window.end)} (policy {d.policy})"
+        elif window is not None and window.begin > now and d.request.provider != "gcp":
+            notes[path] = f"scheduled: begins at {format_rfc3339(window.begin)}"
+        else:
+            notes[path] = f"allowed by policy {d.policy}"
+    return notes
+
+
+# -- loading ----------------------------------------------------------------------------
+
+
+def _finding_problem(f: Finding) -> Problem:
+    return Problem(f.code, f.message, file=f.file, line=f.line, severity=f.severity)
+
+
+def load_branch(repo: Path, head: str | None) -> LoadedRepo:
+    """The committed files at ``head`` (what is on the branch), not the work tree's edits."""
+    if head is None:
+        return load_repo(WorkTree(repo))
+    return load_repo(GitTree(repo, head))
+
+
+def _check_config(loaded: LoadedRepo) -> None:
+    broken = [
+        f for f in loaded.findings if f.severity == "error" and not f.file.startswith("requests/")
+    ]
+    if broken:
+        # Acting on half a policy set could revoke everything: change nothing, stop.
+        raise ConfigError(
+            f"the policies have {len(broken)} error(s); nothing was planned or changed",
+            tuple(broken),
+        )
+
+
+def _valid_requests(loaded: LoadedRepo) -> LoadedRepo:
+    bad = {f.file for f in loaded.findings if f.severity == "error"}
+    return replace(loaded, requests=[r for r in loaded.requests if r.path not in bad])
+
+
+# -- scopes and providers ---------------------------------------------------------------
+
+
+def scopes_to_observe(loaded: LoadedRepo, historical: Iterable[ScopeRef]) -> dict[str, set[str]]:
+    """Per provider: where managed grants may sit. Current requests, exact policy scopes,
+    and scopes named by earlier versions of request files (edited or deleted)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for policy in loaded.config.policies:
+        out[policy.provider].update(s for s in policy.scopes if not (_GLOB & set(s)))
+    for request in loaded.requests:
+        out[request.provider].add(request.scope)
+    active = set(out)
+    for provider, scope in historical:
+        if provider in active:
+            out[provider].add(scope)
+    return dict(out)
+
+
+def make_providers(
+    loaded: LoadedRepo, names: Iterable[str], options: Mapping[str, Any]
+) -> dict[str, base.Provider]:
+    providers: dict[str, base.Provider] = {}
+    for name in sorted(names):
+        try:
+            factory = base.factory(name)
+        except (ImportError, KeyError) as exc:
+            raise ConfigError(f"the {name} provider is not available: {exc}") from None
+        providers[name] = factory(loaded.config, options)
+    return providers
+
+
+def _pool(concurrency: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="accessctl")
+
+
+def observe_all(
+    providers: Mapping[str, base.Provider],
+    scopes: Mapping[str, set[str]],
+    now: datetime,
+    concurrency: int,
+) -> tuple[dict[ScopeRef, frozenset[Grant]], dict[ScopeRef, str], Counter[str]]:
+    """One read per scope, scopes in parallel. Providers that discover scopes themselves
+    (``observe_batch = True``) get all their scopes in one call."""
+    jobs: list[tuple[str, list[str]]] = []
+    for name, provider in providers.items():
+        wanted = sorted(scopes.get(name, ()))
+        if getattr(provider, "observe_batch", False):
+            jobs.append((name, wanted))
+        else:
+            jobs.extend((name, [s]) for s in wanted)
+
+    def run(job: tuple[str, list[str]]) -> base.Observation:
+        name, batch = job
+        try:
+            return providers[name].observe(batch, now)
+        except Exception as exc:  # a provider bug must not abort the other scopes
+            return base.Observation(failures=dict.fromkeys(batch, f"observation failed: {exc}"))
+
+    grants: dict[ScopeRef, frozenset[Grant]] = {}
+    failures: dict[ScopeRef, str] = {}
+    calls: Counter[str] = Counter()
+    with _pool(concurrency) as pool:
+        for (name, batch), obs in zip(jobs, pool.map(run, jobs), strict=True):
+            calls.update(obs.calls)
+            for scope, found in obs.grants.items():
+                grants[name, scope] = grants.get((name, scope), frozenset()) | found
+            for scope, msg in obs.failures.items():
+                failures[name, scope] = msg
+            for scope in batch:
+                if (name, scope) not in grants and (name, scope) not in failures:
+                    grants[name, scope] = frozenset()
+    for ref in failures:
+        grants.pop(ref, None)
+    return grants, failures, calls
+
+
+def apply_all(
+    providers: Mapping[str, base.Provider], plan: Plan, now: datetime, concurrency: int
+) -> list[ChangeResult]:
+    """Each scope's grants and revokes in one provider call, scopes in parallel."""
+    by_scope: dict[ScopeRef, list[Change]] = defaultdict(list)
+    for change in (*plan.revoke, *plan.grant):
+        by_scope[change.grant.provider, change.grant.scope].append(change)
+
+    def run(item: tuple[ScopeRef, list[Change]]) -> list[ChangeResult]:
+        (name, scope), changes = item
+        try:
+            results = list(providers[name].apply(scope, changes, now))
+        except Exception as exc:  # report every change of the scope failed, go on
+            return [ChangeResult(c, ok=False, message=f"apply failed: {exc}") for c in changes]
+        reported = {r.change for r in results}
+        missing = [c for c in changes if c not in reported]
+        return results + [
+            ChangeResult(c, ok=False, message="the provider reported no result") for c in missing
+        ]
+
+    items = sorted(by_scope.items())
+    with _pool(concurrency) as pool:
+        return [r for batch in pool.map(run, items) for r in batch]
+
+
+# -- the loop ---------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    repo: Path
+    now: datetime
+    trust_git: bool = False
+    apply: bool = False
+    concurrency: int = DEFAULT_CONCURRENCY
+    ledger: bool = True
+    env: Mapping[str, str] | None = None
+    provider_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _approval_records(
+    source: ApprovalSource, loaded: LoadedRepo, changes: Mapping[str, FileChange]
+) -> dict[str, ApprovalRecord]:
+    known = [changes[r.path] for r in loaded.requests if r.path in changes]
+    records = dict(source.lookup(known)) if known else {}
+    for r in loaded.requests:
+        if r.path not in changes:
+            records[r.path] = ApprovalRecord(
+                r.path, "", None, None, error="the file is not committed on this branch"
+            )
+    return records
+
+
+def reconcile(settings: Settings) -> Outcome:
+    """Load, verify, evaluate, observe, plan and (with ``apply``) act. Raises ConfigError
+    (exit 2) before touching anything when the setup is wrong."""
+    repo, now = settings.repo, settings.now
+    source = approval_source(settings.trust_git, settings.env)
+    head = gitlog.head_commit(repo)
+    history = gitlog.read_history(repo) if head else gitlog.History()
+    gitlog.check_complete(history)
+    loaded = load_branch(repo, head)
+    _check_config(loaded)
+    problems = [_finding_problem(f) for f in loaded.findings]
+    loaded = _valid_requests(loaded)
+
+    records = _approval_records(source, loaded, history.changes)
+    desired, decisions, refusals = build_desired(loaded, records, now)
+    problems += refusals
+    notes = request_notes(decisions, problems, now)
+
+    historical = gitlog.blob_scopes(repo, history.old_blobs)
+    scopes = scopes_to_observe(loaded, historical)
+    options = {"concurrency": settings.concurrency, **settings.provider_options}
+    providers = make_providers(loaded, scopes, options)
+    actual, failed, calls = observe_all(providers, scopes, now, settings.concurrency)
+    problems += [
+        Problem(
+            "E-SCOPE-UNREADABLE", f"{msg}; no changes planned for this scope", provider=p, scope=s
+        )
+        for (p, s), msg in sorted(failed.items())
+    ]
+    readable = [g for g in desired if (g.provider, g.scope) not in failed]
+    observed = [g for found in actual.values() for g in found]
+    the_plan = make_plan(readable, observed, now, notes=notes)
+    the_plan = replace(the_plan, errors=tuple(str(p) for p in problems if p.severity == "error"))
+    outcome = Outcome(now, the_plan, problems, failed_scopes=failed, calls=calls)
+    if settings.apply:
+        outcome.results = apply_all(providers, the_plan, now, settings.concurrency)
+        outcome.applied = True
+        if settings.ledger and outcome.results:
+            _record_ledger(outcome, repo, head)
+    return outcome
+
+
+def _record_ledger(outcome: Outcome, repo: Path, head: str | None) -> None:
+    """Append to the audit ledger; a failure is reported, never undoes what was applied."""
+    try:
+        ledger = importlib.import_module("reconciler.ledger")
+    except ImportError:
+        outcome.problems.append(
+            Problem(
+                "W-LEDGER",
+                "the ledger module is not available; nothing recorded",
+                severity="warning",
+            )
+        )
+        return
+    record: Callable[..., str | None] = ledger.record
+    run = {
+        "commit": head,
+        "at": format_rfc3339(outcome.now),
+        "github_run_id": os.environ.get("GITHUB_RUN_ID"),
+        "actor": os.environ.get("GITHUB_ACTOR"),
+    }
+    try:
+        outcome.ledger = record(
+            repo, outcome.results, now=outcome.now, branch=gitlog.current_branch(repo), run=run
+        )
+    except Exception as exc:  # the grants stand; the missing record must be noticed
+        outcome.problems.append(
+            Problem("E-LEDGER", f"could not record this apply in the ledger: {exc}")
+        )
