@@ -1,0 +1,317 @@
+"""The ledger: what ``apply`` did, as JSON lines on a dedicated branch (never on main).
+
+Each apply that changed something appends one line per change to
+``ledger/<YYYY-MM>.jsonl`` on the branch ``accessctl-ledger`` in ONE commit, built with
+git plumbing (hash-object, a throw-away index, commit-tree, update-ref with the old value)
+so the work tree, the index and main are never touched. With a remote, the commit is
+pushed without force; when another run pushed first, the lines are re-applied on the new
+tip and the push retried. Lines carry a unique id, so a retry never duplicates one.
+
+```json
+{"id": "run-42:0", "time": "2026-12-01T09:10:00Z", "action": "grant", "ok": true,
+ "provider": "gcp", "scope": "projects/payments-prod", "role": "roles/cloudsql.viewer",
+ "principal": "user:alice@example.com", "request": "requests/alice/inc-4821.yaml",
+ "begin": "2026-12-01T09:00:00Z", "end": "2026-12-01T11:00:00Z", "message": "",
+ "cloud_request_id": null, "verified": true, "reason": "approved, in window",
+ "run": "run-42", "commit": "3f2a..."}
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from reconciler.core.audit import LedgerEntry
+from reconciler.core.models import ChangeKind, ChangeResult
+from reconciler.core.timeutil import format_rfc3339, parse_rfc3339
+from reconciler.errors import AccessctlError
+
+DEFAULT_BRANCH = "accessctl-ledger"
+REMOTE = "origin"
+LEDGER_DIR = "ledger/"
+MAX_ATTEMPTS = 6
+_BRANCH_README = b"""# accessctl ledger
+
+Written by `accessctl apply`, one commit per run that changed something: one JSON line per
+grant or revoke, with the cloud's answer. Do not edit by hand; protect this branch so only
+the reconciler's identity may push and nobody may force-push or delete it.
+Read it with `accessctl audit`.
+"""
+
+
+class LedgerError(AccessctlError):
+    """The ledger could not be written (the cloud changes themselves were made)."""
+
+    exit_code = 1
+
+
+def _git(
+    repo: Path,
+    *args: str,
+    input_bytes: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        input=input_bytes,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise LedgerError(f"ledger: git {args[0]} failed: {err}")
+    return proc
+
+
+def _out(proc: subprocess.CompletedProcess[bytes]) -> str:
+    return proc.stdout.decode().strip()
+
+
+def _rev(repo: Path, ref: str) -> str | None:
+    proc = _git(repo, "rev-parse", "--verify", "-q", f"{ref}^{{commit}}", check=False)
+    return _out(proc) or None
+
+
+def _has_remote(repo: Path) -> bool:
+    return REMOTE in _out(_git(repo, "remote", check=False)).split()
+
+
+def default_run(repo: Path) -> dict[str, object]:
+    """Who is writing: the Actions run when there is one, else a random id; and the
+    commit of the access repo the plan was made from."""
+    run_id = os.environ.get("GITHUB_RUN_ID")
+    attempt = os.environ.get("GITHUB_RUN_ATTEMPT", "1")
+    run: dict[str, object] = {
+        "id": f"gha-{run_id}-{attempt}" if run_id else f"local-{uuid.uuid4().hex[:12]}",
+        "commit": _rev(repo, "HEAD") or "",
+    }
+    server, repository = os.environ.get("GITHUB_SERVER_URL"), os.environ.get("GITHUB_REPOSITORY")
+    if run_id and server and repository:
+        run["url"] = f"{server}/{repository}/actions/runs/{run_id}"
+    return run
+
+
+def entry_json(
+    result: ChangeResult, index: int, now: datetime, run: Mapping[str, object]
+) -> dict[str, object]:
+    grant = result.change.grant
+    run_id = str(run.get("id") or "run")
+    line: dict[str, object] = {
+        "id": f"{run_id}:{index}",
+        "time": format_rfc3339(now),
+        "action": result.change.kind.value,
+        "ok": result.ok,
+        "provider": grant.provider,
+        "scope": grant.scope,
+        "role": grant.role,
+        "principal": grant.principal,
+        "request": grant.request,
+        "pr": grant.pr,
+        "begin": format_rfc3339(grant.begin) if grant.begin else None,
+        "end": format_rfc3339(grant.end) if grant.end else None,
+        "message": result.message,
+        "cloud_request_id": result.cloud_request_id,
+        "verified": result.verified,
+        "reason": result.change.reason,
+        "run": run_id,
+        "commit": str(run.get("commit") or ""),
+    }
+    if run.get("url"):
+        line["run_url"] = str(run["url"])
+    return line
+
+
+def record(
+    repo: Path,
+    results: Sequence[ChangeResult],
+    *,
+    now: datetime,
+    branch: str = DEFAULT_BRANCH,
+    run: Mapping[str, object],
+) -> str | None:
+    """Append one line per grant/revoke result in one commit on ``branch``; push it when
+    the repo has an ``origin``. Returns the commit, or None when nothing changed."""
+    changes = [r for r in results if r.change.kind != ChangeKind.KEEP]
+    if not changes:
+        return None
+    path = f"{LEDGER_DIR}{now.strftime('%Y-%m')}.jsonl"
+    lines = [json.dumps(entry_json(r, i, now, run), sort_keys=False) for i, r in enumerate(changes)]
+    remote = _has_remote(repo)
+    message = f"ledger: {len(changes)} change(s) by {run.get('id', 'run')}"
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt:
+            time.sleep(min(0.2 * 2**attempt, 3.0))
+        sha = _attempt(repo, branch, path, lines, message=message, remote=remote)
+        if sha is not None:
+            return sha
+    raise LedgerError(
+        f"ledger: could not update {branch} after {MAX_ATTEMPTS} attempts "
+        "(another run kept pushing, or the push is not allowed); the cloud changes were made"
+    )
+
+
+def _attempt(
+    repo: Path, branch: str, path: str, lines: list[str], *, message: str, remote: bool
+) -> str | None:
+    local_ref = f"refs/heads/{branch}"
+    local = _rev(repo, local_ref)
+    base = local
+    if remote:
+        base = _fetch(repo, branch)
+        # Lines a previous run committed locally but never pushed are carried over.
+        lines = _unpushed(repo, local, base, path) + lines
+    sha = _commit_on(repo, base, path, lines, message)
+    swap = _git(repo, "update-ref", local_ref, sha, local or "", check=False)
+    if swap.returncode != 0:
+        return None  # another process moved the local branch: rebuild on its tip
+    if not remote:
+        return sha
+    push = _git(repo, "push", "-q", REMOTE, f"{sha}:{local_ref}", check=False)
+    if push.returncode != 0:
+        return None  # the remote moved (or refused): fetch and rebuild
+    _git(repo, "update-ref", f"refs/remotes/{REMOTE}/{branch}", sha, check=False)
+    return sha
+
+
+def _fetch(repo: Path, branch: str) -> str | None:
+    tracking = f"refs/remotes/{REMOTE}/{branch}"
+    proc = _git(
+        repo, "fetch", "-q", "--no-tags", REMOTE, f"+refs/heads/{branch}:{tracking}", check=False
+    )
+    if proc.returncode != 0:
+        if b"couldn't find remote ref" in proc.stderr:
+            return None  # first run: the branch does not exist yet
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise LedgerError(f"ledger: cannot fetch {branch} from {REMOTE}: {err}")
+    return _rev(repo, tracking)
+
+
+def _unpushed(repo: Path, local: str | None, base: str | None, path: str) -> list[str]:
+    if local is None or local == base:
+        return []
+    if base is not None:
+        is_ancestor = _git(repo, "merge-base", "--is-ancestor", local, base, check=False)
+        if is_ancestor.returncode == 0:
+            return []
+    remote_lines = set(_lines_at(repo, base)) if base else set()
+    return [line for line in _lines_at(repo, local) if line not in remote_lines]
+
+
+def _lines_at(repo: Path, commit: str) -> list[str]:
+    out: list[str] = []
+    for content in _ledger_blobs(repo, commit):
+        out.extend(line for line in content.decode("utf-8", "replace").splitlines() if line)
+    return out
+
+
+def _commit_on(repo: Path, base: str | None, path: str, lines: list[str], message: str) -> str:
+    existing = b""
+    if base is not None:
+        shown = _git(repo, "cat-file", "-p", f"{base}:{path}", check=False)
+        existing = shown.stdout if shown.returncode == 0 else b""
+    have = set(existing.decode("utf-8", "replace").splitlines())
+    fresh = [line for line in dict.fromkeys(lines) if line not in have]
+    content = existing + "".join(line + "\n" for line in fresh).encode()
+    blob = _out(_git(repo, "hash-object", "-w", "--stdin", input_bytes=content))
+    with tempfile.TemporaryDirectory(prefix="accessctl-ledger-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), **_identity(repo)}
+        if base is not None:
+            _git(repo, "read-tree", f"{base}^{{tree}}", env=env)
+        else:
+            readme = _out(_git(repo, "hash-object", "-w", "--stdin", input_bytes=_BRANCH_README))
+            _git(
+                repo, "update-index", "--add", "--cacheinfo", f"100644,{readme},README.md", env=env
+            )
+        _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+        tree = _out(_git(repo, "write-tree", env=env))
+        parents = ["-p", base] if base else []
+        return _out(_git(repo, "commit-tree", tree, *parents, "-m", message, env=env))
+
+
+def _identity(repo: Path) -> dict[str, str]:
+    """The configured git identity, or a fixed one (CI checkouts often have none)."""
+    env: dict[str, str] = {}
+    if not _out(_git(repo, "config", "user.name", check=False)):
+        env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "accessctl"
+    if not _out(_git(repo, "config", "user.email", check=False)):
+        env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "accessctl@localhost"
+    return env
+
+
+def _ledger_blobs(repo: Path, commit: str) -> list[bytes]:
+    listing = _git(repo, "ls-tree", "-r", "-z", commit, "--", LEDGER_DIR, check=False).stdout
+    shas = []
+    for item in listing.split(b"\0"):
+        if not item:
+            continue
+        meta, _, name = item.partition(b"\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[1] == b"blob" and name.endswith(b".jsonl"):
+            shas.append(parts[2].decode())
+    if not shas:
+        return []
+    out = _git(repo, "cat-file", "--batch", input_bytes=("\n".join(shas) + "\n").encode()).stdout
+    blobs, pos = [], 0
+    for _ in shas:
+        nl = out.index(b"\n", pos)
+        size = int(out[pos:nl].split()[2])
+        blobs.append(out[nl + 1 : nl + 1 + size])
+        pos = nl + 1 + size + 1
+    return blobs
+
+
+def refs(repo: Path, branch: str = DEFAULT_BRANCH) -> list[str]:
+    """The ledger commits to read: the local branch and origin's copy, whichever exist."""
+    found = [_rev(repo, f"refs/heads/{branch}"), _rev(repo, f"refs/remotes/{REMOTE}/{branch}")]
+    return list(dict.fromkeys(sha for sha in found if sha))
+
+
+def exists(repo: Path, branch: str = DEFAULT_BRANCH) -> bool:
+    return bool(refs(repo, branch))
+
+
+def read(repo: Path, branch: str = DEFAULT_BRANCH) -> list[LedgerEntry]:
+    """Every entry of the ledger (local branch and origin/<branch> merged), oldest first.
+    Lines that do not parse are skipped: the ledger is evidence, not configuration."""
+    seen: dict[str, LedgerEntry] = {}
+    for commit in refs(repo, branch):
+        for line in _lines_at(repo, commit):
+            entry = parse_line(line)
+            if entry is not None:
+                seen.setdefault(entry.id or line, entry)
+    return sorted(seen.values(), key=lambda e: e.time)
+
+
+def parse_line(line: str) -> LedgerEntry | None:
+    try:
+        data = json.loads(line)
+        return LedgerEntry(
+            time=parse_rfc3339(data["time"]),
+            action=str(data["action"]),
+            ok=bool(data["ok"]),
+            provider=str(data["provider"]),
+            scope=str(data["scope"]),
+            role=str(data["role"]),
+            principal=str(data["principal"]),
+            request=data.get("request"),
+            begin=parse_rfc3339(data["begin"]) if data.get("begin") else None,
+            end=parse_rfc3339(data["end"]) if data.get("end") else None,
+            message=str(data.get("message") or ""),
+            cloud_request_id=data.get("cloud_request_id"),
+            verified=bool(data.get("verified")),
+            run=str(data.get("run") or ""),
+            commit=str(data.get("commit") or ""),
+            id=str(data.get("id") or ""),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
