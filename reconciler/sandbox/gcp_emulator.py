@@ -493,7 +493,7 @@ def _handler_for(emulator: GcpEmulator) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # quiet: tests and the demo print what matters themselves
 
     return Handler
