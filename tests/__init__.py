@@ -1,0 +1,1 @@
+"""accessctl test suite (a package, so tests/github never shadows PyGithub)."""
