@@ -187,6 +187,28 @@ def request_notes(
     return notes
 
 
+def held_grants(
+    loaded: LoadedRepo,
+    records: Mapping[str, ApprovalRecord],
+    observed: Iterable[Grant],
+    now: datetime,
+) -> set[Grant]:
+    """Grants to leave in place because their request's approval lookup failed
+    transiently (GitHub down): unknown is not refused, so neither grant nor revoke."""
+    held: set[Grant] = set()
+    pending = [r for r in loaded.requests if (rec := records.get(r.path)) and rec.transient]
+    for request in pending:
+        principal = (loaded.config.principal(request.requester, request.provider) or "").lower()
+        for g in observed:
+            if (g.provider, g.scope, g.role) != (request.provider, request.scope, request.role):
+                continue
+            if g.provider == "gcp" and g.request == request.path and g.end and g.end > now:
+                held.add(g)
+            elif g.provider == "aws" and g.principal.lower() == principal:
+                held.add(g)
+    return held
+
+
 # -- loading ----------------------------------------------------------------------------
 
 
@@ -259,36 +281,30 @@ def observe_all(
     now: datetime,
     concurrency: int,
 ) -> tuple[dict[ScopeRef, frozenset[Grant]], dict[ScopeRef, str], Counter[str]]:
-    """One read per scope, scopes in parallel. Providers that discover scopes themselves
-    (``observe_batch = True``) get all their scopes in one call."""
-    jobs: list[tuple[str, list[str]]] = []
-    for name, provider in providers.items():
-        wanted = sorted(scopes.get(name, ()))
-        if getattr(provider, "observe_batch", False):
-            jobs.append((name, wanted))
-        else:
-            jobs.extend((name, [s]) for s in wanted)
+    """One observe() per provider with all its scopes (providers read scopes in parallel
+    themselves, and AWS discovers accounts once); providers side by side."""
+    jobs = [(name, sorted(scopes.get(name, ()))) for name in sorted(providers)]
 
     def run(job: tuple[str, list[str]]) -> base.Observation:
         name, batch = job
         try:
             return providers[name].observe(batch, now)
-        except Exception as exc:  # a provider bug must not abort the other scopes
+        except Exception as exc:  # a provider bug must not abort the other providers
             return base.Observation(failures=dict.fromkeys(batch, f"observation failed: {exc}"))
 
     grants: dict[ScopeRef, frozenset[Grant]] = {}
     failures: dict[ScopeRef, str] = {}
     calls: Counter[str] = Counter()
-    with _pool(concurrency) as pool:
+    with _pool(min(concurrency, max(1, len(jobs)))) as pool:
         for (name, batch), obs in zip(jobs, pool.map(run, jobs), strict=True):
-            calls.update(obs.calls)
+            calls.update({f"{name}.{k}": v for k, v in obs.calls.items()})
             for scope, found in obs.grants.items():
-                grants[name, scope] = grants.get((name, scope), frozenset()) | found
+                grants[name, scope] = found
             for scope, msg in obs.failures.items():
                 failures[name, scope] = msg
-            for scope in batch:
+            for scope in batch:  # a scope the provider forgot is unknown, not empty
                 if (name, scope) not in grants and (name, scope) not in failures:
-                    grants[name, scope] = frozenset()
+                    failures[name, scope] = "the provider reported nothing for this scope"
     for ref in failures:
         grants.pop(ref, None)
     return grants, failures, calls
@@ -376,8 +392,9 @@ def reconcile(settings: Settings) -> Outcome:
         )
         for (p, s), msg in sorted(failed.items())
     ]
-    readable = [g for g in desired if (g.provider, g.scope) not in failed]
     observed = [g for found in actual.values() for g in found]
+    desired |= held_grants(loaded, records, observed, now)
+    readable = [g for g in desired if (g.provider, g.scope) not in failed]
     the_plan = make_plan(readable, observed, now, notes=notes)
     the_plan = replace(the_plan, errors=tuple(str(p) for p in problems if p.severity == "error"))
     outcome = Outcome(now, the_plan, problems, failed_scopes=failed, calls=calls)
