@@ -202,9 +202,9 @@ def held_grants(
         for g in observed:
             if (g.provider, g.scope, g.role) != (request.provider, request.scope, request.role):
                 continue
-            if g.provider == "gcp" and g.request == request.path and g.end and g.end > now:
-                held.add(g)
-            elif g.provider == "aws" and g.principal.lower() == principal:
+            live_gcp = g.request == request.path and g.end is not None and g.end > now
+            same_aws = g.provider == "aws" and g.principal.lower() == principal
+            if live_gcp or same_aws:
                 held.add(g)
     return held
 
