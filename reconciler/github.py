@@ -88,7 +88,7 @@ class GitHubClient:
             seconds_between_writes=None,
             lazy=True,
         )
-        self._repo = self._gh.get_repo(repository, lazy=True)
+        self._repo = self._gh.get_repo(repository)
         self._install_counter()
 
     @classmethod
