@@ -107,7 +107,7 @@ def entry_json(
     grant = result.change.grant
     run_id = str(run.get("id") or "run")
     line: dict[str, object] = {
-        "id": f"{run_id}:{index}",
+        "id": f"{run.get('nonce') or run_id}:{index}",
         "time": format_rfc3339(now),
         "action": result.change.kind.value,
         "ok": result.ok,
@@ -126,8 +126,9 @@ def entry_json(
         "run": run_id,
         "commit": str(run.get("commit") or ""),
     }
-    if run.get("url"):
-        line["run_url"] = str(run["url"])
+    for extra in ("url", "actor"):
+        if run.get(extra):
+            line[extra] = str(run[extra])
     return line
 
 
@@ -138,26 +139,44 @@ def record(
     now: datetime,
     branch: str = DEFAULT_BRANCH,
     run: Mapping[str, object],
+    attempts: int = MAX_ATTEMPTS,
 ) -> str | None:
     """Append one line per grant/revoke result in one commit on ``branch``; push it when
     the repo has an ``origin``. Returns the commit, or None when nothing changed."""
     changes = [r for r in results if r.change.kind != ChangeKind.KEEP]
     if not changes:
         return None
+    branch = _ledger_branch(repo, branch)
+    # One id and nonce for every line and retry of this call: retries never duplicate a line,
+    # and two calls (a re-run of the same workflow) never collide.
+    run = {**run, "id": _run_id(run), "nonce": uuid.uuid4().hex[:16]}
     path = f"{LEDGER_DIR}{now.strftime('%Y-%m')}.jsonl"
     lines = [json.dumps(entry_json(r, i, now, run), sort_keys=False) for i, r in enumerate(changes)]
     remote = _has_remote(repo)
     message = f"ledger: {len(changes)} change(s) by {run.get('id', 'run')}"
-    for attempt in range(MAX_ATTEMPTS):
+    for attempt in range(attempts):
         if attempt:
             time.sleep(min(0.2 * 2**attempt, 3.0))
         sha = _attempt(repo, branch, path, lines, message=message, remote=remote)
         if sha is not None:
             return sha
     raise LedgerError(
-        f"ledger: could not update {branch} after {MAX_ATTEMPTS} attempts "
+        f"ledger: could not update {branch} after {attempts} attempts "
         "(another run kept pushing, or the push is not allowed); the cloud changes were made"
     )
+
+
+def _ledger_branch(repo: Path, branch: str) -> str:
+    """Never the checked-out branch (main): passing it means the default ledger branch."""
+    head = _out(_git(repo, "symbolic-ref", "-q", "--short", "HEAD", check=False))
+    return DEFAULT_BRANCH if not branch or branch in (head, "HEAD") else branch
+
+
+def _run_id(run: Mapping[str, object]) -> str:
+    for key in ("id", "github_run_id"):
+        if run.get(key):
+            return str(run[key])
+    return f"local-{uuid.uuid4().hex[:12]}"
 
 
 def _attempt(
