@@ -55,7 +55,15 @@ CASES = [
     ("future-gcp-granted", [gcp(begin=NOW + H, end=NOW + 2 * H)], [], 1, 0, 0, None),
     ("future-aws-waits", [aws(request="r", begin=NOW + H, end=NOW + 2 * H)], [], 0, 0, 0, None),
     ("aws-standing-revoked", [], [aws()], 0, 1, 0, "standing assignment"),
-    ("aws-kept-case-insensitive", [aws(request="r", end=NOW + H, principal="Alice@Example.com")], [aws()], 0, 0, 1, None),
+    (
+        "aws-kept-case-insensitive",
+        [aws(request="r", end=NOW + H, principal="Alice@Example.com")],
+        [aws()],
+        0,
+        0,
+        1,
+        None,
+    ),
     (
         "aws-overlap-one-assignment",
         [aws(request="r1", end=NOW + H), aws(request="r2", end=NOW + 3 * H)],

@@ -1,0 +1,174 @@
+"""Fixtures for reconciler tests: real git access repos in tmp dirs, the GCP emulator over
+HTTP, and the CLI run the way a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from reconciler.cli import cli
+from reconciler.core.timeutil import format_rfc3339
+from reconciler.sandbox.gcp_emulator import GcpEmulator
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+PROJECTS = ("projects/p-a", "projects/p-b", "projects/p-c")
+
+POLICY = """\
+policies:
+  - name: gcp-read
+    description: Read production data while on call
+    provider: gcp
+    scopes: [projects/p-a, projects/p-b, projects/p-c]
+    roles: [roles/cloudsql.viewer, roles/logging.viewer]
+    requesters: [team:oncall]
+    approvers: [team:leads]
+    approvals: 1
+    max_duration: 8h
+teams:
+  oncall: [alice, bob, carol]
+  leads: [dave]
+identities:
+  alice: {gcp: "user:alice@example.com"}
+  bob: {gcp: "user:bob@example.com"}
+  carol: {gcp: "user:carol@example.com"}
+providers:
+  gcp: {}
+"""
+
+
+def request_yaml(
+    requester: str = "alice",
+    scope: str = "projects/p-a",
+    role: str = "roles/cloudsql.viewer",
+    duration: str | None = "2h",
+    start: datetime | None = None,
+    expires: datetime | None = None,
+    reason: str = "Investigate INC-4821, slow checkout queries",
+) -> str:
+    lines = [
+        f"requester: {requester}",
+        "provider: gcp",
+        f"scope: {scope}",
+        f"role: {role}",
+        f"reason: {reason}",
+    ]
+    if duration:
+        lines.append(f"duration: {duration}")
+    if start:
+        lines.append(f"start: {format_rfc3339(start)}")
+    if expires:
+        lines.append(f"expires: {format_rfc3339(expires)}")
+    return "\n".join(lines) + "\n"
+
+
+class GitRepo:
+    """An access repo with commits at chosen committer times."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.git("init", "-q", "-b", "main")
+        self.git("config", "user.name", "Test")
+        self.git("config", "user.email", "test@example.com")
+        self.git("config", "commit.gpgsign", "false")
+
+    def git(self, *args: str, at: datetime | None = None) -> str:
+        env = dict(os.environ)
+        if at is not None:
+            stamp = f"@{int(at.timestamp())} +0000"
+            env.update(GIT_AUTHOR_DATE=stamp, GIT_COMMITTER_DATE=stamp)
+        proc = subprocess.run(
+            ["git", *args], cwd=self.root, env=env, capture_output=True, text=True, check=True
+        )
+        return proc.stdout
+
+    def write(self, rel: str, text: str) -> None:
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+    def remove(self, rel: str) -> None:
+        (self.root / rel).unlink()
+
+    def commit(self, message: str, at: datetime) -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message, at=at)
+        return self.git("rev-parse", "HEAD").strip()
+
+
+@pytest.fixture
+def emulator() -> Iterator[GcpEmulator]:
+    emu = GcpEmulator(port=0).start()
+    for name in PROJECTS:
+        emu.add_resource(name)
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+@pytest.fixture
+def access_repo(tmp_path: Path) -> GitRepo:
+    repo = GitRepo(tmp_path / "access")
+    repo.write("policies/access.yaml", POLICY)
+    repo.write("requests/README.md", "One file per request.\n")
+    repo.commit("policies", at=T0 - 24 * H)
+    return repo
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict:
+        return json.loads(self.stdout)
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def run_cli(emulator: GcpEmulator, access_repo: GitRepo, monkeypatch: pytest.MonkeyPatch):
+    """``accessctl <args> --repo <access repo>`` against the emulator; returns exit code and
+    the separate stdout/stderr a user sees."""
+    for var in ("GITHUB_TOKEN", "GITHUB_REPOSITORY", "GITHUB_STEP_SUMMARY", "ACCESSCTL_NOW"):
+        monkeypatch.delenv(var, raising=False)
+
+    def run(*args: str, at: datetime | None = None, env: dict[str, str] | None = None) -> CliResult:
+        argv = [*args, "--repo", str(access_repo.root)]
+        if at is not None:
+            argv += ["--at", format_rfc3339(at)]
+        full_env = {"ACCESSCTL_GCP_ENDPOINT": emulator.url, **(env or {})}
+        result = CliRunner().invoke(cli, argv, env=full_env, catch_exceptions=False)
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+def managed(emu: GcpEmulator, scope: str) -> list[dict]:
+    """The accessctl bindings of a scope, as the cloud holds them."""
+    return [
+        b
+        for b in emu.get_policy(scope).get("bindings", [])
+        if b.get("condition", {}).get("title", "").startswith("accessctl:")
+    ]
+
+
+def unmanaged(emu: GcpEmulator, scope: str) -> list[dict]:
+    return [
+        b
+        for b in emu.get_policy(scope).get("bindings", [])
+        if not b.get("condition", {}).get("title", "").startswith("accessctl:")
+    ]
