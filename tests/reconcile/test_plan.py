@@ -16,28 +16,28 @@ H = timedelta(hours=1)
 
 
 def gcp(request="requests/alice/a.yaml", end=NOW + H, begin=NOW - H, **kw) -> Grant:
-    base = dict(
-        provider="gcp",
-        scope="projects/p",
-        role="roles/viewer.x",
-        principal="user:alice@example.com",
-        request=request,
-        begin=begin,
-        end=end,
-    )
+    base = {
+        "provider": "gcp",
+        "scope": "projects/p",
+        "role": "roles/viewer.x",
+        "principal": "user:alice@example.com",
+        "request": request,
+        "begin": begin,
+        "end": end,
+    }
     return Grant(**{**base, **kw})
 
 
 def aws(request=None, end=None, begin=None, principal="alice@example.com", **kw) -> Grant:
-    base = dict(
-        provider="aws",
-        scope="111111111111",
-        role="ReadOnly",
-        principal=principal,
-        request=request,
-        begin=begin,
-        end=end,
-    )
+    base = {
+        "provider": "aws",
+        "scope": "111111111111",
+        "role": "ReadOnly",
+        "principal": principal,
+        "request": request,
+        "begin": begin,
+        "end": end,
+    }
     return Grant(**{**base, **kw})
 
 
