@@ -1,17 +1,40 @@
 """Reading an access repo's files, from the work tree or from a git commit.
 
 The core never opens files; this module turns a repo into (Config, requests, findings).
+Large repos are parsed in parallel (one worker per CPU) since each file is independent.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import stat
+import subprocess
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from reconciler.core.loader import MAX_BYTES, load
 from reconciler.core.models import AccessRequest, Config
-from reconciler.errors import Finding
+from reconciler.core.validate import (
+    PolicyFile,
+    SchemaChecker,
+    check_policy_file,
+    check_request,
+    merge_config,
+)
+from reconciler.errors import AccessctlError, ConfigError, Finding
+
+REQUESTS = "requests"
+POLICIES = "policies"
+_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+_SLUG_FILE = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}\.ya?ml$")
+_PARALLEL_FROM = 400  # below this, starting workers costs more than it saves
 
 
 class FileSource(Protocol):
@@ -39,18 +62,47 @@ class LoadedRepo:
 
 
 class WorkTree:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    """Files on disk under ``root``. Symlinks are listed but never followed or read."""
 
-    # filled by the foundation issue
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
     def list(self, prefix: str) -> list[str]:
-        raise NotImplementedError
+        base = self.root / prefix
+        if base.is_symlink():
+            return [prefix.rstrip("/")]
+        out: list[str] = []
+        stack = [base]
+        while stack:
+            try:
+                entries = list(os.scandir(stack.pop()))
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name != ".git":
+                        stack.append(Path(entry.path))
+                else:  # files, symlinks (to files or directories), anything odd: report them
+                    out.append(Path(entry.path).relative_to(self.root).as_posix())
+        return sorted(out)
 
     def read(self, path: str) -> bytes:
-        raise NotImplementedError
+        return self.read_limited(path, None)
+
+    def read_limited(self, path: str, limit: int | None) -> bytes:
+        """Read a regular file without following symlinks; at most ``limit`` bytes."""
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(self.root / path, flags)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(f"{path} is not a regular file")
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                return fh.read() if limit is None else fh.read(limit)
+        finally:
+            os.close(fd)
 
     def is_symlink(self, path: str) -> bool:
-        raise NotImplementedError
+        return (self.root / path).is_symlink()
 
 
 class GitTree:
@@ -58,31 +110,277 @@ class GitTree:
     --batch`` process."""
 
     def __init__(self, root: Path, commit: str) -> None:
-        self.root = root
+        self.root = Path(root)
         self.commit = commit
+        self._entries: dict[str, tuple[str, str]] | None = None  # path -> (mode, sha)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+
+    def _tree(self) -> dict[str, tuple[str, str]]:
+        if self._entries is None:
+            out = _git(self.root, "ls-tree", "-r", "-z", "--full-tree", self.commit)
+            entries: dict[str, tuple[str, str]] = {}
+            for record in out.split(b"\0"):
+                if not record:
+                    continue
+                meta, _, name = record.partition(b"\t")
+                mode, _kind, sha = meta.decode().split()
+                entries[name.decode("utf-8", "surrogateescape")] = (mode, sha)
+            self._entries = entries
+        return self._entries
 
     def list(self, prefix: str) -> list[str]:
-        raise NotImplementedError
+        prefix = prefix.rstrip("/")
+        return sorted(p for p in self._tree() if p == prefix or p.startswith(prefix + "/"))
 
-    def read(self, path: str) -> bytes:
-        raise NotImplementedError
+    def blob(self, path: str) -> str | None:
+        """The blob SHA of ``path`` at the commit (None when absent)."""
+        entry = self._tree().get(path)
+        return entry[1] if entry else None
 
     def is_symlink(self, path: str) -> bool:
-        raise NotImplementedError
+        entry = self._tree().get(path)
+        return entry is not None and entry[0] == "120000"
+
+    def read(self, path: str) -> bytes:
+        entry = self._tree().get(path)
+        if entry is None:
+            raise FileNotFoundError(f"{path} does not exist at {self.commit}")
+        if entry[0] not in ("100644", "100755"):
+            raise OSError(f"{path} is not a regular file at {self.commit} (mode {entry[0]})")
+        return self.read_many([path])[path]
+
+    def read_many(self, paths: Sequence[str]) -> dict[str, bytes]:
+        """Many blobs through the one batch process, requests written while replies are read."""
+        shas = [self._tree()[p][1] for p in paths]
+        with self._lock:
+            proc = self._batch()
+            assert proc.stdin is not None and proc.stdout is not None
+            writer = threading.Thread(target=_write_lines, args=(proc.stdin, shas), daemon=True)
+            writer.start()
+            out: dict[str, bytes] = {}
+            for path in paths:
+                header = proc.stdout.readline().split()
+                if len(header) != 3:
+                    raise OSError(f"git cat-file: cannot read {path}")
+                out[path] = proc.stdout.read(int(header[2]))
+                proc.stdout.read(1)  # the newline after each object
+            writer.join()
+        return out
+
+    def _batch(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                ["git", "-C", str(self.root), "cat-file", "--batch"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        return self._proc
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.stdin:
+                self._proc.stdin.close()
+            self._proc.wait(timeout=10)
+            if self._proc.stdout:
+                self._proc.stdout.close()
+            self._proc = None
+
+    def __enter__(self) -> GitTree:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: S110 - interpreter shutdown; nothing left to report to
+            pass
+
+
+def _write_lines(stream: Any, lines: Sequence[str]) -> None:
+    stream.write("".join(f"{line}\n" for line in lines).encode())
+    stream.flush()
+
+
+def _git(root: Path, *args: str) -> bytes:
+    proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, check=False)
+    if proc.returncode != 0:
+        message = proc.stderr.decode(errors="replace").strip()
+        raise ConfigError(f"git {' '.join(args[:1])} failed: {message}")
+    return proc.stdout
+
+
+# --- schemas (loaded once per process) -------------------------------------------------------
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    """``request`` or ``policy``: the JSON Schema shipped in reconciler/schemas/."""
+    text = resources.files("reconciler").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+@cache
+def checker(name: str) -> SchemaChecker:
+    return SchemaChecker(schema(name))
+
+
+# --- reading files --------------------------------------------------------------------------
+
+
+def _read(source: FileSource, path: str) -> tuple[bytes | None, Finding | None]:
+    """The bytes of ``path`` (at most one byte over the limit), or a finding why not."""
+    if source.is_symlink(path):
+        return None, Finding(path, 1, "E-FILE-SYMLINK", "symlinks are not allowed here; commit the file itself")
+    try:
+        if isinstance(source, WorkTree):
+            return source.read_limited(path, MAX_BYTES + 1), None
+        return source.read(path), None
+    except (OSError, AccessctlError) as exc:
+        return None, Finding(path, 1, "E-FILE-READ", f"cannot read the file: {_short(exc)}")
+
+
+def _short(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def _read_all(source: FileSource, paths: Sequence[str]) -> list[tuple[str, bytes | None, Finding | None]]:
+    if isinstance(source, GitTree):
+        readable = [p for p in paths if not source.is_symlink(p) and source.blob(p) is not None]
+        try:
+            blobs = source.read_many(readable)
+        except OSError:
+            blobs = {}
+        return [(p, blobs[p], None) if p in blobs else (p, *_read(source, p)) for p in paths]
+    return [(p, *_read(source, p)) for p in paths]
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+def _is_policy_file(path: str) -> bool:
+    return path.endswith((".yaml", ".yml")) and "/" not in path[len(POLICIES) + 1 :]
 
 
 def load_config(source: FileSource) -> tuple[Config, list[Finding]]:
     """Every ``policies/*.yaml``/``*.yml`` merged; findings for anything wrong."""
-    raise NotImplementedError
+    files: list[PolicyFile] = []
+    findings: list[Finding] = []
+    for path in source.list(POLICIES):
+        if not _is_policy_file(path):
+            if not path.endswith(".md"):
+                findings.append(
+                    Finding(path, 1, "E-FILE-LAYOUT", "policy files are policies/<name>.yaml or .yml")
+                )
+            continue
+        data, problem = _read(source, path)
+        if problem is not None or data is None:
+            findings.append(problem or Finding(path, 1, "E-FILE-READ", "cannot read the file"))
+            continue
+        pf = check_policy_file(load(data, path), checker("policy"))
+        findings.extend(pf.doc.findings)
+        files.append(pf)
+    config, merged = merge_config(files)
+    return config, findings + merged
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+def request_layout_problem(path: str) -> Finding | None:
+    """Where a file under ``requests/`` may be: ``requests/<login>/<slug>.yaml``, or ``*.md``."""
+    parts = path.split("/")
+    name = parts[-1]
+    if name.endswith(".md") or name == ".gitkeep":
+        return None
+    if len(parts) != 3 or parts[0] != REQUESTS:
+        return Finding(
+            path, 1, "E-FILE-LAYOUT",
+            "request files go at requests/<github-login>/<slug>.yaml",
+        )
+    if not _LOGIN.match(parts[1]):
+        return Finding(path, 1, "E-FILE-LAYOUT", f"{parts[1]!r} is not a GitHub login (the directory must be the requester's login)")
+    if not _SLUG_FILE.match(name):
+        return Finding(
+            path, 1, "E-FILE-LAYOUT",
+            f"{name!r}: the file name must be a slug (lowercase letters, digits, hyphens; at most "
+            "48) ending in .yaml or .yml",
+        )
+    return None
+
+
+def _parse_requests(items: Sequence[tuple[str, bytes]]) -> list[tuple[AccessRequest | None, list[Finding]]]:
+    out: list[tuple[AccessRequest | None, list[Finding]]] = []
+    request_checker = checker("request")
+    for path, data in items:
+        doc = load(data, path)
+        request = check_request(doc, request_checker)
+        out.append((request, doc.findings))
+    return out
+
+
+def _parse_parallel(items: list[tuple[str, bytes]]) -> list[tuple[AccessRequest | None, list[Finding]]]:
+    """Split across processes: parsing is CPU-bound and each file is independent."""
+    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+    if workers < 2 or len(items) < _PARALLEL_FROM:
+        return _parse_requests(items)
+    import multiprocessing
+
+    try:
+        context = multiprocessing.get_context("fork")
+    except ValueError:
+        return _parse_requests(items)
+    checker("request")  # compile once, before forking, so every worker inherits it
+    size = -(-len(items) // workers)
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
+    with context.Pool(len(chunks)) as pool:
+        results = pool.map(_parse_requests, chunks[1:]) if len(chunks) > 1 else []
+        first = _parse_requests(chunks[0])  # the parent works too instead of waiting
+    return [r for part in [first, *results] for r in part]
 
 
 def load_requests(
     source: FileSource, config: Config, paths: Sequence[str] | None = None
 ) -> tuple[list[AccessRequest], list[Finding]]:
     """Parse request files (all under ``requests/`` when ``paths`` is None), checking
-    layout, schema and the static policy checks that need no approval time."""
-    raise NotImplementedError
+    layout, schema and the static policy checks that need no approval time.
+
+    Only well-formed files become requests; whether a policy allows each is evaluate()'s
+    call (it also refuses a requester that differs from the directory and basic roles).
+    """
+    del config  # the static checks need no policy; kept for the contract
+    candidates = source.list(REQUESTS) if paths is None else sorted(dict.fromkeys(paths))
+    findings: list[Finding] = []
+    wanted: list[str] = []
+    for path in candidates:
+        problem = request_layout_problem(path)
+        if problem is not None:
+            findings.append(problem)
+        elif path.endswith((".yaml", ".yml")):
+            wanted.append(path)
+    items: list[tuple[str, bytes]] = []
+    for path, data, problem in _read_all(source, wanted):
+        if problem is not None or data is None:
+            findings.append(problem or Finding(path, 1, "E-FILE-READ", "cannot read the file"))
+        else:
+            items.append((path, data))
+    requests: list[AccessRequest] = []
+    for request, found in _parse_parallel(items):
+        findings.extend(found)
+        if request is not None:
+            requests.append(request)
+    return requests, findings
 
 
 def load_repo(source: FileSource, paths: Iterable[str] | None = None) -> LoadedRepo:
-    raise NotImplementedError
+    """Policies always; requests: all of them, or only ``paths`` (a PR's changed files)."""
+    config, findings = load_config(source)
+    request_paths = None
+    if paths is not None:
+        request_paths = [p for p in paths if p.startswith(REQUESTS + "/")]
+    requests, found = load_requests(source, config, request_paths)
+    return LoadedRepo(config, requests, findings + found)

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import re
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from fnmatch import translate
 
-from reconciler.core.models import AccessRequest, Approvals, Config, Decision, Window
+from reconciler.core.models import (
+    GCP_BASIC_ROLES,
+    AccessRequest,
+    Approvals,
+    Config,
+    Decision,
+    Policy,
+    Reason,
+    Refusal,
+    Window,
+)
+from reconciler.core.timeutil import format_duration, format_rfc3339
+
+_GLOB = re.compile(r"[*?\[]")
 
 
 def compute_window(request: AccessRequest, approved_at: datetime) -> Window:
@@ -12,7 +30,64 @@ def compute_window(request: AccessRequest, approved_at: datetime) -> Window:
 
     The window may be empty (end <= begin); evaluate() refuses such requests.
     """
-    raise NotImplementedError  # filled by the foundation issue
+    begin = max(request.start, approved_at) if request.start is not None else approved_at
+    ends = []
+    if request.duration is not None:
+        ends.append(begin + request.duration)
+    if request.expires is not None:
+        ends.append(request.expires)
+    return Window(begin, min(ends) if ends else begin)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """A policy with its scopes split into exact names and globs, its teams expanded."""
+
+    order: int
+    policy: Policy
+    exact_scopes: frozenset[str]
+    glob_scopes: tuple[re.Pattern[str], ...]
+    requesters: frozenset[str]
+    approvers: frozenset[str]
+
+    def covers_scope(self, scope: str) -> bool:
+        return scope in self.exact_scopes or any(g.match(scope) for g in self.glob_scopes)
+
+
+@dataclass(frozen=True)
+class _Index:
+    by_role: dict[tuple[str, str], tuple[_Compiled, ...]]  # (provider, role) -> policies
+    by_provider: dict[str, tuple[_Compiled, ...]]
+
+
+# Built once per Config (evaluating 10,000 requests must not re-expand teams 10,000 times).
+_INDEXES: dict[int, tuple[weakref.ref[Config], _Index]] = {}
+
+
+def _index(config: Config) -> _Index:
+    cached = _INDEXES.get(id(config))
+    if cached is not None and cached[0]() is config:
+        return cached[1]
+    by_role: dict[tuple[str, str], list[_Compiled]] = {}
+    by_provider: dict[str, list[_Compiled]] = {}
+    for order, policy in enumerate(config.policies):
+        compiled = _Compiled(
+            order,
+            policy,
+            frozenset(s for s in policy.scopes if not _GLOB.search(s)),
+            tuple(re.compile(translate(s)) for s in policy.scopes if _GLOB.search(s)),
+            config.expand(policy.requesters),
+            config.expand(policy.approvers),
+        )
+        by_provider.setdefault(policy.provider, []).append(compiled)
+        for role in dict.fromkeys(policy.roles):
+            by_role.setdefault((policy.provider, role), []).append(compiled)
+    index = _Index(
+        {k: tuple(v) for k, v in by_role.items()}, {k: tuple(v) for k, v in by_provider.items()}
+    )
+    key = id(config)
+    _INDEXES[key] = (weakref.ref(config, lambda _: _INDEXES.pop(key, None)), index)
+    return index
 
 
 def evaluate(
@@ -30,4 +105,183 @@ def evaluate(
     identity and (when given) has enough distinct eligible approvals. The Decision names
     the allowing policy, or carries every refusal of every candidate policy.
     """
-    raise NotImplementedError  # filled by the foundation issue
+    window = compute_window(request, approved_at)
+    principal = config.principal(request.requester, request.provider)
+    upfront = _request_refusals(request)
+    index = _index(config)
+    candidates = [
+        c
+        for c in index.by_role.get((request.provider, request.role), ())
+        if c.covers_scope(request.scope)
+    ]
+    if not candidates:
+        refusal = _no_policy(request, index)
+        return Decision(request, False, window=window, principal=principal, refusals=(*upfront, refusal))
+    judged = [(c, _judge(c, request, config, window, principal, approvals)) for c in candidates]
+    for c, (refusals, counted) in judged:
+        if not refusals and not upfront:
+            return _decision(request, c, window, principal, approvals, (), counted, allowed=True)
+    # Refused: carry every refusal; report the approval numbers of the closest policy.
+    best, (_, best_counted) = min(judged, key=lambda cj: (len(cj[1][0]), cj[0].order))
+    every = tuple(upfront) + tuple(r for _, (rs, _) in judged for r in rs)
+    return _decision(request, best, window, principal, approvals, every, best_counted, allowed=False)
+
+
+def _decision(
+    request: AccessRequest,
+    compiled: _Compiled,
+    window: Window,
+    principal: str | None,
+    approvals: Approvals | None,
+    refusals: tuple[Refusal, ...],
+    counted: tuple[str, ...],
+    *,
+    allowed: bool,
+) -> Decision:
+    excluded = _excluded(request, approvals)
+    return Decision(
+        request,
+        allowed,
+        policy=compiled.policy.name if allowed else None,
+        window=window,
+        principal=principal,
+        refusals=refusals,
+        approvals_needed=compiled.policy.approvals,
+        approvers_counted=counted,
+        approvers_eligible=tuple(sorted(compiled.approvers - excluded)),
+    )
+
+
+def _excluded(request: AccessRequest, approvals: Approvals | None) -> frozenset[str]:
+    """Who never counts as an approver: the requester and the pull request's author."""
+    out = {request.requester.lower()}
+    if approvals is not None and approvals.pr_author:
+        out.add(approvals.pr_author.lower())
+    return frozenset(out)
+
+
+def _request_refusals(request: AccessRequest) -> list[Refusal]:
+    """What no policy can allow: a file in someone else's directory, a GCP basic role."""
+    out = []
+    parts = request.path.split("/")
+    directory = parts[-2] if len(parts) >= 2 else ""
+    if directory.lower() != request.requester.lower():
+        out.append(
+            Refusal(
+                Reason.WRONG_DIRECTORY,
+                f"requester {request.requester!r} must match the directory: the file belongs "
+                f"at requests/{request.requester}/{parts[-1]}",
+                key="requester",
+            )
+        )
+    if request.provider == "gcp" and request.role in GCP_BASIC_ROLES:
+        out.append(
+            Refusal(
+                Reason.BASIC_ROLE,
+                f"{request.role} is a basic role; GCP cannot put a time condition on it, so "
+                "it cannot be granted temporarily (ask for a predefined role instead)",
+                key="role",
+            )
+        )
+    return out
+
+
+def _no_policy(request: AccessRequest, index: _Index) -> Refusal:
+    on_scope = [c for c in index.by_provider.get(request.provider, ()) if c.covers_scope(request.scope)]
+    if not on_scope:
+        return Refusal(
+            Reason.NO_POLICY,
+            f"no policy covers {request.provider} scope {request.scope}",
+            key="scope",
+        )
+    roles = sorted({r for c in on_scope for r in c.policy.roles})
+    shown = ", ".join(roles[:10]) + (", ..." if len(roles) > 10 else "")
+    return Refusal(
+        Reason.NO_POLICY,
+        f"no policy allows role {request.role} on {request.scope}; policies there allow: {shown}",
+        key="role",
+    )
+
+
+def _judge(
+    c: _Compiled,
+    request: AccessRequest,
+    config: Config,
+    window: Window,
+    principal: str | None,
+    approvals: Approvals | None,
+) -> tuple[list[Refusal], tuple[str, ...]]:
+    """Every reason policy ``c`` refuses the request, and the approvals that counted."""
+    p = c.policy
+    out: list[Refusal] = []
+    if request.requester.lower() not in c.requesters:
+        out.append(Refusal(Reason.NOT_REQUESTER, f"policy {p.name!r} does not list {request.requester} among its requesters", p.name, "requester"))
+    out.extend(_window_refusals(p, request, window))
+    out.extend(_ticket_refusals(p, request))
+    if principal is None:
+        out.append(
+            Refusal(
+                Reason.NO_IDENTITY,
+                f"{request.requester} has no {request.provider} identity in policies/ "
+                f"(identities: {{{request.requester}: {{{request.provider}: ...}}}})",
+                p.name,
+                "requester",
+            )
+        )
+    counted: tuple[str, ...] = ()
+    if approvals is not None:
+        excluded = _excluded(request, approvals)
+        reviewers = frozenset(r.lower() for r in approvals.reviewers) - excluded
+        counted = tuple(sorted(reviewers & c.approvers))
+        if len(counted) < p.approvals:
+            out.append(_approvals_missing(c, counted, excluded))
+    return out, counted
+
+
+def _window_refusals(p: Policy, request: AccessRequest, window: Window) -> list[Refusal]:
+    end_key = "expires" if request.expires is not None and (
+        request.duration is None or window.end == request.expires
+    ) else "duration"
+    if window.end <= window.begin:
+        return [
+            Refusal(
+                Reason.EMPTY_WINDOW,
+                f"the access window is empty: it would begin {format_rfc3339(window.begin)} "
+                f"and end {format_rfc3339(window.end)}",
+                p.name,
+                end_key,
+            )
+        ]
+    if window.length > p.max_duration:
+        return [
+            Refusal(
+                Reason.TOO_LONG,
+                f"policy {p.name!r} allows at most {format_duration(p.max_duration)}; "
+                f"this request lasts {format_duration(window.length)}",
+                p.name,
+                end_key,
+            )
+        ]
+    return []
+
+
+def _ticket_refusals(p: Policy, request: AccessRequest) -> list[Refusal]:
+    if p.ticket is None:
+        return []
+    if request.ticket is None:
+        return [Refusal(Reason.TICKET_MISSING, f"policy {p.name!r} requires a ticket matching {p.ticket.pattern}", p.name, "ticket")]
+    if not p.ticket.fullmatch(request.ticket):
+        return [Refusal(Reason.TICKET_MISMATCH, f"ticket {request.ticket!r} does not match {p.ticket.pattern} (policy {p.name!r})", p.name, "ticket")]
+    return []
+
+
+def _approvals_missing(c: _Compiled, counted: Sequence[str], excluded: frozenset[str]) -> Refusal:
+    p = c.policy
+    who = ", ".join(sorted(c.approvers - excluded)) or "nobody"
+    got = f" (counted: {', '.join(counted)})" if counted else ""
+    return Refusal(
+        Reason.APPROVALS_MISSING,
+        f"policy {p.name!r} needs {p.approvals} approval(s) from {who}; has {len(counted)}{got}",
+        p.name,
+        None,
+    )

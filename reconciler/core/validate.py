@@ -1,0 +1,452 @@
+"""Layered validation of loaded files: shape, then JSON Schema, then meaning -> Findings at file:line.
+
+Layers, each reporting every problem it finds (one finding per location, the most specific):
+
+1. shape: the document is a mapping (not empty, not a list or a scalar);
+2. schema: ``request.schema.json`` / ``policy.schema.json`` (closed objects, patterns);
+3. meaning: durations and timestamps parse, regexes compile, names are unique across files,
+   teams exist, and a request is judged by the policies (``check_request_now``).
+
+Schemas are passed in as dicts (``SchemaChecker(schema)``) so the core reads no files.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from reconciler.core.loader import Document, Path_
+from reconciler.core.models import (
+    GCP_BASIC_ROLES,
+    AccessRequest,
+    Config,
+    Decision,
+    Policy,
+    Reason,
+)
+from reconciler.core.policy import evaluate
+from reconciler.core.timeutil import format_rfc3339, parse_duration, parse_rfc3339
+from reconciler.errors import Finding
+
+# A refusal's reason -> the finding code a person (and a test) sees.
+REFUSAL_CODES: dict[Reason, str] = {
+    Reason.NO_POLICY: "E-POLICY-NONE",
+    Reason.NOT_REQUESTER: "E-POLICY-NOT-REQUESTER",
+    Reason.TOO_LONG: "E-POLICY-TOO-LONG",
+    Reason.EMPTY_WINDOW: "E-POLICY-EMPTY-WINDOW",
+    Reason.TICKET_MISSING: "E-POLICY-TICKET-MISSING",
+    Reason.TICKET_MISMATCH: "E-POLICY-TICKET-MISMATCH",
+    Reason.NO_IDENTITY: "E-POLICY-NO-IDENTITY",
+    Reason.BASIC_ROLE: "E-REQ-BASIC-ROLE",
+    Reason.APPROVALS_MISSING: "E-POLICY-APPROVALS",
+    Reason.WRONG_DIRECTORY: "E-REQ-DIRECTORY",
+}
+_KIND = {
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a mapping",
+    type(None): "empty (null)",
+}
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_GCP_PROJECT = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_AWS_ACCOUNT = re.compile(r"^[0-9]{12}$")
+
+
+class SchemaChecker:
+    """A JSON Schema compiled once; ``check(doc)`` -> the most specific finding per location."""
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        from jsonschema import Draft202012Validator
+
+        self.validator = Draft202012Validator(schema)
+
+    def check(self, doc: Document, data: Any) -> list[tuple[Path_, Finding]]:
+        """(path of the offending entry, finding) for every problem, one per location."""
+        found: dict[tuple[Path_, str, str], tuple[Path_, Finding]] = {}
+        for error in self.validator.iter_errors(data):
+            for path, finding in _error_findings(doc, error):
+                found.setdefault((path, finding.code, finding.message), (path, finding))
+        return sorted(found.values(), key=lambda pf: (pf[1].line, pf[1].code, pf[1].message))
+
+
+def _error_findings(doc: Document, error: Any) -> list[tuple[Path_, Finding]]:
+    """One jsonschema error -> findings a person can act on."""
+    path: Path_ = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    where = _where(path)
+    file = doc.file
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        return [
+            ((*path, k), Finding(file, doc.line((*path, k)), "E-SCHEMA-UNKNOWN-KEY", _unknown(k, allowed, where)))
+            for k in error.instance
+            if k not in allowed
+        ]
+    if error.validator == "required" and isinstance(error.instance, dict):
+        return [
+            (path, Finding(file, doc.line(path), "E-SCHEMA-MISSING", f"{where}missing required key {k!r}"))
+            for k in schema.get("required", ())
+            if k not in error.instance
+        ]
+    if error.validator == "type":
+        want = error.validator_value
+        want = want if isinstance(want, str) else " or ".join(want)
+        want = {"object": "mapping", "array": "list", "integer": "whole number"}.get(want, want)
+        got = _KIND.get(type(error.instance), type(error.instance).__name__)
+        return [(path, Finding(file, doc.line(path), "E-SCHEMA-TYPE", f"{where}must be a {want}, not {got}"))]
+    if error.validator in ("anyOf", "oneOf") and "x-code" not in schema and error.context:
+        from jsonschema.exceptions import best_match
+
+        return _error_findings(doc, best_match(error.context))
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        path = (*path, error.instance)  # the error is about a key: point at that key
+        where = _where(path)
+    code = str(schema.get("x-code", "E-SCHEMA-VALUE"))
+    message = str(schema.get("x-message", "")) or error.message
+    shown = "" if isinstance(error.instance, dict | list) else f" (got {_show(error.instance)})"
+    return [(path, Finding(file, doc.line(path), code, f"{where}{message}{shown}"))]
+
+
+def _where(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return f"{text}: " if text else ""
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _unknown(key: str, allowed: Sequence[str], where: str) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f" (allowed: {', '.join(allowed)})"
+    return f"{where}unknown key {_show(key)}{hint}"
+
+
+def _as_mapping(doc: Document, what: str) -> dict[str, Any] | None:
+    """Shape layer: the document must be a non-empty mapping."""
+    if isinstance(doc.data, dict) and doc.data:
+        return doc.data
+    if doc.data is None or doc.data == {}:
+        problem = "the file is empty"
+    else:
+        problem = f"the file holds {_KIND.get(type(doc.data), 'a value')}"
+    doc.findings.append(
+        Finding(doc.file, doc.line(), "E-SCHEMA-SHAPE", f"{problem}; expected a mapping ({what})")
+    )
+    return None
+
+
+def _ints_to_text(value: Any, keep: frozenset[str] = frozenset(), key: str = "") -> Any:
+    """Integers back to the text written (lossless: the loader only reads plain decimals), so
+    ``scope: 123456789012`` or ``requester: 1234`` work unquoted. ``keep`` names integer keys."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if key in keep else str(value)
+    if isinstance(value, dict):
+        return {k: _ints_to_text(v, keep, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints_to_text(v, keep, key) for v in value]
+    return value
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+def check_request(doc: Document, checker: SchemaChecker) -> AccessRequest | None:
+    """A loaded request file -> AccessRequest, or None with ``doc.findings`` saying why."""
+    if not doc.ok:
+        return None
+    raw = _as_mapping(doc, "requester, provider, scope, role, reason, duration...")
+    if raw is None:
+        return None
+    data = _ints_to_text(raw)
+    doc.findings.extend(f for _, f in checker.check(doc, data))
+    if doc.findings:
+        return None
+    duration = _parsed(doc, data, "duration", parse_duration, "E-REQ-DURATION")
+    start = _parsed(doc, data, "start", parse_rfc3339, "E-REQ-TIME")
+    expires = _parsed(doc, data, "expires", parse_rfc3339, "E-REQ-TIME")
+    if doc.findings:
+        return None
+    return AccessRequest(
+        path=doc.file,
+        requester=data["requester"],
+        provider=data["provider"],
+        scope=data["scope"],
+        role=data["role"],
+        reason=data["reason"],
+        ticket=data.get("ticket"),
+        duration=duration,
+        start=start,
+        expires=expires,
+        lines={k: doc.line((k,)) for k in data},
+    )
+
+
+def _parsed(doc: Document, data: Mapping[str, Any], key: str, parse: Any, code: str) -> Any:
+    if key not in data:
+        return None
+    try:
+        return parse(data[key])
+    except ValueError as exc:
+        doc.findings.append(Finding(doc.file, doc.line((key,)), code, f"{key}: {exc}"))
+        return None
+
+
+def check_request_now(
+    request: AccessRequest, config: Config, now: datetime
+) -> tuple[Decision, list[Finding]]:
+    """Judge a request as if merged ``now`` (the PR stage): expiry, then every policy refusal."""
+    findings: list[Finding] = []
+    expired = request.expires is not None and request.expires <= now
+    if expired:
+        findings.append(
+            Finding(
+                request.path,
+                request.line_of("expires"),
+                "E-REQ-EXPIRED",
+                f"expires {format_rfc3339(request.expires)} is already in the past" if request.expires else "",
+            )
+        )
+    decision = evaluate(request, config, approved_at=now, approvals=None)
+    findings.extend(
+        f
+        for f in decision_findings(decision)
+        if not (expired and f.code == REFUSAL_CODES[Reason.EMPTY_WINDOW])
+    )
+    return decision, findings
+
+
+def decision_findings(decision: Decision) -> list[Finding]:
+    """A refused decision's refusals as findings at the line of the key each concerns."""
+    request = decision.request
+    out: list[Finding] = []
+    for refusal in decision.refusals:
+        line = request.line_of(refusal.key) if refusal.key else 1
+        finding = Finding(request.path, line, REFUSAL_CODES[refusal.reason], refusal.message)
+        if finding not in out:
+            out.append(finding)
+    return out
+
+
+# --- policy files ---------------------------------------------------------------------------
+
+
+@dataclass
+class PolicyFile:
+    """What one policy file contributes, with the document for line numbers."""
+
+    doc: Document
+    policies: list[tuple[int, Policy]] = field(default_factory=list)  # (index, policy)
+    teams: dict[str, frozenset[str]] = field(default_factory=dict)
+    identities: dict[str, dict[str, str]] = field(default_factory=dict)
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def check_policy_file(doc: Document, checker: SchemaChecker) -> PolicyFile:
+    """One loaded policy file -> its valid parts; problems go to ``doc.findings``.
+
+    A policy with any schema problem or a bad regex is left out (fail closed), as is an
+    invalid team, identity or provider entry.
+    """
+    out = PolicyFile(doc)
+    if not doc.ok:
+        return out
+    raw = _as_mapping(doc, "policies, teams, identities, providers")
+    if raw is None:
+        return out
+    data = _ints_to_text(raw, keep=frozenset({"approvals"}))
+    errors = checker.check(doc, data)
+    doc.findings.extend(f for _, f in errors)
+    bad = {path[:2] for path, _ in errors}
+    for i, entry in enumerate(data.get("policies") or ()):
+        if ("policies", i) not in bad and ("policies",) not in bad and isinstance(entry, dict):
+            policy = _policy(doc, entry, i)
+            if policy is not None:
+                out.policies.append((i, policy))
+    for section in ("teams", "identities", "providers"):
+        value = data.get(section)
+        if (section,) in bad or not isinstance(value, dict):
+            continue
+        for name, item in value.items():
+            if (section, name) in bad:
+                continue
+            if section == "teams":
+                out.teams[name] = frozenset(str(m).lower() for m in item)
+            elif section == "identities":
+                out.identities[name.lower()] = dict(item)
+            else:
+                out.providers[name] = dict(item)
+    return out
+
+
+def _policy(doc: Document, entry: Mapping[str, Any], index: int) -> Policy | None:
+    here: Path_ = ("policies", index)
+    ticket = None
+    if "ticket" in entry:
+        try:
+            ticket = re.compile(entry["ticket"])
+        except (re.error, RecursionError, OverflowError) as exc:
+            doc.findings.append(
+                Finding(doc.file, doc.line((*here, "ticket")), "E-CONFIG-REGEX", f"ticket: invalid regular expression: {exc}")
+            )
+    try:
+        max_duration = parse_duration(entry["max_duration"])
+    except ValueError as exc:
+        doc.findings.append(
+            Finding(doc.file, doc.line((*here, "max_duration")), "E-CONFIG-DURATION", f"max_duration: {exc}")
+        )
+        return None
+    if "ticket" in entry and ticket is None:
+        return None
+    scopes_ok = _check_scopes(doc, entry, here)
+    _check_basic_roles(doc, entry, here)
+    if not scopes_ok:
+        return None
+    return Policy(
+        name=entry["name"],
+        provider=entry["provider"],
+        scopes=tuple(entry["scopes"]),
+        roles=tuple(entry["roles"]),
+        requesters=tuple(entry["requesters"]),
+        approvers=tuple(entry.get("approvers", ())),
+        approvals=entry["approvals"],
+        max_duration=max_duration,
+        description=entry.get("description", ""),
+        ticket=ticket,
+        file=doc.file,
+        line=doc.line(here),
+    )
+
+
+def _check_scopes(doc: Document, entry: Mapping[str, Any], here: Path_) -> bool:
+    """A scope without glob characters must be a complete, exact scope."""
+    ok = True
+    for j, scope in enumerate(entry["scopes"]):
+        if _GLOB_CHARS.search(scope):
+            continue
+        exact = (
+            _AWS_ACCOUNT.match(scope)
+            if entry["provider"] == "aws"
+            else (_GCP_PROJECT.match(scope) or not scope.startswith("projects/"))
+        )
+        if not exact:
+            want = "a 12-digit account id" if entry["provider"] == "aws" else "a valid project id"
+            doc.findings.append(
+                Finding(doc.file, doc.line((*here, "scopes", j)), "E-CONFIG-SCOPE", f"scopes[{j}]: {scope!r} is not {want} (nor a glob)")
+            )
+            ok = False
+    return ok
+
+
+def _check_basic_roles(doc: Document, entry: Mapping[str, Any], here: Path_) -> None:
+    if entry["provider"] != "gcp":
+        return
+    for j, role in enumerate(entry["roles"]):
+        if role in GCP_BASIC_ROLES:
+            doc.findings.append(
+                Finding(
+                    doc.file,
+                    doc.line((*here, "roles", j)),
+                    "E-CONFIG-BASIC-ROLE",
+                    f"roles[{j}]: {role} is a basic role; GCP cannot put a time condition on it, "
+                    "so accessctl cannot grant it temporarily",
+                )
+            )
+
+
+def merge_config(files: Iterable[PolicyFile]) -> tuple[Config, list[Finding]]:
+    """Merge policy files (in path order): duplicates across files, team references, providers."""
+    findings: list[Finding] = []
+    seen: dict[tuple[str, str], tuple[str, int]] = {}  # (kind, key) -> (file, line)
+    policies: list[tuple[PolicyFile, int, Policy]] = []
+    teams: dict[str, frozenset[str]] = {}
+    identities: dict[str, dict[str, str]] = {}
+    providers: dict[str, dict[str, Any]] = {}
+
+    def first(kind: str, key: str, pf: PolicyFile, path: Path_) -> bool:
+        line = pf.doc.line(path)
+        if (kind, key.lower()) in seen:
+            other_file, other_line = seen[(kind, key.lower())]
+            findings.append(
+                Finding(pf.doc.file, line, "E-CONFIG-DUPLICATE", f"{kind} {key!r} is already defined at {other_file}:{other_line}")
+            )
+            return False
+        seen[(kind, key.lower())] = (pf.doc.file, line)
+        return True
+
+    for pf in files:
+        for i, policy in pf.policies:
+            if first("policy", policy.name, pf, ("policies", i, "name")):
+                policies.append((pf, i, policy))
+        for name, members in pf.teams.items():
+            if first("team", name, pf, ("teams", name)):
+                teams[name] = members
+        for login, principals in pf.identities.items():
+            if first("identity", login, pf, ("identities", _key_as_written(pf.doc, "identities", login))):
+                identities[login] = principals
+        for name, settings in pf.providers.items():
+            if first("provider", name, pf, ("providers", name)):
+                providers[name] = settings
+    config = Config(
+        policies=tuple(p for _, _, p in policies),
+        teams=teams,
+        identities=identities,
+        providers=providers,
+    )
+    for pf, i, policy in policies:
+        findings.extend(_check_references(pf, i, policy, config))
+    return config, findings
+
+
+def _key_as_written(doc: Document, section: str, lowered: str) -> str:
+    data = doc.data if isinstance(doc.data, dict) else {}
+    for key in data.get(section) or ():
+        if str(key).lower() == lowered:
+            return str(key)
+    return lowered
+
+
+def _check_references(pf: PolicyFile, index: int, policy: Policy, config: Config) -> list[Finding]:
+    here: Path_ = ("policies", index)
+    out: list[Finding] = []
+    for field_name in ("requesters", "approvers"):
+        for j, who in enumerate(getattr(policy, field_name)):
+            if who.startswith("team:") and who[5:] not in config.teams:
+                out.append(
+                    Finding(pf.doc.file, pf.doc.line((*here, field_name, j)), "E-CONFIG-UNKNOWN-TEAM", f"{field_name}[{j}]: no team named {who[5:]!r} in policies/")
+                )
+    eligible = config.expand(policy.approvers)
+    if policy.approvals > len(eligible):
+        out.append(
+            Finding(
+                pf.doc.file,
+                pf.doc.line((*here, "approvals")),
+                "E-CONFIG-APPROVALS",
+                f"policy {policy.name!r} needs {policy.approvals} approvals but its approvers "
+                f"name only {len(eligible)} people",
+            )
+        )
+    if policy.provider == "aws" and "aws" not in config.providers:
+        out.append(
+            Finding(
+                pf.doc.file,
+                pf.doc.line((*here, "provider")),
+                "E-CONFIG-PROVIDER",
+                f"policy {policy.name!r} is for aws but no policy file sets providers.aws "
+                "(instance_arn, identity_store_id, region)",
+            )
+        )
+    return out
+
