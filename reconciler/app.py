@@ -62,7 +62,9 @@ class Outcome:
 # -- approvals --------------------------------------------------------------------------
 
 
-def approval_source(trust_git: bool, env: Mapping[str, str] | None = None) -> ApprovalSource:
+def approval_source(
+    trust_git: bool, repo: Path, env: Mapping[str, str] | None = None
+) -> ApprovalSource:
     """TrustGit with ``--trust-git``; GitHub when Actions' credentials are there; else stop."""
     if trust_git:
         return TrustGit()
@@ -81,13 +83,7 @@ def approval_source(trust_git: bool, env: Mapping[str, str] | None = None) -> Ap
             "pass --trust-git to take approval from git history alone."
         ) from None
     cls: Any = approvals_github.GitHubApprovals
-    if hasattr(cls, "from_env"):
-        return cls.from_env(env)  # type: ignore[no-any-return]
-    return cls(  # type: ignore[no-any-return]
-        api_url=env.get("GITHUB_API_URL", "https://api.github.com"),
-        token=env["GITHUB_TOKEN"],
-        repository=env["GITHUB_REPOSITORY"],
-    )
+    return cls.from_env(repo, env)  # type: ignore[no-any-return]
 
 
 # -- desired state ----------------------------------------------------------------------
@@ -367,7 +363,7 @@ def reconcile(settings: Settings) -> Outcome:
     """Load, verify, evaluate, observe, plan and (with ``apply``) act. Raises ConfigError
     (exit 2) before touching anything when the setup is wrong."""
     repo, now = settings.repo, settings.now
-    source = approval_source(settings.trust_git, settings.env)
+    source = approval_source(settings.trust_git, repo, settings.env)
     head = gitlog.head_commit(repo)
     history = gitlog.read_history(repo) if head else gitlog.History()
     gitlog.check_complete(history)
@@ -420,16 +416,15 @@ def _record_ledger(outcome: Outcome, repo: Path, head: str | None) -> None:
         )
         return
     record: Callable[..., str | None] = ledger.record
-    run = {
-        "commit": head,
-        "at": format_rfc3339(outcome.now),
-        "github_run_id": os.environ.get("GITHUB_RUN_ID"),
-        "actor": os.environ.get("GITHUB_ACTOR"),
-    }
+    run: dict[str, object] = {}
+    if hasattr(ledger, "default_run"):
+        run.update(ledger.default_run(repo))
+    run["commit"] = head or run.get("commit") or ""
+    if os.environ.get("GITHUB_ACTOR"):
+        run["actor"] = os.environ["GITHUB_ACTOR"]
     try:
-        outcome.ledger = record(
-            repo, outcome.results, now=outcome.now, branch=gitlog.current_branch(repo), run=run
-        )
+        # The ledger picks its own branch (accessctl-ledger), never the checked-out one.
+        outcome.ledger = record(repo, outcome.results, now=outcome.now, run=run)
     except Exception as exc:  # the grants stand; the missing record must be noticed
         outcome.problems.append(
             Problem("E-LEDGER", f"could not record this apply in the ledger: {exc}")
