@@ -85,6 +85,10 @@ def resolve(repo: Path, ref: str) -> str | None:
     return out.decode().strip() or None
 
 
+def is_shallow(repo: Path) -> bool:
+    return git(repo, "rev-parse", "--is-shallow-repository", check=False).strip() == b"true"
+
+
 def read_history(
     repo: Path, ref: str = "HEAD", prefixes: Iterable[str] = (REQUESTS, POLICIES)
 ) -> History:

@@ -325,18 +325,18 @@ def build_audit(
     at: datetime,
     trust_git: bool = True,
     ledger: Sequence[LedgerEntry] | None = None,
-    pulls: Mapping[str, PullInfo] | None = None,
+    pulls: Mapping[tuple[str, str], PullInfo] | None = None,
 ) -> list[AuditEntry]:
     """One entry per version, in the order the versions reached the branch.
 
     ``ledger=None`` means no ledger exists: granted_at/revoked_at stay null and no
-    ledger-based anomaly is raised. ``pulls`` maps commit -> PullInfo (GitHub mode).
+    ledger-based anomaly is raised. ``pulls`` maps (commit, path) -> PullInfo (GitHub mode).
     """
     index = _LedgerIndex(ledger) if ledger is not None else None
     ledger_start = min((e.time for e in ledger), default=None) if ledger else None
     out = []
     for version in versions:
-        pull = pulls.get(version.commit) if pulls is not None else None
+        pull = pulls.get((version.commit, version.path)) if pulls is not None else None
         judged = judge(version, pull, trust_git=trust_git or pulls is None)
         anomalies = list(judged.anomalies) + _removal_anomalies(judged)
         granted_at = revoked_at = None

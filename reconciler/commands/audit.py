@@ -1,0 +1,310 @@
+"""``accessctl audit``: the trail of every request version, from git, the ledger and GitHub."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from reconciler.commands.common import echo_json, handle_errors
+from reconciler.core.audit import AuditEntry, AuditFilter, LedgerEntry, PullInfo, Version, short
+from reconciler.core.escape import markdown_code, markdown_text
+from reconciler.core.timeutil import format_duration, format_rfc3339, parse_rfc3339
+from reconciler.options import at_option, format_option, repo_option, trust_git_option
+
+CSV_FIELDS = (
+    "file",
+    "commit",
+    "requester",
+    "provider",
+    "scope",
+    "role",
+    "reason",
+    "pr",
+    "approvers",
+    "approved_at",
+    "begin",
+    "end",
+    "granted_at",
+    "revoked_at",
+    "state",
+    "anomalies",
+)
+
+
+def _parse_time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def github_configured(trust_git: bool) -> bool:
+    """GitHub is consulted only without --trust-git and when Actions-style credentials exist."""
+    return not trust_git and bool(
+        os.environ.get("GITHUB_TOKEN") and os.environ.get("GITHUB_REPOSITORY")
+    )
+
+
+def pull_infos(repo: Path, versions: Sequence[Version]) -> dict[tuple[str, str], PullInfo]:
+    """Each version's commit -> its merged pull request, through the cached GitHub lookup.
+
+    The lookup answers one record per path, so versions go in rounds where every path
+    appears at most once (the n-th version of every file in round n)."""
+    from reconciler.approvals import FileChange
+    from reconciler.approvals_github import NO_PULL_REQUEST, GitHubApprovals
+
+    source = GitHubApprovals.from_env(repo)
+    rounds: list[list[FileChange]] = []
+    seen: dict[str, int] = {}
+    for v in versions:
+        n = seen.get(v.path, 0)
+        seen[v.path] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(FileChange(v.path, v.commit, v.blob, v.committed_at, v.author))
+    out: dict[tuple[str, str], PullInfo] = {}
+    for changes in rounds:
+        for path, record in source.lookup(changes).items():
+            if record.error == NO_PULL_REQUEST:
+                info = PullInfo(number=None)
+            else:
+                info = PullInfo(
+                    number=record.pr,
+                    merged_at=record.approved_at,
+                    approvals=record.approvals,
+                    error=record.error,
+                )
+            out[(record.commit, path)] = info
+    return out
+
+
+def collect(
+    repo: Path,
+    *,
+    now: datetime,
+    trust_git: bool,
+    ref: str = "HEAD",
+    ledger_branch: str | None = "accessctl-ledger",
+) -> tuple[list[AuditEntry], list[str]]:
+    """Read history, ledger and (maybe) GitHub; return the entries and notes for stderr."""
+    from reconciler import history, ledger
+    from reconciler.core.audit import build_audit
+
+    notes: list[str] = []
+    versions = history.load_versions(repo, ref)
+    if history.is_shallow(repo):
+        notes.append("this is a shallow clone: history before its boundary is not audited")
+    entries_ledger: list[LedgerEntry] | None = None
+    if ledger_branch and ledger.exists(repo, ledger_branch):
+        entries_ledger = ledger.read(repo, ledger_branch)
+    elif ledger_branch:
+        notes.append(
+            f"no ledger branch {ledger_branch!r} here: granted_at/revoked_at unknown "
+            f"(git fetch origin {ledger_branch}:{ledger_branch} to read it)"
+        )
+    pulls = None
+    if github_configured(trust_git):
+        pulls = pull_infos(repo, versions)
+    elif not trust_git:
+        notes.append("no GitHub credentials: pull requests and approvers are not shown (git only)")
+    entries = build_audit(
+        versions, at=now, trust_git=pulls is None, ledger=entries_ledger, pulls=pulls
+    )
+    return entries, notes
+
+
+def _t(value: datetime | None) -> str:
+    return format_rfc3339(value) if value else "-"
+
+
+def render_text(entries: Sequence[AuditEntry], now: datetime) -> str:
+    """A readable timeline: one block per version, its events in time order."""
+    if not entries:
+        return "No request versions on this branch match."
+    blocks = [_text_block(e, now) for e in entries]
+    counts: dict[str, int] = {}
+    for e in entries:
+        counts[e.state] = counts.get(e.state, 0) + 1
+    anomalies = sum(len(e.anomalies) for e in entries)
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    blocks.append(
+        f"{len(entries)} version(s) as of {format_rfc3339(now)}: {summary}; {anomalies} anomaly(ies)"
+    )
+    return "\n\n".join(blocks)
+
+
+def _text_block(e: AuditEntry, now: datetime) -> str:
+    what = f"{e.provider} {e.role} on {e.scope}" if e.provider else "(unreadable request)"
+    lines = [f"{e.file} @ {short(e.commit)}  [{e.state}]", f"  {e.requester or '?'}: {what}"]
+    if e.policy:
+        lines[-1] += f"  (policy {e.policy})"
+    if e.reason:
+        lines.append(f"  reason: {e.reason}" + (f"  ticket: {e.ticket}" if e.ticket else ""))
+    events: list[tuple[datetime, int, str]] = []
+    if e.committed_at:
+        via = f"PR #{e.pr}" if e.pr else f'"{e.subject}"'
+        events.append((e.committed_at, 0, f"merged      {via}, author {e.author}"))
+    if e.approved_at:
+        who = ", ".join(e.approvers) if e.approvers else "not checked (git only)"
+        if e.approvers == ():
+            who = "nobody (merge alone)"
+        events.append((e.approved_at, 1, f"approved    by {who}"))
+    if e.begin and e.end:
+        events.append((e.begin, 2, f"begins      window of {format_duration(e.end - e.begin)}"))
+        events.append((e.end, 5, "ends"))
+    if e.removal:
+        verb = "deleted" if e.removal.deleted else "replaced"
+        events.append((e.removal.at, 4, f"{verb:<11} by {short(e.removal.commit)}"))
+    events += [(t, 3, f"ledger      {text}") for t, text in e.events]
+    for when, _, text in sorted(events, key=lambda x: (x[0], x[1])):
+        mark = " " if when <= now else "~"  # ~ marks what lies after --at
+        lines.append(f"  {mark}{format_rfc3339(when)}  {text}")
+    if e.state == "active" and e.end:
+        lines.append(f"   {format_duration(e.end - now)} left")
+    lines += [f"  ! {a}" for a in e.anomalies]
+    return "\n".join(lines)
+
+
+def render_csv(entries: Sequence[AuditEntry]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for e in entries:
+        row = e.to_json()
+        row["approvers"] = "; ".join(e.approvers) if e.approvers is not None else ""
+        row["anomalies"] = "; ".join(e.anomalies)
+        writer.writerow({k: "" if row[k] is None else _csv_safe(str(row[k])) for k in CSV_FIELDS})
+    return buf.getvalue().rstrip("\n")
+
+
+def _csv_safe(text: str) -> str:
+    # A cell starting with = + - @ is a formula in spreadsheets; the text came from a file.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def render_markdown(entries: Sequence[AuditEntry], now: datetime) -> str:
+    head = (
+        f"## accessctl audit ({format_rfc3339(now)})\n\n"
+        "| file | requester | access | approved | window | granted | revoked | state | anomalies |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
+    rows = [head]
+    for e in entries:
+        access = (
+            f"{markdown_code(e.provider or '?')} {markdown_code(e.role or '?')} on "
+            f"{markdown_code(e.scope or '?')}"
+        )
+        approved = _t(e.approved_at)
+        if e.pr:
+            approved += f" (#{e.pr})"
+        if e.approvers:
+            approved += " by " + ", ".join(markdown_text(a) for a in e.approvers)
+        rows.append(
+            "| "
+            + " | ".join(
+                [
+                    markdown_code(e.file),
+                    markdown_text(e.requester or "?"),
+                    access,
+                    approved,
+                    f"{_t(e.begin)} → {_t(e.end)}",
+                    _t(e.granted_at),
+                    _t(e.revoked_at),
+                    f"**{e.state}**",
+                    "<br>".join(markdown_text(a) for a in e.anomalies) or "",
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(rows)
+
+
+@click.command("audit")
+@repo_option
+@format_option("text", "json", "csv", "markdown")
+@at_option
+@trust_git_option
+@click.option("--requester", metavar="LOGIN", help="Only this requester's requests.")
+@click.option(
+    "--scope", metavar="SCOPE", help="Only this scope (exact, or a glob like projects/pay-*)."
+)
+@click.option(
+    "--since",
+    metavar="RFC3339",
+    callback=_parse_time,
+    help="Only versions alive at or after this time.",
+)
+@click.option(
+    "--until",
+    metavar="RFC3339",
+    callback=_parse_time,
+    help="Only versions merged before this time.",
+)
+@click.option(
+    "--ref", default="HEAD", show_default=True, help="The branch whose history is audited."
+)
+@click.option(
+    "--ledger-branch",
+    default="accessctl-ledger",
+    show_default=True,
+    help="Where apply records what it did (local branch or origin/<branch>).",
+)
+@click.option("--no-ledger", is_flag=True, help="Ignore the ledger: git history only.")
+@click.option(
+    "--fail-on-anomaly", is_flag=True, help="Exit 1 when any listed version has an anomaly."
+)
+@handle_errors
+def audit_command(  # noqa: PLR0917 - click passes options as arguments
+    repo: Path,
+    fmt: str,
+    now: datetime,
+    trust_git: bool,
+    requester: str | None,
+    scope: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    ref: str,
+    ledger_branch: str,
+    no_ledger: bool,
+    fail_on_anomaly: bool,
+) -> None:
+    """The audit trail: every version of every request file that reached the branch.
+
+    One pass over the branch's first-parent history, joined with the ledger branch
+    (what apply granted and revoked, when, and whether it failed) and, without
+    --trust-git and with GITHUB_TOKEN/GITHUB_REPOSITORY set, each version's pull request
+    and approvers (cached). States are as of --at.
+
+    Exit codes: 0 the trail was printed (anomalies are part of it; add --fail-on-anomaly
+    to exit 1 on them); 2 not a git repository or a bad flag.
+    """
+    entries, notes = collect(
+        repo,
+        now=now,
+        trust_git=trust_git,
+        ref=ref,
+        ledger_branch=None if no_ledger else ledger_branch,
+    )
+    wanted = AuditFilter(requester=requester, scope=scope, since=since, until=until)
+    entries = [e for e in entries if wanted.admits(e)]
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    if fmt == "json":
+        echo_json({"requests": [e.to_json() for e in entries]})
+    elif fmt == "csv":
+        click.echo(render_csv(entries))
+    elif fmt == "markdown":
+        click.echo(render_markdown(entries, now))
+    else:
+        click.echo(render_text(entries, now))
+    if fail_on_anomaly and any(e.anomalies for e in entries):
+        sys.exit(1)
