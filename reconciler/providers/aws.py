@@ -123,7 +123,8 @@ class CallCounter:
         self.counts: Counter[str] = Counter()
 
     def attach(self, client: Any) -> None:
-        client.meta.events.register("before-call", self._count)
+        # first, so a handler that answers the call itself (Stubber) cannot hide it
+        client.meta.events.register_first("before-call.*.*", self._count)
 
     def _count(self, model: Any = None, **_: Any) -> None:
         with self._lock:
