@@ -52,6 +52,7 @@ class AwsSandbox:
         self.region = region
         self._server: Any = None
         self._url = ""
+        self._clients: dict[str, Any] = {}
 
     def start(self) -> AwsSandbox:
         from moto.server import ThreadedMotoServer
@@ -99,7 +100,12 @@ class AwsSandbox:
             resp.read()
 
     def client(self, service: str) -> Any:
-        """A boto3 client bound to the sandbox whatever the environment says."""
+        """A boto3 client bound to the sandbox whatever the environment says (cached)."""
+        if service not in self._clients:
+            self._clients[service] = self._new_client(service)
+        return self._clients[service]
+
+    def _new_client(self, service: str) -> Any:
         return boto3.session.Session().client(
             service,  # type: ignore[call-overload]
             region_name=self.region,
