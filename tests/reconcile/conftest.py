@@ -20,14 +20,14 @@ from reconciler.sandbox.gcp_emulator import GcpEmulator
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 H = timedelta(hours=1)
-PROJECTS = ("projects/p-a", "projects/p-b", "projects/p-c")
+PROJECTS = ("projects/app-prod-a", "projects/app-prod-b", "projects/app-prod-c")
 
 POLICY = """\
 policies:
   - name: gcp-read
     description: Read production data while on call
     provider: gcp
-    scopes: [projects/p-a, projects/p-b, projects/p-c]
+    scopes: [projects/app-prod-a, projects/app-prod-b, projects/app-prod-c]
     roles: [roles/cloudsql.viewer, roles/logging.viewer]
     requesters: [team:oncall]
     approvers: [team:leads]
@@ -47,7 +47,7 @@ providers:
 
 def request_yaml(
     requester: str = "alice",
-    scope: str = "projects/p-a",
+    scope: str = "projects/app-prod-a",
     role: str = "roles/cloudsql.viewer",
     duration: str | None = "2h",
     start: datetime | None = None,

@@ -20,7 +20,7 @@ def test_apply_grants_then_second_run_writes_nothing(run_cli, access_repo, emula
     first = run_cli("apply", "--trust-git", at=T0 + H / 6)
     assert first.exit_code == 0, first.output
     assert "+ grant" in first.stdout and ALICE in first.stdout
-    (binding,) = managed(emulator, "projects/p-a")
+    (binding,) = managed(emulator, "projects/app-prod-a")
     assert binding["role"] == "roles/cloudsql.viewer"
     assert binding["members"] == ["user:alice@example.com"]
     assert binding["condition"]["title"] == f"accessctl:{ALICE}"
@@ -48,7 +48,7 @@ def test_plan_json_follows_the_spec_and_changes_nothing(run_cli, access_repo, em
             "request": ALICE,
             "principal": "user:alice@example.com",
             "provider": "gcp",
-            "scope": "projects/p-a",
+            "scope": "projects/app-prod-a",
             "role": "roles/cloudsql.viewer",
             "begin": format_rfc3339(T0),
             "end": format_rfc3339(T0 + 2 * H),
@@ -56,19 +56,19 @@ def test_plan_json_follows_the_spec_and_changes_nothing(run_cli, access_repo, em
     ]
     assert payload["revoke"] == payload["keep"] == payload["errors"] == []
     assert emulator.writes() == 0
-    assert managed(emulator, "projects/p-a") == []
+    assert managed(emulator, "projects/app-prod-a") == []
 
 
 def test_expiry_revokes_on_a_later_run(run_cli, access_repo, emulator) -> None:
     access_repo.write(ALICE, request_yaml(duration="1h"))
     access_repo.commit("alice", at=T0)
     assert run_cli("apply", "--trust-git", at=T0 + H / 2).exit_code == 0
-    assert len(managed(emulator, "projects/p-a")) == 1
+    assert len(managed(emulator, "projects/app-prod-a")) == 1
 
     later = run_cli("apply", "--trust-git", at=T0 + 2 * H)
     assert later.exit_code == 0, later.output
     assert "- revoke" in later.stdout and "expired at" in later.stdout
-    assert managed(emulator, "projects/p-a") == []
+    assert managed(emulator, "projects/app-prod-a") == []
 
 
 def test_deleting_the_file_revokes_early(run_cli, access_repo, emulator) -> None:
@@ -84,21 +84,21 @@ def test_deleting_the_file_revokes_early(run_cli, access_repo, emulator) -> None
     assert [g["request"] for g in payload["revoke"]] == [ALICE]
     assert [r["ok"] for r in payload["results"]] == [True]
     assert "request file deleted" in payload["results"][0]["reason"]
-    assert managed(emulator, "projects/p-a") == []
+    assert managed(emulator, "projects/app-prod-a") == []
 
 
 def test_moved_request_is_revoked_in_its_old_scope(run_cli, access_repo, emulator) -> None:
     """Editing a request to another scope: the old binding is found through git history."""
-    access_repo.write(ALICE, request_yaml(scope="projects/p-a", duration="4h"))
+    access_repo.write(ALICE, request_yaml(scope="projects/app-prod-a", duration="4h"))
     access_repo.commit("alice", at=T0)
     assert run_cli("apply", "--trust-git", at=T0 + H).exit_code == 0
-    access_repo.write(ALICE, request_yaml(scope="projects/p-b", duration="4h"))
+    access_repo.write(ALICE, request_yaml(scope="projects/app-prod-b", duration="4h"))
     access_repo.commit("alice moves", at=T0 + 2 * H)
 
     result = run_cli("apply", "--trust-git", at=T0 + 2 * H)
     assert result.exit_code == 0, result.output
-    assert managed(emulator, "projects/p-a") == []
-    (binding,) = managed(emulator, "projects/p-b")
+    assert managed(emulator, "projects/app-prod-a") == []
+    (binding,) = managed(emulator, "projects/app-prod-b")
     # An edit is a new request: its window starts at the new merge.
     assert format_rfc3339(T0 + 6 * H) in binding["condition"]["expression"]
 
@@ -110,7 +110,7 @@ def test_future_window_is_bound_in_the_condition(run_cli, access_repo, emulator)
 
     result = run_cli("apply", "--trust-git", at=T0 + H)
     assert result.exit_code == 0, result.output
-    (binding,) = managed(emulator, "projects/p-a")
+    (binding,) = managed(emulator, "projects/app-prod-a")
     expression = binding["condition"]["expression"]
     assert f'request.time >= timestamp("{format_rfc3339(start)}")' in expression
     assert f'request.time < timestamp("{format_rfc3339(start + 2 * H)}")' in expression
@@ -138,64 +138,69 @@ def test_unmanaged_and_other_tools_bindings_survive(run_cli, access_repo, emulat
         ],
         "auditConfigs": [{"service": "allServices", "auditLogConfigs": [{"logType": "DATA_READ"}]}],
     }
-    emulator.set_policy("projects/p-a", foreign)
-    before = copy.deepcopy(emulator.get_policy("projects/p-a"))
+    emulator.set_policy("projects/app-prod-a", foreign)
+    before = copy.deepcopy(emulator.get_policy("projects/app-prod-a"))
     access_repo.write(ALICE, request_yaml(duration="1h"))
     access_repo.commit("alice", at=T0)
 
     assert run_cli("apply", "--trust-git", at=T0 + H / 2).exit_code == 0
     assert run_cli("apply", "--trust-git", at=T0 + 2 * H).exit_code == 0  # expiry
-    after = emulator.get_policy("projects/p-a")
-    assert unmanaged(emulator, "projects/p-a") == before["bindings"]
+    after = emulator.get_policy("projects/app-prod-a")
+    assert unmanaged(emulator, "projects/app-prod-a") == before["bindings"]
     assert after["auditConfigs"] == before["auditConfigs"]
-    assert managed(emulator, "projects/p-a") == []
+    assert managed(emulator, "projects/app-prod-a") == []
 
 
 def test_conflict_is_retried_without_losing_the_concurrent_change(
     run_cli, access_repo, emulator
 ) -> None:
     def concurrent_writer(policy: dict) -> dict:
-        policy["bindings"].append({"role": "roles/browser", "members": ["user:ops@example.com"]})
+        policy.setdefault("bindings", []).append(
+            {"role": "roles/browser", "members": ["user:ops@example.com"]}
+        )
         return policy
 
-    emulator.conflict_next("projects/p-a", count=2, mutate=concurrent_writer)
+    emulator.conflict_next("projects/app-prod-a", count=2, mutate=concurrent_writer)
     access_repo.write(ALICE, request_yaml())
     access_repo.commit("alice", at=T0)
 
     result = run_cli("apply", "--trust-git", at=T0 + H)
     assert result.exit_code == 0, result.output
-    roles = [b["role"] for b in emulator.get_policy("projects/p-a")["bindings"]]
-    assert roles.count("roles/browser") == 1 and len(managed(emulator, "projects/p-a")) == 1
+    roles = [b["role"] for b in emulator.get_policy("projects/app-prod-a")["bindings"]]
+    # Both concurrent writes survive, and ours landed on top of them.
+    assert roles.count("roles/browser") == 2
+    assert len(managed(emulator, "projects/app-prod-a")) == 1
+    assert emulator.writes("projects/app-prod-a") == 3
 
 
 def test_one_scope_down_others_converge(run_cli, access_repo, emulator) -> None:
-    access_repo.write(ALICE, request_yaml(scope="projects/p-a"))
-    access_repo.write(BOB, request_yaml(requester="bob", scope="projects/p-b"))
+    access_repo.write(ALICE, request_yaml(scope="projects/app-prod-a"))
+    access_repo.write(BOB, request_yaml(requester="bob", scope="projects/app-prod-b"))
     access_repo.commit("two requests", at=T0)
-    emulator.fail_next("projects/p-b", status=503, count=None)
+    emulator.fail_next("projects/app-prod-b", status=503, count=None)
 
     result = run_cli("apply", "--trust-git", at=T0 + H)
     assert result.exit_code == 1, result.output
-    assert "projects/p-b" in result.stdout
-    assert len(managed(emulator, "projects/p-a")) == 1
+    assert "projects/app-prod-b" in result.stdout
+    assert len(managed(emulator, "projects/app-prod-a")) == 1
 
-    emulator.heal("projects/p-b")
+    emulator.heal("projects/app-prod-b")
     again = run_cli("apply", "--trust-git", at=T0 + H)
     assert again.exit_code == 0, again.output
-    assert len(managed(emulator, "projects/p-b")) == 1
+    assert len(managed(emulator, "projects/app-prod-b")) == 1
 
 
 def test_unreadable_scope_revokes_nothing(run_cli, access_repo, emulator) -> None:
     access_repo.write(ALICE, request_yaml(duration="1h"))
     access_repo.commit("alice", at=T0)
     assert run_cli("apply", "--trust-git", at=T0 + H / 2).exit_code == 0
-    emulator.fail_next("projects/p-a", status=503, count=None, method="get")
+    emulator.fail_next("projects/app-prod-a", status=503, count=None, method="get")
 
     result = run_cli("plan", "--trust-git", "--format", "json", at=T0 + 2 * H)
     assert result.exit_code == 1
     payload = result.json()
     assert payload["revoke"] == []
-    assert [e["scope"] for e in payload["errors"]] == ["projects/p-a"]
+    assert [e["scope"] for e in payload["errors"]] == ["projects/app-prod-a"]
 
 
 def test_invalid_request_grants_nothing_and_names_the_file(run_cli, access_repo, emulator) -> None:
@@ -209,7 +214,9 @@ def test_invalid_request_grants_nothing_and_names_the_file(run_cli, access_repo,
     payload = result.json()
     assert [g["request"] for g in payload["grant"]] == [ALICE]
     assert any(e["file"] == bad and e["line"] for e in payload["errors"])
-    assert [b["members"] for b in managed(emulator, "projects/p-a")] == [["user:alice@example.com"]]
+    assert [b["members"] for b in managed(emulator, "projects/app-prod-a")] == [
+        ["user:alice@example.com"]
+    ]
 
 
 def test_refused_request_grants_nothing(run_cli, access_repo, emulator) -> None:
@@ -219,7 +226,7 @@ def test_refused_request_grants_nothing(run_cli, access_repo, emulator) -> None:
     result = run_cli("apply", "--trust-git", at=T0 + H)
     assert result.exit_code == 1
     assert eve in result.stdout
-    assert managed(emulator, "projects/p-a") == []
+    assert managed(emulator, "projects/app-prod-a") == []
 
 
 def test_too_long_request_grants_nothing(run_cli, access_repo, emulator) -> None:
@@ -227,7 +234,7 @@ def test_too_long_request_grants_nothing(run_cli, access_repo, emulator) -> None
     access_repo.commit("alice, too long", at=T0)
     result = run_cli("apply", "--trust-git", at=T0 + H)
     assert result.exit_code == 1
-    assert managed(emulator, "projects/p-a") == []
+    assert managed(emulator, "projects/app-prod-a") == []
 
 
 def test_without_github_credentials_exit_2(run_cli, access_repo, emulator) -> None:
@@ -251,7 +258,7 @@ def test_broken_policies_change_nothing(run_cli, access_repo, emulator) -> None:
     result = run_cli("apply", "--trust-git", at=T0 + 2 * H)
     assert result.exit_code == 2
     assert "policies/access.yaml" in result.stderr
-    assert len(managed(emulator, "projects/p-a")) == 1
+    assert len(managed(emulator, "projects/app-prod-a")) == 1
 
 
 def test_not_a_git_repository_exit_2(tmp_path, emulator) -> None:
