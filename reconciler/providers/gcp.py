@@ -182,16 +182,31 @@ def grant_problem(grant: Grant) -> str | None:
 class GcpClients:
     """The three Resource Manager clients, built on first use (importing is cheap)."""
 
-    def __init__(self, endpoint: str | None = None, clients: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        clients: Mapping[str, Any] | None = None,
+        pool_size: int = 10,
+    ):
         self.endpoint = endpoint
+        self.pool_size = pool_size
         self._clients: dict[str, Any] = dict(clients or {})
+        self._failure: Exception | None = None
         self._lock = threading.Lock()
 
     def for_scope(self, scope: str) -> Any:
         kind = scope.split("/", 1)[0]
         with self._lock:
+            if self._failure is not None:
+                # Missing credentials fail the same way for every scope: find out once,
+                # not once per scope (ADC may probe the metadata server each time).
+                raise self._failure
             if kind not in self._clients:
-                self._clients[kind] = self._build(kind)
+                try:
+                    self._clients[kind] = self._build(kind)
+                except Exception as exc:
+                    self._failure = exc
+                    raise
             return self._clients[kind]
 
     def _build(self, kind: str) -> Any:
@@ -207,13 +222,27 @@ class GcpClients:
             from google.auth import credentials
 
             anonymous: Any = credentials.AnonymousCredentials  # untyped in google-auth
-            return cls(
+            client = cls(
                 credentials=anonymous(),
                 transport="rest",
                 client_options=ClientOptions(api_endpoint=self.endpoint),
             )
-        # Application Default Credentials: what google-github-actions/auth provides.
-        return cls(transport="rest")
+        else:
+            # Application Default Credentials: what google-github-actions/auth provides.
+            client = cls(transport="rest")
+        self._widen_pool(client)
+        return client
+
+    def _widen_pool(self, client: Any) -> None:
+        """requests keeps 10 connections per host; a wider worker pool would churn them."""
+        session = getattr(getattr(client, "_transport", None), "_session", None)
+        if self.pool_size <= 10 or session is None:
+            return
+        from requests.adapters import HTTPAdapter
+
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
 
 
 # -- errors and retries ---------------------------------------------------------------
@@ -364,7 +393,15 @@ class GcpProvider:
         except Exception as exc:
             message = _hint(scope, _classify(exc)[1])
             return {i: ChangeResult(c, ok=False, message=message) for i, c in (*grants, *revokes)}
-        return self._verify(scope, stored, grants, revokes)
+        results = self._verify(scope, stored, grants, revokes)
+        if all(r.ok for r in results.values()):
+            return results
+        # GCP answers setIamPolicy with the stored policy; should an endpoint answer
+        # with less, a fresh read is the judge before we call the change failed.
+        try:
+            return self._verify(scope, self._retrying(lambda: self._get(scope)), grants, revokes)
+        except Exception:
+            return results
 
     def _write(
         self, scope: str, grants: list[Grant], revokes: list[Grant], now: datetime
@@ -454,7 +491,7 @@ def make_provider(config: Config, options: Mapping[str, Any]) -> GcpProvider:
     clients = merged.get("clients")
     if not isinstance(clients, GcpClients):
         endpoint = merged.get("endpoint") or os.environ.get(ENDPOINT_ENV) or None
-        clients = GcpClients(endpoint=endpoint)
+        clients = GcpClients(endpoint=endpoint, pool_size=int(merged.get("concurrency", 8)))
     return GcpProvider(
         clients,
         concurrency=int(merged.get("concurrency", 8)),

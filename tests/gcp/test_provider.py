@@ -325,3 +325,30 @@ def test_observe_reads_scopes_concurrently(emulator: GcpEmulator, make_provider)
 
     assert not obs.failures and obs.calls == {"reads": 16, "writes": 0}
     assert elapsed < 0.1 * 16 / 2  # well under serial time (1.6 s)
+
+
+def test_missing_credentials_fail_every_scope_with_one_clear_message(monkeypatch, tmp_path):
+    from reconciler.core.models import Config
+    from reconciler.providers.base import factory
+
+    monkeypatch.delenv(ENDPOINT_ENV, raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    provider = factory("gcp")(Config(), {"backoff_base": 0.001})
+
+    obs = provider.observe([P, "projects/other-prod"], NOW)
+    [result] = provider.apply(P, [add(grant())], NOW)
+
+    assert set(obs.failures) == {P, "projects/other-prod"}
+    assert all("no Google credentials" in m for m in obs.failures.values())
+    assert not result.ok and "no Google credentials" in result.message
+
+
+def test_wide_pool_keeps_connections(emulator: GcpEmulator, make_provider):
+    scopes = [f"projects/wide-{i:03d}-prod" for i in range(24)]
+    for s in scopes:
+        emulator.add_resource(s)
+    provider = make_provider(concurrency=24)
+
+    obs = provider.observe(scopes, NOW)
+
+    assert not obs.failures and obs.calls["reads"] == 24
