@@ -1,0 +1,332 @@
+"""The PR gate's verdicts and their rendering: per changed file, then for the whole PR.
+
+Pure: the command gathers the PR (files, author, reviews) and the parsed requests; this
+module decides success / pending / failure for each file and writes the comment, the
+job summary and the commit status description. Every piece of file text is escaped.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from reconciler.core.escape import markdown_code, markdown_text
+from reconciler.core.models import AccessRequest, Config, Decision, Policy
+from reconciler.core.timeutil import format_duration, format_rfc3339
+from reconciler.errors import Finding
+
+State = Literal["success", "pending", "failure"]
+MARKER = "<!-- accessctl:pr-check -->"
+STATUS_CONTEXT = "accessctl/approval"
+REQUESTS_DIR = "requests/"
+_RANK: dict[State, int] = {"success": 0, "pending": 1, "failure": 2}
+
+
+@dataclass(frozen=True)
+class PathChange:
+    """A changed path; a rename is a removal of the old path plus an addition of the new."""
+
+    path: str
+    kind: Literal["added", "modified", "removed"]
+
+
+def split_changes(files: Iterable[tuple[str, str, str | None]]) -> list[PathChange]:
+    """``(path, GitHub status, previous path)`` entries -> path changes, renames split."""
+    out: list[PathChange] = []
+    for path, status, previous in files:
+        if status == "removed":
+            out.append(PathChange(path, "removed"))
+        elif status == "renamed" and previous and previous != path:
+            out += [PathChange(previous, "removed"), PathChange(path, "added")]
+        elif status in ("added", "copied"):
+            out.append(PathChange(path, "added"))
+        else:  # modified, changed, unchanged (mode change)
+            out.append(PathChange(path, "modified"))
+    return out
+
+
+def is_request_path(path: str) -> bool:
+    return path.startswith(REQUESTS_DIR)
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Where a request stands on approvals under the policy that would allow it."""
+
+    policy: Policy
+    needed: int
+    counted: tuple[str, ...]  # lowercased logins whose approval counts
+    eligible: tuple[str, ...]  # who may still approve (lowercased), excluding author/requester
+
+    @property
+    def missing(self) -> int:
+        return max(self.needed - len(self.counted), 0)
+
+
+@dataclass(frozen=True)
+class FileVerdict:
+    path: str
+    kind: Literal["request", "revocation"]
+    state: State
+    request: AccessRequest | None = None
+    decision: Decision | None = None
+    approval: Approval | None = None
+    findings: tuple[Finding, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything the gate says about one pull request at one head commit."""
+
+    pr: int
+    head: str
+    base: str
+    author: str
+    verdicts: tuple[FileVerdict, ...] = ()
+    problems: tuple[str, ...] = ()  # PR-wide failures (mixed changes...), plain text
+    notes: tuple[str, ...] = ()
+    other_paths: tuple[str, ...] = field(default=())
+
+    @property
+    def state(self) -> State:
+        states: list[State] = [v.state for v in self.verdicts]
+        if self.problems:
+            states.append("failure")
+        return max(states, key=_RANK.__getitem__, default="success")
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for v in self.verdicts for f in v.findings]
+
+
+# --------------------------------------------------------------------------- judging
+def approval_state(
+    request: AccessRequest,
+    config: Config,
+    policy_name: str,
+    reviewers: frozenset[str],
+    pr_author: str,
+) -> Approval:
+    """Approvals counted and missing under ``policy_name`` (reviewers already filtered by
+    the §3 review rule)."""
+    policy = next(p for p in config.policies if p.name == policy_name)
+    excluded = {request.requester.lower(), pr_author.lower()}
+    eligible = config.expand(policy.approvers) - excluded
+    counted = tuple(sorted({r.lower() for r in reviewers} & eligible))
+    return Approval(policy, policy.approvals, counted, tuple(sorted(eligible - set(counted))))
+
+
+def judge_request(
+    request: AccessRequest,
+    findings: Sequence[Finding],
+    static: Decision,
+    with_approvals: Decision,
+    approval: Approval | None,
+) -> FileVerdict:
+    """An added or modified request: errors fail it; otherwise approvals decide."""
+    errors = tuple(f for f in findings if f.severity == "error")
+    if errors or not static.allowed:
+        return FileVerdict(
+            request.path, "request", "failure", request, static, None, tuple(findings)
+        )
+    if with_approvals.allowed:
+        return FileVerdict(request.path, "request", "success", request, with_approvals, approval)
+    return FileVerdict(
+        request.path, "request", "pending", request, static, approval, tuple(findings)
+    )
+
+
+def covering_policies(request: AccessRequest, config: Config) -> list[Policy]:
+    """Policies for the request's provider, scope and role (who may approve it)."""
+    return [
+        p
+        for p in config.policies
+        if p.provider == request.provider
+        and request.role in p.roles
+        and any(fnmatch.fnmatchcase(request.scope, s) for s in p.scopes)
+    ]
+
+
+def judge_revocation(
+    path: str, request: AccessRequest | None, config: Config, pr_author: str
+) -> FileVerdict:
+    """A deleted request file (early revocation): its requester or an approver of a policy
+    covering it may delete it; anyone else may not."""
+    author = pr_author.lower()
+    owner = (request.requester if request else _directory_login(path)).lower()
+    if author == owner:
+        return FileVerdict(path, "revocation", "success", request, note="revoked by its requester")
+    approvers = (
+        set().union(*(config.expand(p.approvers) for p in covering_policies(request, config)))
+        if request
+        else set()
+    )
+    if author in approvers:
+        return FileVerdict(path, "revocation", "success", request, note="revoked by an approver")
+    finding = Finding(
+        path,
+        1,
+        "E-PR-REVOKE",
+        f"{pr_author} may not delete this request: only its requester ({owner}) or an approver "
+        "of a policy covering it may revoke it early",
+    )
+    return FileVerdict(path, "revocation", "failure", request, findings=(finding,))
+
+
+def _directory_login(path: str) -> str:
+    parts = path.split("/")
+    return parts[1] if len(parts) > 2 else ""
+
+
+# --------------------------------------------------------------------------- rendering
+def status_description(report: Report) -> str:
+    """The commit status text (GitHub keeps 140 characters)."""
+    state = report.state
+    if state == "success":
+        n = sum(1 for v in report.verdicts if v.kind == "request")
+        text = f"{n} request(s) approved" if n else "may merge"
+        if any(v.kind == "revocation" for v in report.verdicts):
+            text += "; revocation allowed"
+        return _cut(text)
+    if state == "failure":
+        count = len(report.findings) + len(report.problems)
+        first = (
+            report.problems[0]
+            if report.problems
+            else str(report.findings[0].message)
+            if report.findings
+            else "refused"
+        )
+        return _cut(f"{count} problem(s): {first}")
+    pending = [v.approval for v in report.verdicts if v.state == "pending" and v.approval]
+    parts = [_needs(a) for a in pending]
+    return _cut("; ".join(dict.fromkeys(parts)) or "waiting for approvals")
+
+
+def _needs(a: Approval) -> str:
+    who = ", ".join(a.policy.approvers)
+    names = ", ".join(a.eligible)
+    extra = f" ({names})" if names and names != who else ""
+    return f"needs {a.missing} more approval{'s' if a.missing != 1 else ''} from {who}{extra}"
+
+
+def _cut(text: str, limit: int = 140) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_ICON: dict[State, str] = {"success": "✅", "pending": "⏳", "failure": "❌"}
+_HEADLINE: dict[State, str] = {
+    "success": "may merge",
+    "pending": "waiting for approvals",
+    "failure": "cannot merge",
+}
+
+
+def render_markdown(report: Report, now: datetime) -> str:
+    """The PR comment (starts with the hidden marker) and job summary."""
+    state = report.state
+    lines = [
+        MARKER,
+        f"### {_ICON[state]} accessctl: {_HEADLINE[state]}",
+        "",
+        f"Pull request \\#{report.pr} by {markdown_text(report.author)}, checked at "
+        f"{markdown_code(report.head[:12])} against the policies of the base commit "
+        f"{markdown_code(report.base[:12])} ({format_rfc3339(now)}).",
+        "",
+    ]
+    lines += [f"- ❌ {markdown_text(p)}" for p in report.problems]
+    lines += [f"- {markdown_text(n)}" for n in report.notes]
+    if report.problems or report.notes:
+        lines.append("")
+    requests = [v for v in report.verdicts if v.kind == "request"]
+    if requests:
+        lines += _request_table(requests)
+    revocations = [v for v in report.verdicts if v.kind == "revocation"]
+    if revocations:
+        lines += ["", "**Early revocations** (deleted request files)", ""]
+        lines += [
+            f"- {_ICON[v.state]} {markdown_code(v.path)}: {markdown_text(v.note or _first(v))}"
+            for v in revocations
+        ]
+    problems = [f for v in report.verdicts for f in v.findings]
+    if problems:
+        lines += ["", "**Problems**", ""]
+        lines += [
+            f"- {markdown_code(f'{f.file}:{f.line}')} {markdown_code(f.code)} {markdown_text(f.message)}"
+            for f in problems
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _first(v: FileVerdict) -> str:
+    return v.findings[0].message if v.findings else ""
+
+
+def _request_table(verdicts: Sequence[FileVerdict]) -> list[str]:
+    lines = [
+        "| | file | who | gets | where | for how long | why | policy | approvals |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in verdicts:
+        r = v.request
+        if r is None:
+            continue
+        cells = [
+            _ICON[v.state],
+            markdown_code(v.path),
+            markdown_text(r.requester)
+            + (
+                f" as {markdown_code(v.decision.principal)}"
+                if v.decision and v.decision.principal
+                else ""
+            ),
+            markdown_code(r.role),
+            f"{markdown_text(r.provider)} {markdown_code(r.scope)}",
+            _how_long(r, v.decision),
+            markdown_text(r.reason, limit=300)
+            + (f" ({markdown_text(r.ticket)})" if r.ticket else ""),
+            markdown_text(v.approval.policy.name)
+            if v.approval
+            else markdown_text(v.decision.policy or "none")
+            if v.decision
+            else "none",
+            _approvals_cell(v),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _how_long(r: AccessRequest, decision: Decision | None) -> str:
+    parts = []
+    if decision and decision.window and decision.window.end > decision.window.begin:
+        parts.append(format_duration(decision.window.length))
+    elif r.duration:
+        parts.append(format_duration(r.duration))
+    if r.start:
+        parts.append(f"from {format_rfc3339(r.start)}")
+    if r.expires:
+        parts.append(f"until {format_rfc3339(r.expires)}")
+    return markdown_text(" ".join(parts) or "unknown")
+
+
+def _approvals_cell(v: FileVerdict) -> str:
+    a = v.approval
+    if a is None:
+        return "not checked" if v.state == "failure" else "none needed"
+    present = ", ".join(a.counted) or "none"
+    text = f"{len(a.counted)}/{a.needed}: {present}"
+    if a.missing:
+        text += f"; missing {a.missing} from {', '.join(a.policy.approvers)}"
+        if a.eligible:
+            text += f" ({', '.join(a.eligible)})"
+    return markdown_text(text)
+
+
+def status_state(state: State) -> str:
+    """Commit status state for a verdict (GitHub: success, pending, failure, error)."""
+    return state
