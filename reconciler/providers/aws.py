@@ -72,7 +72,7 @@ class Tuning:
     """Concurrency and polling bounds; tests shrink the waits."""
 
     workers: int = 8  # changes in flight per apply() call, and listings per observe()
-    poll_first: float = 1.0  # seconds before the first status check
+    poll_first: float = 0.5  # seconds before the first status check
     poll_max: float = 10.0  # backoff cap between status checks
     poll_timeout: float = 300.0  # give up on one async operation after this long
     retry_attempts: int = 5  # our own retries of Conflict/Throttling, after botocore's
@@ -596,5 +596,5 @@ def make_provider(config: Config, options: Mapping[str, Any]) -> AwsProvider:
         ids,
         accounts=policy_accounts(config),
         principals=principals,
-        tuning=options.get("tuning"),
+        tuning=options.get("tuning") or Tuning(workers=int(options.get("concurrency") or 8)),
     )

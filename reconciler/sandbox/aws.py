@@ -9,12 +9,21 @@ with AwsSandbox() as aws:
 moto keeps its state in process-wide backends: two sandboxes in one process share it, and
 ``reset()`` wipes both. Tests run one sandbox per process (pytest-xdist workers are
 processes) and reset it between tests.
+
+moto answers every asynchronous operation SUCCEEDED at once and never fails one; ``faults``
+(a WSGI layer in front of moto) makes it behave like AWS on a bad day: creations that stay
+IN_PROGRESS for a few polls, creations that end FAILED with a reason, accounts the
+reconciler's role cannot reach.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import threading
 import urllib.request
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +54,165 @@ class SeededInstance:
         }
 
 
+SSO_TARGET = "SWBExternalService."  # X-Amz-Target prefix of every sso-admin operation
+Response = tuple[int, dict[str, Any]]
+
+
+class Faults:
+    """What the sandbox does differently from moto; thread-safe, cleared by ``clear()``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.denied: dict[str, str] = {}  # account -> error code
+            self.failing: dict[str, str] = {}  # account -> FailureReason of its creations
+            self.polls = 0  # IN_PROGRESS answers before SUCCEEDED, per operation
+            self._pending: dict[str, int] = {}  # request id -> IN_PROGRESS answers left
+            self._failed: dict[str, dict[str, Any]] = {}  # request id -> FAILED status
+
+    def deny_account(self, account: str, code: str = "AccessDeniedException") -> None:
+        with self._lock:
+            self.denied[account] = code
+
+    def fail_creations(self, account: str, reason: str) -> None:
+        with self._lock:
+            self.failing[account] = reason
+
+    def slow(self, polls: int) -> None:
+        with self._lock:
+            self.polls = polls
+
+    @property
+    def active(self) -> bool:
+        return bool(self.denied or self.failing or self.polls or self._failed)
+
+    def before(self, operation: str, params: dict[str, Any]) -> Response | None:
+        """An answer that replaces moto's, or None to let moto answer."""
+        account = params.get("AccountId") or params.get("TargetId")
+        with self._lock:
+            if account in self.denied:
+                return 400, {
+                    "__type": self.denied[account],
+                    "message": f"not authorized to manage account {account}",
+                }
+            if operation == "CreateAccountAssignment" and account in self.failing:
+                request_id = str(uuid.uuid4())
+                status = {k: v for k, v in params.items() if k != "InstanceArn"}
+                status |= {"RequestId": request_id, "Status": "IN_PROGRESS"}
+                self._failed[request_id] = status | {
+                    "Status": "FAILED",
+                    "FailureReason": self.failing[account],
+                }
+                return 200, {"AccountAssignmentCreationStatus": status}
+            asked = params.get("AccountAssignmentCreationRequestId")
+            if asked in self._failed:
+                return 200, {"AccountAssignmentCreationStatus": self._failed[asked]}
+        return None
+
+    def after(self, operation: str, body: dict[str, Any]) -> None:
+        """Rewrite moto's instant SUCCEEDED into IN_PROGRESS for the first ``polls`` looks."""
+        key = {
+            "CreateAccountAssignment": "AccountAssignmentCreationStatus",
+            "DeleteAccountAssignment": "AccountAssignmentDeletionStatus",
+            "DescribeAccountAssignmentCreationStatus": "AccountAssignmentCreationStatus",
+            "DescribeAccountAssignmentDeletionStatus": "AccountAssignmentDeletionStatus",
+        }.get(operation)
+        status = body.get(key or "")
+        if not isinstance(status, dict) or status.get("Status") != "SUCCEEDED":
+            return
+        with self._lock:
+            request_id = status.get("RequestId", "")
+            if operation.startswith(("Create", "Delete")):
+                self._pending[request_id] = self.polls
+            left = self._pending.get(request_id, 0)
+            if left > 0:
+                status["Status"] = "IN_PROGRESS"
+                self._pending[request_id] = left - (
+                    0 if operation.startswith(("Create", "Delete")) else 1
+                )
+
+
+class _FaultyApp:
+    """WSGI layer in front of moto that applies ``Faults`` to sso-admin calls."""
+
+    def __init__(self, app: Any, faults: Faults) -> None:
+        self.app = app
+        self.faults = faults
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith(SSO_TARGET) or not self.faults.active:
+            return self.app(environ, start_response)
+        operation = target[len(SSO_TARGET) :]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(raw)
+        try:
+            params = json.loads(raw or b"{}")
+        except ValueError:
+            return self.app(environ, start_response)
+        answer = self.faults.before(operation, params)
+        if answer is not None:
+            return _respond(start_response, *answer)
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        chunks = self.app(environ, capture)
+        try:
+            payload = b"".join(chunks)
+        finally:
+            getattr(chunks, "close", lambda: None)()
+        if captured["status"].startswith("200"):
+            try:
+                body = json.loads(payload)
+                self.faults.after(operation, body)
+                payload = json.dumps(body).encode()
+            except ValueError:
+                pass
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        start_response(captured["status"], [*headers, ("Content-Length", str(len(payload)))])
+        return [payload]
+
+
+def _respond(start_response: Any, status: int, body: dict[str, Any]) -> list[bytes]:
+    payload = json.dumps(body).encode()
+    reason = "OK" if status == 200 else "Bad Request"
+    start_response(
+        f"{status} {reason}",
+        [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(payload)))],
+    )
+    return [payload]
+
+
+def _faulty_moto_server(faults: Faults) -> Any:
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from moto.server import ThreadedMotoServer
+    from werkzeug.serving import make_server
+
+    class FaultyMotoServer(ThreadedMotoServer):
+        """moto's threaded server with the Faults layer in front of its WSGI app."""
+
+        def _server_entry(self) -> None:
+            app = _FaultyApp(DomainDispatcherApplication(create_backend_app), faults)
+            self._server = make_server(
+                self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return FaultyMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+
+
 class AwsSandbox:
     """moto's server on 127.0.0.1 and a free port, for as long as the context lasts."""
 
@@ -53,13 +221,12 @@ class AwsSandbox:
         self._server: Any = None
         self._url = ""
         self._clients: dict[str, Any] = {}
+        self.faults = Faults()
 
     def start(self) -> AwsSandbox:
-        from moto.server import ThreadedMotoServer
-
         # werkzeug logs every request to stderr; the demo and the tests need none of it.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server = _faulty_moto_server(self.faults)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self._url = f"http://{host}:{port}"
@@ -93,7 +260,8 @@ class AwsSandbox:
         }
 
     def reset(self) -> None:
-        """Forget every resource (moto's own reset endpoint)."""
+        """Forget every resource (moto's own reset endpoint) and every fault."""
+        self.faults.clear()
         url = f"{self.url}/moto-api/reset"  # our own server, plain http
         req = urllib.request.Request(url, data=b"", method="POST")  # noqa: S310
         with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
