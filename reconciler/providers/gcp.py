@@ -271,6 +271,13 @@ def _classify(exc: BaseException) -> tuple[bool, str]:
     return False, f"{type(exc).__name__}: {exc}"
 
 
+def _is_rejection(exc: BaseException) -> bool:
+    """IAM refused the policy itself (400), as opposed to refusing us or being down."""
+    from google.api_core import exceptions as gexc
+
+    return isinstance(exc, gexc.BadRequest)
+
+
 def _hint(scope: str, message: str) -> str:
     if message.startswith("403"):
         kind = scope.split("/", 1)[0]
@@ -385,14 +392,40 @@ class GcpProvider:
             message = f"{scope!r} is not projects/<id>, folders/<n> or organizations/<n>"
             return {i: ChangeResult(c, ok=False, message=message) for i, c in (*grants, *revokes)}
         try:
-            stored = self._retrying(
-                lambda: self._write(
-                    scope, [c.grant for _, c in grants], [c.grant for _, c in revokes], now
-                )
-            )
+            return self._write_and_verify(scope, grants, revokes, now)
         except Exception as exc:
-            message = _hint(scope, _classify(exc)[1])
-            return {i: ChangeResult(c, ok=False, message=message) for i, c in (*grants, *revokes)}
+            if not _is_rejection(exc) or len(grants) + len(revokes) < 2:
+                message = _hint(scope, _classify(exc)[1])
+                return {
+                    i: ChangeResult(c, ok=False, message=message) for i, c in (*grants, *revokes)
+                }
+        # IAM refused the combined write (e.g. a role it does not know): one bad grant
+        # must not keep the others, least of all the revokes, from happening.
+        results: dict[int, ChangeResult] = {}
+        Batch = tuple[list[tuple[int, Change]], list[tuple[int, Change]]]
+        batches: list[Batch] = [([], revokes)] if revokes else []
+        batches += [([g], []) for g in grants]
+        for batch_grants, batch_revokes in batches:
+            try:
+                results.update(self._write_and_verify(scope, batch_grants, batch_revokes, now))
+            except Exception as exc:
+                message = _hint(scope, _classify(exc)[1])
+                for i, c in (*batch_grants, *batch_revokes):
+                    results[i] = ChangeResult(c, ok=False, message=message)
+        return results
+
+    def _write_and_verify(
+        self,
+        scope: str,
+        grants: list[tuple[int, Change]],
+        revokes: list[tuple[int, Change]],
+        now: datetime,
+    ) -> dict[int, ChangeResult]:
+        stored = self._retrying(
+            lambda: self._write(
+                scope, [c.grant for _, c in grants], [c.grant for _, c in revokes], now
+            )
+        )
         results = self._verify(scope, stored, grants, revokes)
         if all(r.ok for r in results.values()):
             return results

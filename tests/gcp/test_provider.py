@@ -352,3 +352,22 @@ def test_wide_pool_keeps_connections(emulator: GcpEmulator, make_provider):
     obs = provider.observe(scopes, NOW)
 
     assert not obs.failures and obs.calls["reads"] == 24
+
+
+def test_a_grant_the_cloud_refuses_does_not_hold_back_the_others(
+    emulator: GcpEmulator, provider: GcpProvider
+):
+    expired = grant(request="requests/alice/old.yaml", end=NOW - timedelta(hours=1))
+    emulator.add_resource(P)
+    provider.apply(P, [add(expired)], NOW - timedelta(hours=2))
+    provider.observe([P], NOW)
+    good = grant(principal="user:carol@example.com", request="requests/carol/x.yaml")
+    bad = grant(role="roles/owner", request="requests/alice/owner.yaml")
+
+    results = provider.apply(P, [add(bad), revoke(expired), add(good)], NOW)
+
+    assert [r.ok for r in results] == [False, True, True]
+    assert "basic role" in results[0].message
+    assert [b["condition"]["title"] for b in managed(emulator.get_policy(P))] == [
+        "accessctl:requests/carol/x.yaml"
+    ]
