@@ -46,6 +46,7 @@ _MEMBER_TYPE = re.compile(r"^[A-Za-z]+:\S+$")
 _TERM = re.compile(
     r"""^request\.time\s*(?P<op><|>=)\s*timestamp\(\s*(["'])(?P<ts>[^"']+)\2\s*\)$"""
 )
+_CASELESS = frozenset({"user", "group", "serviceAccount", "domain", "deleted"})
 _PR = re.compile(r"\bvia PR #(\d+)\b")
 _PERMISSIONS = {
     "projects": "resourcemanager.projects.getIamPolicy/setIamPolicy",
@@ -116,10 +117,20 @@ def grants_of(scope: str, policy: policy_pb2.Policy) -> frozenset[Grant]:
     return frozenset(out)
 
 
+def member_id(member: str) -> str:
+    """A member as IAM compares it: e-mail and domain values ignore case (IAM may answer
+    ``user:Jane.Doe@example.com`` for ``user:jane.doe@example.com``); types and
+    ``principal://`` identifiers do not."""
+    kind, sep, value = member.partition(":")
+    if sep and kind in _CASELESS and not value.startswith("//"):
+        return f"{kind}:{value.lower()}"
+    return member
+
+
 def _identity(grant: Grant) -> tuple[str, str, str | None, str | None]:
     """What matches a grant to a binding member: role, member, request, end (to the second)."""
     end = format_rfc3339(grant.end) if grant.end else None
-    return (grant.role, grant.principal, grant.request, end)
+    return (grant.role, member_id(grant.principal), grant.request, end)
 
 
 def modify(
@@ -128,7 +139,8 @@ def modify(
     """A copy of ``policy`` with ``revokes`` removed and ``grants`` added; nothing else moves."""
     from google.iam.v1 import policy_pb2
 
-    gone = {_identity(g) for g in revokes}
+    # A revoke and a grant of the same binding (same member but for case) cancel out.
+    gone = {_identity(g) for g in revokes} - {_identity(g) for g in grants}
     present: set[tuple[str, str, str | None, str | None]] = set()
     new = policy_pb2.Policy()
     new.CopyFrom(policy)
@@ -140,8 +152,10 @@ def modify(
         title = binding.condition.title[len(MANAGED_TITLE_PREFIX) :]
         end = parse_expression(binding.condition.expression)[1]
         end_text = format_rfc3339(end) if end else None
-        keep = [m for m in binding.members if (binding.role, m, title, end_text) not in gone]
-        present |= {(binding.role, m, title, end_text) for m in keep}
+        keep = [
+            m for m in binding.members if (binding.role, member_id(m), title, end_text) not in gone
+        ]
+        present |= {(binding.role, member_id(m), title, end_text) for m in keep}
         if keep:
             copy = new.bindings.add()
             copy.CopyFrom(binding)
@@ -463,9 +477,12 @@ class GcpProvider:
             ok = _identity(change.grant) in held
             message = "granted" if ok else "binding missing from the policy after the write"
             out[i] = ChangeResult(change, ok=ok, message=message, verified=ok)
+        granted = {_identity(c.grant) for _, c in grants}
         for i, change in revokes:
             ok = _identity(change.grant) not in held
             message = "revoked" if ok else "binding still in the policy after the write"
+            if _identity(change.grant) in granted:
+                ok, message = _identity(change.grant) in held, "superseded by the same grant"
             out[i] = ChangeResult(change, ok=ok, message=message, verified=ok)
         return out
 

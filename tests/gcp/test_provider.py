@@ -371,3 +371,23 @@ def test_a_grant_the_cloud_refuses_does_not_hold_back_the_others(
     assert [b["condition"]["title"] for b in managed(emulator.get_policy(P))] == [
         "accessctl:requests/carol/x.yaml"
     ]
+
+
+def test_member_case_as_iam_answers_it_is_the_same_member(
+    emulator: GcpEmulator, provider: GcpProvider
+):
+    # IAM may answer with the account's own spelling of an e-mail address.
+    emulator.add_resource(P)
+    provider.apply(P, [add(grant(principal="user:Alice@Example.com"))], NOW)
+    [seen] = provider.observe([P], NOW).grants[P]
+    emulator.reset_counters()
+
+    # A plan that lowercases sees a revoke of the spelling and a grant of itself.
+    results = provider.apply(P, [revoke(seen), add(grant())], NOW)
+    assert all(r.ok for r in results) and emulator.writes(P) == 0
+    [result] = provider.apply(P, [add(grant())], NOW)
+    assert result.ok and emulator.writes(P) == 0
+
+    provider.observe([P], NOW)
+    [gone] = provider.apply(P, [revoke(grant())], NOW)
+    assert gone.ok and managed(emulator.get_policy(P)) == []
