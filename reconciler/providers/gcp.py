@@ -268,7 +268,7 @@ def _classify(exc: BaseException) -> tuple[bool, str]:
     from google.auth import exceptions as auth_exc
 
     if isinstance(exc, gexc.Conflict):
-        return True, "the policy kept changing under us (409 ABORTED on every attempt)"
+        return True, "409 ABORTED: the policy kept changing between our read and our write"
     if isinstance(exc, gexc.TooManyRequests | gexc.ServerError | gexc.DeadlineExceeded):
         return True, f"{exc.code} {getattr(exc, 'message', exc)}".strip()
     if isinstance(exc, gexc.GoogleAPICallError):
@@ -292,7 +292,11 @@ def _is_rejection(exc: BaseException) -> bool:
     return isinstance(exc, gexc.BadRequest)
 
 
-def _hint(scope: str, message: str) -> str:
+def _failure(scope: str, exc: BaseException, attempts: int) -> str:
+    """What a person reads about a scope that failed: the cause, and what to do."""
+    retryable, message = _classify(exc)
+    if retryable:
+        message = f"{message} (gave up after {attempts} attempts)"
     if message.startswith("403"):
         kind = scope.split("/", 1)[0]
         return (
@@ -371,7 +375,7 @@ class GcpProvider:
         try:
             return _Outcome(self._retrying(lambda: self._get(scope)))
         except Exception as exc:
-            return _Outcome(None, _hint(scope, _classify(exc)[1]))
+            return _Outcome(None, _failure(scope, exc, self.attempts))
 
     # apply ------------------------------------------------------------------------
 
@@ -409,7 +413,7 @@ class GcpProvider:
             return self._write_and_verify(scope, grants, revokes, now)
         except Exception as exc:
             if not _is_rejection(exc) or len(grants) + len(revokes) < 2:
-                message = _hint(scope, _classify(exc)[1])
+                message = _failure(scope, exc, self.attempts)
                 return {
                     i: ChangeResult(c, ok=False, message=message) for i, c in (*grants, *revokes)
                 }
@@ -423,7 +427,7 @@ class GcpProvider:
             try:
                 results.update(self._write_and_verify(scope, batch_grants, batch_revokes, now))
             except Exception as exc:
-                message = _hint(scope, _classify(exc)[1])
+                message = _failure(scope, exc, self.attempts)
                 for i, c in (*batch_grants, *batch_revokes):
                     results[i] = ChangeResult(c, ok=False, message=message)
         return results
