@@ -9,6 +9,7 @@ is polled until AWS says SUCCEEDED or FAILED, and every scope is read back after
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import threading
@@ -578,16 +579,32 @@ def build_clients(settings: AwsSettings, max_attempts: int = 8) -> tuple[Any, An
     )
 
 
+def _sweep_principals(options: Mapping[str, Any]) -> bool:
+    """Whether observe() also lists the assignments of every user in ``identities``.
+
+    Against AWS, ListAccountsForProvisionedPermissionSet already finds every account where
+    an owned permission set is assigned (assigning provisions it), so the sweep would cost
+    one call per known user for nothing. An endpoint override means an emulator (SPEC §5),
+    and moto does not track provisioning: there the sweep is what finds an assignment in an
+    account nobody mentions. ``discover_principals`` in options forces either way.
+    """
+    forced = options.get("discover_principals")
+    if forced is not None:
+        return bool(forced)
+    return any(os.environ.get(v) for v in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSO_ADMIN"))
+
+
 @register("aws")
 def make_provider(config: Config, options: Mapping[str, Any]) -> AwsProvider:
     """Options (all optional): ``sso_admin`` / ``identitystore`` clients (tests),
-    ``tuning`` (a Tuning), ``discover_principals`` (default True)."""
+    ``tuning`` (a Tuning), ``concurrency``, ``discover_principals`` (default: only
+    against an endpoint override, see _sweep_principals)."""
     settings = AwsSettings.from_config(config)
     sso, ids = options.get("sso_admin"), options.get("identitystore")
     if sso is None or ids is None:
         sso, ids = build_clients(settings)
     principals: list[str] = []
-    if options.get("discover_principals", True):
+    if _sweep_principals(options):
         principals = sorted({v["aws"] for v in config.identities.values() if v.get("aws")})
     return AwsProvider(
         settings,

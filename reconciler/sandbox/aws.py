@@ -24,6 +24,7 @@ import logging
 import threading
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,7 @@ class Faults:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()  # every request moto received, by operation
         self.clear()
 
     def clear(self) -> None:
@@ -72,6 +74,10 @@ class Faults:
             self.polls = 0  # IN_PROGRESS answers before SUCCEEDED, per operation
             self._pending: dict[str, int] = {}  # request id -> IN_PROGRESS answers left
             self._failed: dict[str, dict[str, Any]] = {}  # request id -> FAILED status
+
+    def count(self, operation: str) -> None:
+        with self._lock:
+            self.calls[operation] += 1
 
     def deny_account(self, account: str, code: str = "AccessDeniedException") -> None:
         with self._lock:
@@ -144,6 +150,7 @@ class _FaultyApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        self.faults.count(target.rpartition(".")[2] or environ.get("PATH_INFO", "?"))
         if not target.startswith(SSO_TARGET) or not self.faults.active:
             return self.app(environ, start_response)
         operation = target[len(SSO_TARGET) :]
