@@ -6,6 +6,8 @@ Large repos are parsed in parallel (one worker per CPU) since each file is indep
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
@@ -68,36 +70,46 @@ class WorkTree:
         self.root = Path(root)
 
     def list(self, prefix: str) -> list[str]:
-        base = self.root / prefix
-        if base.is_symlink():
-            return [prefix.rstrip("/")]
+        prefix = prefix.strip("/")
+        if (self.root / prefix).is_symlink():
+            return [prefix]
         out: list[str] = []
-        stack = [base]
+        stack = [prefix]
         while stack:
+            rel = stack.pop()
             try:
-                entries = list(os.scandir(stack.pop()))
-            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                entries = list(os.scandir(self.root / rel))
+            except OSError:
                 continue
             for entry in entries:
+                path = f"{rel}/{entry.name}" if rel else entry.name
                 if entry.is_dir(follow_symlinks=False):
                     if entry.name != ".git":
-                        stack.append(Path(entry.path))
+                        stack.append(path)
                 else:  # files, symlinks (to files or directories), anything odd: report them
-                    out.append(Path(entry.path).relative_to(self.root).as_posix())
+                    out.append(path)
         return sorted(out)
 
     def read(self, path: str) -> bytes:
         return self.read_limited(path, None)
 
     def read_limited(self, path: str, limit: int | None) -> bytes:
-        """Read a regular file without following symlinks; at most ``limit`` bytes."""
+        """Read a regular file without following symlinks (ELOOP); at most ``limit`` bytes."""
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-        fd = os.open(self.root / path, flags)
+        fd = os.open(os.path.join(self.root, path), flags)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
                 raise OSError(f"{path} is not a regular file")
-            with os.fdopen(fd, "rb", closefd=False) as fh:
-                return fh.read() if limit is None else fh.read(limit)
+            want = limit if limit is not None else -1
+            chunks: list[bytes] = []
+            while want != 0:  # until EOF, or the limit when one is given
+                chunk = os.read(fd, (1 << 20) if want < 0 else min(want, 1 << 20))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                want = want - len(chunk) if want > 0 else want
+            return b"".join(chunks)
         finally:
             os.close(fd)
 
@@ -194,10 +206,8 @@ class GitTree:
         self.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown: nothing to report to
             self.close()
-        except Exception:  # noqa: S110 - interpreter shutdown; nothing left to report to
-            pass
 
 
 def _write_lines(stream: Any, lines: Sequence[str]) -> None:
@@ -234,21 +244,33 @@ def checker(name: str) -> SchemaChecker:
 
 def _read(source: FileSource, path: str) -> tuple[bytes | None, Finding | None]:
     """The bytes of ``path`` (at most one byte over the limit), or a finding why not."""
-    if source.is_symlink(path):
-        return None, Finding(path, 1, "E-FILE-SYMLINK", "symlinks are not allowed here; commit the file itself")
     try:
         if isinstance(source, WorkTree):
             return source.read_limited(path, MAX_BYTES + 1), None
+        if source.is_symlink(path):
+            return None, _symlink(path)
         return source.read(path), None
-    except (OSError, AccessctlError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or source.is_symlink(path):
+            return None, _symlink(path)
         return None, Finding(path, 1, "E-FILE-READ", f"cannot read the file: {_short(exc)}")
+    except AccessctlError as exc:
+        return None, Finding(path, 1, "E-FILE-READ", f"cannot read the file: {exc}")
+
+
+def _symlink(path: str) -> Finding:
+    return Finding(
+        path, 1, "E-FILE-SYMLINK", "symlinks are not allowed here; commit the file itself"
+    )
 
 
 def _short(exc: BaseException) -> str:
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
-def _read_all(source: FileSource, paths: Sequence[str]) -> list[tuple[str, bytes | None, Finding | None]]:
+def _read_all(
+    source: FileSource, paths: Sequence[str]
+) -> list[tuple[str, bytes | None, Finding | None]]:
     if isinstance(source, GitTree):
         readable = [p for p in paths if not source.is_symlink(p) and source.blob(p) is not None]
         try:
@@ -274,7 +296,9 @@ def load_config(source: FileSource) -> tuple[Config, list[Finding]]:
         if not _is_policy_file(path):
             if not path.endswith(".md"):
                 findings.append(
-                    Finding(path, 1, "E-FILE-LAYOUT", "policy files are policies/<name>.yaml or .yml")
+                    Finding(
+                        path, 1, "E-FILE-LAYOUT", "policy files are policies/<name>.yaml or .yml"
+                    )
                 )
             continue
         data, problem = _read(source, path)
@@ -299,48 +323,69 @@ def request_layout_problem(path: str) -> Finding | None:
         return None
     if len(parts) != 3 or parts[0] != REQUESTS:
         return Finding(
-            path, 1, "E-FILE-LAYOUT",
+            path,
+            1,
+            "E-FILE-LAYOUT",
             "request files go at requests/<github-login>/<slug>.yaml",
         )
     if not _LOGIN.match(parts[1]):
-        return Finding(path, 1, "E-FILE-LAYOUT", f"{parts[1]!r} is not a GitHub login (the directory must be the requester's login)")
+        return Finding(
+            path,
+            1,
+            "E-FILE-LAYOUT",
+            f"{parts[1]!r} is not a GitHub login (the directory must be the requester's login)",
+        )
     if not _SLUG_FILE.match(name):
         return Finding(
-            path, 1, "E-FILE-LAYOUT",
+            path,
+            1,
+            "E-FILE-LAYOUT",
             f"{name!r}: the file name must be a slug (lowercase letters, digits, hyphens; at most "
             "48) ending in .yaml or .yml",
         )
     return None
 
 
-def _parse_requests(items: Sequence[tuple[str, bytes]]) -> list[tuple[AccessRequest | None, list[Finding]]]:
-    out: list[tuple[AccessRequest | None, list[Finding]]] = []
+_Parsed = tuple[AccessRequest | None, list[Finding]]
+
+
+def _parse_requests(root: str | None, items: Sequence[tuple[str, bytes | None]]) -> list[_Parsed]:
+    """Load and check request files; ``None`` bytes are read here from the work tree ``root``."""
+    out: list[_Parsed] = []
     request_checker = checker("request")
-    for path, data in items:
-        doc = load(data, path)
-        request = check_request(doc, request_checker)
-        out.append((request, doc.findings))
+    tree = WorkTree(Path(root)) if root is not None else None
+    for path, given in items:
+        data = given
+        if data is None and tree is not None:
+            data, problem = _read(tree, path)
+            if problem is not None or data is None:
+                out.append((None, [problem] if problem else []))
+                continue
+        doc = load(data or b"", path)
+        out.append((check_request(doc, request_checker), doc.findings))
     return out
 
 
-def _parse_parallel(items: list[tuple[str, bytes]]) -> list[tuple[AccessRequest | None, list[Finding]]]:
+def _parse_parallel(root: str | None, items: list[tuple[str, bytes | None]]) -> list[_Parsed]:
     """Split across processes: parsing is CPU-bound and each file is independent."""
-    workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(cpus or 1, 8)
     if workers < 2 or len(items) < _PARALLEL_FROM:
-        return _parse_requests(items)
+        return _parse_requests(root, items)
     import multiprocessing
 
     try:
         context = multiprocessing.get_context("fork")
     except ValueError:
-        return _parse_requests(items)
+        return _parse_requests(root, items)
     checker("request")  # compile once, before forking, so every worker inherits it
     size = -(-len(items) // workers)
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
-    with context.Pool(len(chunks)) as pool:
-        results = pool.map(_parse_requests, chunks[1:]) if len(chunks) > 1 else []
-        first = _parse_requests(chunks[0])  # the parent works too instead of waiting
-    return [r for part in [first, *results] for r in part]
+    with context.Pool(len(chunks) - 1) as pool:
+        pending = pool.starmap_async(_parse_requests, [(root, c) for c in chunks[1:]])
+        first = _parse_requests(root, chunks[0])  # the parent works too instead of waiting
+        rest = pending.get()
+    return [r for part in [first, *rest] for r in part]
 
 
 def load_requests(
@@ -362,14 +407,18 @@ def load_requests(
             findings.append(problem)
         elif path.endswith((".yaml", ".yml")):
             wanted.append(path)
-    items: list[tuple[str, bytes]] = []
-    for path, data, problem in _read_all(source, wanted):
-        if problem is not None or data is None:
-            findings.append(problem or Finding(path, 1, "E-FILE-READ", "cannot read the file"))
-        else:
-            items.append((path, data))
+    items: list[tuple[str, bytes | None]] = []
+    root = str(source.root) if isinstance(source, WorkTree) else None
+    if root is not None:
+        items = [(path, None) for path in wanted]  # each worker reads its own share
+    else:
+        for path, data, problem in _read_all(source, wanted):
+            if problem is not None or data is None:
+                findings.append(problem or Finding(path, 1, "E-FILE-READ", "cannot read the file"))
+            else:
+                items.append((path, data))
     requests: list[AccessRequest] = []
-    for request, found in _parse_parallel(items):
+    for request, found in _parse_parallel(root, items):
         findings.extend(found)
         if request is not None:
             requests.append(request)

@@ -75,7 +75,9 @@ def _selected(root: Path, paths: Sequence[Path]) -> list[str]:
             raise ConfigError(f"{path}: no such file or directory")
         if not (rel in (REQUESTS, POLICIES) or rel.startswith((REQUESTS + "/", POLICIES + "/"))):
             if rel:
-                raise ConfigError(f"{path}: accessctl validates files under {REQUESTS}/ and {POLICIES}/")
+                raise ConfigError(
+                    f"{path}: accessctl validates files under {REQUESTS}/ and {POLICIES}/"
+                )
             out.extend(tree.list(REQUESTS))
             continue
         out.extend(tree.list(rel) if absolute.is_dir() and not absolute.is_symlink() else [rel])
@@ -93,7 +95,9 @@ def _request_json(request: AccessRequest, decision: Decision | None) -> dict[str
     }
 
 
-def _report(fmt: str, loaded: LoadedRepo, decisions: list[Decision], findings: list[Finding]) -> None:
+def _report(
+    fmt: str, loaded: LoadedRepo, decisions: list[Decision], findings: list[Finding]
+) -> None:
     ok = not any(f.severity == "error" for f in findings)
     if fmt == "json":
         echo_json(
@@ -127,7 +131,12 @@ def _summary(decisions: list[Decision], findings: list[Finding]) -> str:
     if not findings:
         lines.append(f"All {len(decisions)} request(s) and the policies are valid.")
     else:
-        lines += [f"**{len(findings)} finding(s)**", "", "| file | line | code | message |", "|---|---|---|---|"]
+        lines += [
+            f"**{len(findings)} finding(s)**",
+            "",
+            "| file | line | code | message |",
+            "|---|---|---|---|",
+        ]
         for f in findings[:_SUMMARY_ROWS]:
             lines.append(
                 f"| {markdown_code(f.file)} | {f.line} | {markdown_code(f.code)} | {markdown_text(f.message)} |"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import translate
 
@@ -41,23 +41,44 @@ def compute_window(request: AccessRequest, approved_at: datetime) -> Window:
 
 @dataclass(frozen=True)
 class _Compiled:
-    """A policy with its scopes split into exact names and globs, its teams expanded."""
+    """A policy with its teams expanded once."""
 
     order: int
     policy: Policy
-    exact_scopes: frozenset[str]
-    glob_scopes: tuple[re.Pattern[str], ...]
     requesters: frozenset[str]
     approvers: frozenset[str]
 
-    def covers_scope(self, scope: str) -> bool:
-        return scope in self.exact_scopes or any(g.match(scope) for g in self.glob_scopes)
+
+@dataclass
+class _Scopes:
+    """Policies by scope for one (provider, role): exact names, and globs by literal prefix,
+    so finding the candidates for a scope costs one lookup per prefix length, not per policy."""
+
+    exact: dict[str, list[_Compiled]] = field(default_factory=dict)
+    globs: dict[str, list[tuple[re.Pattern[str], _Compiled]]] = field(default_factory=dict)
+
+    def add(self, scope: str, compiled: _Compiled) -> None:
+        glob = _GLOB.search(scope)
+        if glob is None:
+            self.exact.setdefault(scope, []).append(compiled)
+        else:
+            entry = (re.compile(translate(scope)), compiled)
+            self.globs.setdefault(scope[: glob.start()], []).append(entry)
+
+    def covering(self, scope: str) -> list[_Compiled]:
+        found = {c.order: c for c in self.exact.get(scope, ())}
+        if self.globs:
+            for end in range(len(scope) + 1):
+                for pattern, c in self.globs.get(scope[:end], ()):
+                    if c.order not in found and pattern.match(scope):
+                        found[c.order] = c
+        return [found[k] for k in sorted(found)]
 
 
 @dataclass(frozen=True)
 class _Index:
-    by_role: dict[tuple[str, str], tuple[_Compiled, ...]]  # (provider, role) -> policies
-    by_provider: dict[str, tuple[_Compiled, ...]]
+    by_role: dict[tuple[str, str], _Scopes]  # (provider, role) -> policies by scope
+    by_provider: dict[str, _Scopes]  # provider -> policies by scope, whatever the role
 
 
 # Built once per Config (evaluating 10,000 requests must not re-expand teams 10,000 times).
@@ -68,23 +89,15 @@ def _index(config: Config) -> _Index:
     cached = _INDEXES.get(id(config))
     if cached is not None and cached[0]() is config:
         return cached[1]
-    by_role: dict[tuple[str, str], list[_Compiled]] = {}
-    by_provider: dict[str, list[_Compiled]] = {}
+    index = _Index({}, {})
     for order, policy in enumerate(config.policies):
         compiled = _Compiled(
-            order,
-            policy,
-            frozenset(s for s in policy.scopes if not _GLOB.search(s)),
-            tuple(re.compile(translate(s)) for s in policy.scopes if _GLOB.search(s)),
-            config.expand(policy.requesters),
-            config.expand(policy.approvers),
+            order, policy, config.expand(policy.requesters), config.expand(policy.approvers)
         )
-        by_provider.setdefault(policy.provider, []).append(compiled)
-        for role in dict.fromkeys(policy.roles):
-            by_role.setdefault((policy.provider, role), []).append(compiled)
-    index = _Index(
-        {k: tuple(v) for k, v in by_role.items()}, {k: tuple(v) for k, v in by_provider.items()}
-    )
+        for scope in dict.fromkeys(policy.scopes):
+            index.by_provider.setdefault(policy.provider, _Scopes()).add(scope, compiled)
+            for role in dict.fromkeys(policy.roles):
+                index.by_role.setdefault((policy.provider, role), _Scopes()).add(scope, compiled)
     key = id(config)
     _INDEXES[key] = (weakref.ref(config, lambda _: _INDEXES.pop(key, None)), index)
     return index
@@ -109,33 +122,53 @@ def evaluate(
     principal = config.principal(request.requester, request.provider)
     upfront = _request_refusals(request)
     index = _index(config)
-    candidates = [
-        c
-        for c in index.by_role.get((request.provider, request.role), ())
-        if c.covers_scope(request.scope)
-    ]
+    scopes = index.by_role.get((request.provider, request.role))
+    candidates = scopes.covering(request.scope) if scopes is not None else []
     if not candidates:
         refusal = _no_policy(request, index)
-        return Decision(request, False, window=window, principal=principal, refusals=(*upfront, refusal))
-    judged = [(c, _judge(c, request, config, window, principal, approvals)) for c in candidates]
+        return Decision(
+            request, False, window=window, principal=principal, refusals=(*upfront, refusal)
+        )
+    judged = [
+        (c, _judge(c, request, window=window, principal=principal, approvals=approvals))
+        for c in candidates
+    ]
     for c, (refusals, counted) in judged:
         if not refusals and not upfront:
-            return _decision(request, c, window, principal, approvals, (), counted, allowed=True)
+            return _decision(
+                request,
+                c,
+                window=window,
+                principal=principal,
+                approvals=approvals,
+                refusals=(),
+                counted=counted,
+                allowed=True,
+            )
     # Refused: carry every refusal; report the approval numbers of the closest policy.
     best, (_, best_counted) = min(judged, key=lambda cj: (len(cj[1][0]), cj[0].order))
     every = tuple(upfront) + tuple(r for _, (rs, _) in judged for r in rs)
-    return _decision(request, best, window, principal, approvals, every, best_counted, allowed=False)
+    return _decision(
+        request,
+        best,
+        window=window,
+        principal=principal,
+        approvals=approvals,
+        refusals=every,
+        counted=best_counted,
+        allowed=False,
+    )
 
 
 def _decision(
     request: AccessRequest,
     compiled: _Compiled,
+    *,
     window: Window,
     principal: str | None,
     approvals: Approvals | None,
     refusals: tuple[Refusal, ...],
     counted: tuple[str, ...],
-    *,
     allowed: bool,
 ) -> Decision:
     excluded = _excluded(request, approvals)
@@ -187,7 +220,8 @@ def _request_refusals(request: AccessRequest) -> list[Refusal]:
 
 
 def _no_policy(request: AccessRequest, index: _Index) -> Refusal:
-    on_scope = [c for c in index.by_provider.get(request.provider, ()) if c.covers_scope(request.scope)]
+    scopes = index.by_provider.get(request.provider)
+    on_scope = scopes.covering(request.scope) if scopes is not None else []
     if not on_scope:
         return Refusal(
             Reason.NO_POLICY,
@@ -206,7 +240,7 @@ def _no_policy(request: AccessRequest, index: _Index) -> Refusal:
 def _judge(
     c: _Compiled,
     request: AccessRequest,
-    config: Config,
+    *,
     window: Window,
     principal: str | None,
     approvals: Approvals | None,
@@ -215,7 +249,14 @@ def _judge(
     p = c.policy
     out: list[Refusal] = []
     if request.requester.lower() not in c.requesters:
-        out.append(Refusal(Reason.NOT_REQUESTER, f"policy {p.name!r} does not list {request.requester} among its requesters", p.name, "requester"))
+        out.append(
+            Refusal(
+                Reason.NOT_REQUESTER,
+                f"policy {p.name!r} does not list {request.requester} among its requesters",
+                p.name,
+                "requester",
+            )
+        )
     out.extend(_window_refusals(p, request, window))
     out.extend(_ticket_refusals(p, request))
     if principal is None:
@@ -239,9 +280,12 @@ def _judge(
 
 
 def _window_refusals(p: Policy, request: AccessRequest, window: Window) -> list[Refusal]:
-    end_key = "expires" if request.expires is not None and (
-        request.duration is None or window.end == request.expires
-    ) else "duration"
+    end_key = (
+        "expires"
+        if request.expires is not None
+        and (request.duration is None or window.end == request.expires)
+        else "duration"
+    )
     if window.end <= window.begin:
         return [
             Refusal(
@@ -269,9 +313,23 @@ def _ticket_refusals(p: Policy, request: AccessRequest) -> list[Refusal]:
     if p.ticket is None:
         return []
     if request.ticket is None:
-        return [Refusal(Reason.TICKET_MISSING, f"policy {p.name!r} requires a ticket matching {p.ticket.pattern}", p.name, "ticket")]
+        return [
+            Refusal(
+                Reason.TICKET_MISSING,
+                f"policy {p.name!r} requires a ticket matching {p.ticket.pattern}",
+                p.name,
+                "ticket",
+            )
+        ]
     if not p.ticket.fullmatch(request.ticket):
-        return [Refusal(Reason.TICKET_MISMATCH, f"ticket {request.ticket!r} does not match {p.ticket.pattern} (policy {p.name!r})", p.name, "ticket")]
+        return [
+            Refusal(
+                Reason.TICKET_MISMATCH,
+                f"ticket {request.ticket!r} does not match {p.ticket.pattern} (policy {p.name!r})",
+                p.name,
+                "ticket",
+            )
+        ]
     return []
 
 

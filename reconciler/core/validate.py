@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -60,20 +60,199 @@ _AWS_ACCOUNT = re.compile(r"^[0-9]{12}$")
 
 
 class SchemaChecker:
-    """A JSON Schema compiled once; ``check(doc)`` -> the most specific finding per location."""
+    """A JSON Schema compiled once; ``check(doc)`` -> the most specific finding per location.
+
+    A fast path answers "valid?" ~20x quicker than jsonschema (``compile_fast``); jsonschema
+    then only runs on files that have problems, to report them well.
+    """
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
         from jsonschema import Draft202012Validator
 
         self.validator = Draft202012Validator(schema)
+        self.fast = compile_fast(schema)
 
     def check(self, doc: Document, data: Any) -> list[tuple[Path_, Finding]]:
         """(path of the offending entry, finding) for every problem, one per location."""
+        if self.fast is not None and self.fast(data):
+            return []
         found: dict[tuple[Path_, str, str], tuple[Path_, Finding]] = {}
         for error in self.validator.iter_errors(data):
             for path, finding in _error_findings(doc, error):
                 found.setdefault((path, finding.code, finding.message), (path, finding))
         return sorted(found.values(), key=lambda pf: (pf[1].line, pf[1].code, pf[1].message))
+
+
+Check = Callable[[Any], bool]
+_ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "$comment", "title", "description"})
+_TYPES: dict[str, Check] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+class _Unsupported(Exception):
+    """The schema uses a keyword the fast path does not implement: no fast path then."""
+
+
+def compile_fast(root: Mapping[str, Any]) -> Check | None:
+    """A yes/no validator for the subset of JSON Schema our schemas use, ~20x quicker than
+    jsonschema. Every keyword present is implemented with jsonschema's exact semantics, or
+    this declines (None); tests check it agrees with jsonschema."""
+    refs: dict[str, Check] = {}
+
+    def ref(target: str) -> Check:
+        if not target.startswith("#/$defs/"):
+            raise _Unsupported(target)
+        name = target[len("#/$defs/") :]
+        if name not in refs:
+            refs[name] = lambda v: True  # placeholder while compiling (recursive schemas)
+            compiled = build(root["$defs"][name])
+            refs[name] = compiled
+        return lambda v: refs[name](v)  # noqa: PLW0108 - late-bound: refs[name] changes
+
+    def build(schema: Mapping[str, Any]) -> Check:
+        keys = [k for k in schema if not (k in _ANNOTATIONS or k.startswith("x-"))]
+        if schema.get("type") == "string" and set(keys) <= _STRING_KEYS:
+            return _string(schema)
+        checks = tuple(keyword(k, schema[k], schema) for k in keys if k not in ("then", "else"))
+        return checks[0] if len(checks) == 1 else _every(checks)
+
+    def keyword(key: str, value: Any, schema: Mapping[str, Any]) -> Check:
+        if key == "type":
+            if not isinstance(value, str):
+                raise _Unsupported(key)
+            return _TYPES[value]
+        if key == "$ref":
+            return ref(value)
+        if key in ("enum", "const"):
+            allowed = frozenset(value if key == "enum" else [value])
+            if not all(isinstance(a, str) for a in allowed):
+                raise _Unsupported(key)
+            return lambda v: isinstance(v, str) and v in allowed
+        if key in ("pattern", "minLength", "maxLength"):
+            return _string_keyword(key, value)
+        if key in ("minimum", "maximum"):
+            bound = value
+            if key == "minimum":
+                return lambda v: not _TYPES["number"](v) or v >= bound
+            return lambda v: not _TYPES["number"](v) or v <= bound
+        if key in (
+            "properties",
+            "additionalProperties",
+            "required",
+            "propertyNames",
+            "minProperties",
+        ):
+            return _object_keyword(key, value, schema, build)
+        if key in ("items", "minItems"):
+            return _array_keyword(key, value, build)
+        if key in ("allOf", "anyOf"):
+            parts = [build(s) for s in value]
+            if key == "allOf":
+                return _every(parts)
+            return lambda v: any(p(v) for p in parts)
+        if key == "if":
+            cond = build(value)
+            then = build(schema.get("then", {}))
+            other = build(schema.get("else", {}))
+            return lambda v: then(v) if cond(v) else other(v)
+        raise _Unsupported(key)
+
+    try:
+        return build(root)
+    except (_Unsupported, KeyError, TypeError, ValueError, re.error):
+        return None
+
+
+_STRING_KEYS = frozenset({"type", "pattern", "minLength", "maxLength", "enum"})
+
+
+def _every(checks: Sequence[Check]) -> Check:
+    def run(v: Any) -> bool:
+        # a plain loop: measurably quicker than all() over a generator on this hot path
+        for check in checks:  # noqa: SIM110
+            if not check(v):
+                return False
+        return True
+
+    return run
+
+
+def _string(schema: Mapping[str, Any]) -> Check:
+    """The common case in one closure: a string with a pattern, lengths or a set of values."""
+    search = re.compile(schema["pattern"]).search if "pattern" in schema else None
+    low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
+    allowed = frozenset(schema["enum"]) if "enum" in schema else None
+    if allowed is not None and not all(isinstance(a, str) for a in allowed):
+        raise _Unsupported("enum")
+
+    def run(v: Any) -> bool:
+        return (
+            isinstance(v, str)
+            and len(v) >= low
+            and (high is None or len(v) <= high)
+            and (allowed is None or v in allowed)
+            and (search is None or search(v) is not None)
+        )
+
+    return run
+
+
+def _string_keyword(key: str, value: Any) -> Check:
+    if key == "pattern":
+        search = re.compile(value).search
+        return lambda v: not isinstance(v, str) or search(v) is not None
+    n = int(value)
+    if key == "minLength":
+        return lambda v: not isinstance(v, str) or len(v) >= n
+    return lambda v: not isinstance(v, str) or len(v) <= n
+
+
+def _object_keyword(
+    key: str, value: Any, schema: Mapping[str, Any], build: Callable[[Mapping[str, Any]], Check]
+) -> Check:
+    if key == "properties":
+        props = {k: build(s) for k, s in value.items()}
+
+        def properties(v: Any) -> bool:
+            if isinstance(v, dict):
+                for k, x in v.items():
+                    check = props.get(k)
+                    if check is not None and not check(x):
+                        return False
+            return True
+
+        return properties
+    if key == "additionalProperties":
+        if "patternProperties" in schema:
+            raise _Unsupported(key)
+        known = frozenset(schema.get("properties", {}))
+        extra: Check = (lambda v: False) if value is False else build(value)
+        return lambda v: (
+            not isinstance(v, dict) or all(extra(x) for k, x in v.items() if k not in known)
+        )
+    if key == "required":
+        needed = frozenset(value)
+        return lambda v: not isinstance(v, dict) or needed <= v.keys()
+    if key == "propertyNames":
+        name = build(value)
+        return lambda v: not isinstance(v, dict) or all(name(k) for k in v)
+    n = int(value)  # minProperties
+    return lambda v: not isinstance(v, dict) or len(v) >= n
+
+
+def _array_keyword(key: str, value: Any, build: Callable[[Mapping[str, Any]], Check]) -> Check:
+    if key == "items":
+        item = build(value)
+        return lambda v: not isinstance(v, list) or all(item(x) for x in v)
+    n = int(value)  # minItems
+    return lambda v: not isinstance(v, list) or len(v) >= n
 
 
 def _error_findings(doc: Document, error: Any) -> list[tuple[Path_, Finding]]:
@@ -85,13 +264,23 @@ def _error_findings(doc: Document, error: Any) -> list[tuple[Path_, Finding]]:
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(schema.get("properties", {}))
         return [
-            ((*path, k), Finding(file, doc.line((*path, k)), "E-SCHEMA-UNKNOWN-KEY", _unknown(k, allowed, where)))
+            (
+                (*path, k),
+                Finding(
+                    file, doc.line((*path, k)), "E-SCHEMA-UNKNOWN-KEY", _unknown(k, allowed, where)
+                ),
+            )
             for k in error.instance
             if k not in allowed
         ]
     if error.validator == "required" and isinstance(error.instance, dict):
         return [
-            (path, Finding(file, doc.line(path), "E-SCHEMA-MISSING", f"{where}missing required key {k!r}"))
+            (
+                path,
+                Finding(
+                    file, doc.line(path), "E-SCHEMA-MISSING", f"{where}missing required key {k!r}"
+                ),
+            )
             for k in schema.get("required", ())
             if k not in error.instance
         ]
@@ -100,7 +289,14 @@ def _error_findings(doc: Document, error: Any) -> list[tuple[Path_, Finding]]:
         want = want if isinstance(want, str) else " or ".join(want)
         want = {"object": "mapping", "array": "list", "integer": "whole number"}.get(want, want)
         got = _KIND.get(type(error.instance), type(error.instance).__name__)
-        return [(path, Finding(file, doc.line(path), "E-SCHEMA-TYPE", f"{where}must be a {want}, not {got}"))]
+        return [
+            (
+                path,
+                Finding(
+                    file, doc.line(path), "E-SCHEMA-TYPE", f"{where}must be a {want}, not {got}"
+                ),
+            )
+        ]
     if error.validator in ("anyOf", "oneOf") and "x-code" not in schema and error.context:
         from jsonschema.exceptions import best_match
 
@@ -149,7 +345,7 @@ def _as_mapping(doc: Document, what: str) -> dict[str, Any] | None:
 def _ints_to_text(value: Any, keep: frozenset[str] = frozenset(), key: str = "") -> Any:
     """Integers back to the text written (lossless: the loader only reads plain decimals), so
     ``scope: 123456789012`` or ``requester: 1234`` work unquoted. ``keep`` names integer keys."""
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, str | bool) or value is None:
         return value
     if isinstance(value, int):
         return value if key in keep else str(value)
@@ -190,7 +386,7 @@ def check_request(doc: Document, checker: SchemaChecker) -> AccessRequest | None
         duration=duration,
         start=start,
         expires=expires,
-        lines={k: doc.line((k,)) for k in data},
+        lines={k: doc.lines.get((k,), 1) for k in data},
     )
 
 
@@ -216,7 +412,9 @@ def check_request_now(
                 request.path,
                 request.line_of("expires"),
                 "E-REQ-EXPIRED",
-                f"expires {format_rfc3339(request.expires)} is already in the past" if request.expires else "",
+                f"expires {format_rfc3339(request.expires)} is already in the past"
+                if request.expires
+                else "",
             )
         )
     decision = evaluate(request, config, approved_at=now, approvals=None)
@@ -299,13 +497,23 @@ def _policy(doc: Document, entry: Mapping[str, Any], index: int) -> Policy | Non
             ticket = re.compile(entry["ticket"])
         except (re.error, RecursionError, OverflowError) as exc:
             doc.findings.append(
-                Finding(doc.file, doc.line((*here, "ticket")), "E-CONFIG-REGEX", f"ticket: invalid regular expression: {exc}")
+                Finding(
+                    doc.file,
+                    doc.line((*here, "ticket")),
+                    "E-CONFIG-REGEX",
+                    f"ticket: invalid regular expression: {exc}",
+                )
             )
     try:
         max_duration = parse_duration(entry["max_duration"])
     except ValueError as exc:
         doc.findings.append(
-            Finding(doc.file, doc.line((*here, "max_duration")), "E-CONFIG-DURATION", f"max_duration: {exc}")
+            Finding(
+                doc.file,
+                doc.line((*here, "max_duration")),
+                "E-CONFIG-DURATION",
+                f"max_duration: {exc}",
+            )
         )
         return None
     if "ticket" in entry and ticket is None:
@@ -344,7 +552,12 @@ def _check_scopes(doc: Document, entry: Mapping[str, Any], here: Path_) -> bool:
         if not exact:
             want = "a 12-digit account id" if entry["provider"] == "aws" else "a valid project id"
             doc.findings.append(
-                Finding(doc.file, doc.line((*here, "scopes", j)), "E-CONFIG-SCOPE", f"scopes[{j}]: {scope!r} is not {want} (nor a glob)")
+                Finding(
+                    doc.file,
+                    doc.line((*here, "scopes", j)),
+                    "E-CONFIG-SCOPE",
+                    f"scopes[{j}]: {scope!r} is not {want} (nor a glob)",
+                )
             )
             ok = False
     return ok
@@ -380,7 +593,12 @@ def merge_config(files: Iterable[PolicyFile]) -> tuple[Config, list[Finding]]:
         if (kind, key.lower()) in seen:
             other_file, other_line = seen[(kind, key.lower())]
             findings.append(
-                Finding(pf.doc.file, line, "E-CONFIG-DUPLICATE", f"{kind} {key!r} is already defined at {other_file}:{other_line}")
+                Finding(
+                    pf.doc.file,
+                    line,
+                    "E-CONFIG-DUPLICATE",
+                    f"{kind} {key!r} is already defined at {other_file}:{other_line}",
+                )
             )
             return False
         seen[(kind, key.lower())] = (pf.doc.file, line)
@@ -394,7 +612,9 @@ def merge_config(files: Iterable[PolicyFile]) -> tuple[Config, list[Finding]]:
             if first("team", name, pf, ("teams", name)):
                 teams[name] = members
         for login, principals in pf.identities.items():
-            if first("identity", login, pf, ("identities", _key_as_written(pf.doc, "identities", login))):
+            if first(
+                "identity", login, pf, ("identities", _key_as_written(pf.doc, "identities", login))
+            ):
                 identities[login] = principals
         for name, settings in pf.providers.items():
             if first("provider", name, pf, ("providers", name)):
@@ -425,7 +645,12 @@ def _check_references(pf: PolicyFile, index: int, policy: Policy, config: Config
         for j, who in enumerate(getattr(policy, field_name)):
             if who.startswith("team:") and who[5:] not in config.teams:
                 out.append(
-                    Finding(pf.doc.file, pf.doc.line((*here, field_name, j)), "E-CONFIG-UNKNOWN-TEAM", f"{field_name}[{j}]: no team named {who[5:]!r} in policies/")
+                    Finding(
+                        pf.doc.file,
+                        pf.doc.line((*here, field_name, j)),
+                        "E-CONFIG-UNKNOWN-TEAM",
+                        f"{field_name}[{j}]: no team named {who[5:]!r} in policies/",
+                    )
                 )
     eligible = config.expand(policy.approvers)
     if policy.approvals > len(eligible):
@@ -449,4 +674,3 @@ def _check_references(pf: PolicyFile, index: int, policy: Policy, config: Config
             )
         )
     return out
-
