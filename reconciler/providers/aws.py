@@ -237,6 +237,10 @@ class AwsProvider:
             out.append((ps["Name"], arn, parse_duration(duration) if duration else None))
         return out
 
+    def instances(self) -> list[dict[str, Any]]:
+        """The Identity Center instances these credentials see (for `accessctl doctor`)."""
+        return list(self._pages(self.sso, "list_instances", "Instances"))
+
     def user_id(self, user_name: str) -> str | None:
         """The identity store user id of a user name, or None when there is no such user."""
         with self._lock:
@@ -594,8 +598,7 @@ def _sweep_principals(options: Mapping[str, Any]) -> bool:
     return any(os.environ.get(v) for v in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSO_ADMIN"))
 
 
-@register("aws")
-def make_provider(config: Config, options: Mapping[str, Any]) -> AwsProvider:
+def build_provider(config: Config, options: Mapping[str, Any]) -> AwsProvider:
     """Options (all optional): ``sso_admin`` / ``identitystore`` clients (tests),
     ``tuning`` (a Tuning), ``concurrency``, ``discover_principals`` (default: only
     against an endpoint override, see _sweep_principals)."""
@@ -615,3 +618,6 @@ def make_provider(config: Config, options: Mapping[str, Any]) -> AwsProvider:
         principals=principals,
         tuning=options.get("tuning") or Tuning(workers=int(options.get("concurrency") or 8)),
     )
+
+
+make_provider = register("aws")(build_provider)
