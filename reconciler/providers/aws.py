@@ -572,8 +572,14 @@ def build_clients(settings: AwsSettings, max_attempts: int = 8) -> tuple[Any, An
             "no AWS credentials: configure them the usual way (OIDC role in Actions, "
             "AWS_PROFILE, AWS_ACCESS_KEY_ID...)"
         )
+    # AWS_RETRY_MODE / AWS_MAX_ATTEMPTS, when set, win over our defaults (botocore merges).
+    retries: dict[str, Any] = {}
+    if not os.environ.get("AWS_RETRY_MODE"):
+        retries["mode"] = "adaptive"
+    if not os.environ.get("AWS_MAX_ATTEMPTS"):
+        retries["max_attempts"] = max_attempts
     config = BotoConfig(
-        retries={"mode": "adaptive", "max_attempts": max_attempts},
+        retries=retries,  # type: ignore[arg-type]
         max_pool_connections=32,
         connect_timeout=10,
         read_timeout=30,
