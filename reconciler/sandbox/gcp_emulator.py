@@ -111,10 +111,16 @@ def validate_policy(policy: Any) -> PolicyDict:
     """Check a policy as setIamPolicy would; return its normalised bindings/auditConfigs."""
     if not isinstance(policy, Mapping):
         raise ApiError(400, "Invalid JSON payload: 'policy' must be an object.")
-    version = policy.get("version", 0) or 0
+    try:
+        version = int(policy.get("version", 0) or 0)  # proto3 JSON also allows "3"
+    except (TypeError, ValueError):
+        version = -1
     if version not in (0, 1, 3):
         raise ApiError(400, f"Invalid policy version {version}: valid values are 0, 1 and 3.")
-    bindings = [_validate_binding(b, version) for b in policy.get("bindings", []) or []]
+    raw_bindings = policy.get("bindings", []) or []
+    if not isinstance(raw_bindings, list):
+        raise ApiError(400, "Invalid JSON payload: 'bindings' must be a list.")
+    bindings = [_validate_binding(b, version) for b in raw_bindings]
     members = sum(len(b["members"]) for b in bindings)
     if members > MAX_MEMBERS:
         raise ApiError(
@@ -336,7 +342,10 @@ class GcpEmulator:
 
     def get_iam_policy(self, name: str, body: Mapping[str, Any]) -> PolicyDict:
         options = body.get("options") or {}
-        requested = int(options.get("requestedPolicyVersion", 0) or 0)
+        try:
+            requested = int(options.get("requestedPolicyVersion", 0) or 0)
+        except (AttributeError, TypeError, ValueError):
+            raise ApiError(400, "Invalid JSON payload: bad 'options'.") from None
         with self._lock:
             self.calls["get", name] += 1
             resource = self._visible(name)
@@ -472,6 +481,8 @@ def _handler_for(emulator: GcpEmulator) -> type[BaseHTTPRequestHandler]:
                     self._send(200, emulator.set_iam_policy(resource, body))
             except ApiError as exc:
                 self._send(exc.status, exc.body())
+            except Exception as exc:  # a bug here must still answer like a server
+                self._send(500, ApiError(500, f"Emulator error: {exc!r}").body())
 
         def do_GET(self) -> None:
             # A debugging view of the whole state, handy next to a running demo.
