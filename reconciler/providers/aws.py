@@ -397,6 +397,7 @@ class AwsProvider:
         except CloudFailure as exc:
             return [ChangeResult(c, False, f"cannot list permission sets: {exc}") for c in changes]
         planned: list[tuple[Change, str, str]] = []  # (change, ps arn, user id)
+        positions: list[int] = []  # where each planned change sits in ``changes``
         results: dict[int, ChangeResult] = {}
         for i, change in enumerate(changes):
             target = self._target(scope, change, ps_arns)
@@ -404,11 +405,12 @@ class AwsProvider:
                 results[i] = target
             else:
                 planned.append((change, *target))
-        index = {id(c): i for i, c in enumerate(changes)}
-        with ThreadPoolExecutor(max_workers=self.tuning.workers) as pool:
-            done = list(pool.map(lambda p: self._carry_out(scope, *p), planned))
-        for result in self._verify(scope, planned, done):
-            results[index[id(result.change)]] = result
+                positions.append(i)
+        if planned:
+            with ThreadPoolExecutor(max_workers=self.tuning.workers) as pool:
+                done = list(pool.map(lambda p: self._carry_out(scope, *p), planned))
+            verified = self._verify(scope, planned, done)
+            results.update(zip(positions, verified, strict=True))
         return [results[i] for i in range(len(changes))]
 
     def _target(
