@@ -126,7 +126,12 @@ def _refusal_problems(decision: Decision) -> list[Problem]:
     return [
         Problem(
             code=f"E-REFUSED-{refusal.reason.value.upper()}",
-            message=refusal.message + (f" (policy {refusal.policy})" if refusal.policy else ""),
+            message=refusal.message
+            + (
+                f" (policy {refusal.policy})"
+                if refusal.policy and refusal.policy not in refusal.message
+                else ""
+            ),
             file=request.path,
             line=request.line_of(refusal.key) if refusal.key else 1,
         )

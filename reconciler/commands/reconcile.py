@@ -52,7 +52,7 @@ def _emit(outcome: Any, fmt: str, *, title: str) -> None:
             payload["ledger"] = outcome.ledger
         echo_json(payload)
         return
-    click.echo(render.render_text(plan, outcome.now, problems, results))
+    click.echo(render.render_text(plan, outcome.now, problems, results, title=title))
     if fmt == "github":
         for line in render.render_annotations(problems, outcome.results):
             click.echo(line)

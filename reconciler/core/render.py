@@ -68,6 +68,10 @@ def _change_lines(change: Change, now: datetime) -> list[str]:
         f"  {_SIGN[change.kind]} {change.kind.value:<6} {_clean(g.principal)}  "
         f"{_clean(g.role)}  on {g.provider} {_clean(g.scope)}"
     )
+    if change.kind is ChangeKind.KEEP:  # unchanged grants: one line each, like a listing
+        until = f"  until {format_rfc3339(g.end)}{_left(g, now)}" if g.end else ""
+        request = f"  ({_clean(g.request)})" if g.request else ""
+        return [head + until + request]
     lines = [head]
     when = []
     if g.begin is not None and g.begin > now:
@@ -99,9 +103,10 @@ def render_text(
     results: Sequence[ChangeResult] | None = None,
     *,
     show_keep: bool = True,
+    title: str = "accessctl plan",
 ) -> str:
     """Terraform-like: ``+ grant``, ``- revoke``, ``  keep``, each with who/what/where/until/why."""
-    out = [f"accessctl plan at {format_rfc3339(now)}", ""]
+    out = [f"{title} at {format_rfc3339(now)}", ""]
     changes = [*plan.grant, *plan.revoke, *(plan.keep if show_keep else ())]
     for change in changes:
         out.extend(_change_lines(change, now))
