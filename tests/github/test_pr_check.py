@@ -119,14 +119,16 @@ class Scenario:
     def review(self, login: str, state: str = "APPROVED", **kw: object) -> int:
         return self.emulator.add_review(REPO, self.number, login, state, **kw)  # type: ignore[arg-type]
 
-    def run(self, fmt: str = "json", event: str = "pull_request") -> Run:
+    def run(
+        self, fmt: str = "json", event: str = "pull_request", payload: dict | None = None
+    ) -> Run:
         event_path = self.tmp / "event.json"
-        payload = {
-            "action": "opened",
-            "pull_request": {"number": self.number, "user": {"login": "mallory"}},
-        }
-        if event == "pull_request_review":
-            payload = {"action": "submitted", "review": {"state": "approved"}, **payload}
+        if payload is None:
+            # The payload's author is a lie on purpose: pr-check must ask the API.
+            pull = {"number": self.number, "user": {"login": "mallory"}}
+            payload = {"action": "opened", "pull_request": pull}
+            if event == "pull_request_review":
+                payload = {"action": "submitted", "review": {"state": "approved"}, **payload}
         event_path.write_text(json.dumps(payload))
         summary = self.tmp / "summary.md"
         summary.write_text("")
@@ -305,7 +307,7 @@ def test_comment_is_updated_not_duplicated(pr: Scenario) -> None:
     assert pr.run().code == 1
     [first] = pr.comments
     assert "waiting for approvals" in first["body"]
-    pr.review("erin", event="pull_request_review") if False else pr.review("erin")
+    pr.review("erin")
     assert pr.run(event="pull_request_review").code == 0
     [second] = pr.comments
     assert second["id"] == first["id"] and "may merge" in second["body"]
@@ -358,11 +360,8 @@ def test_api_calls_per_check(pr: Scenario, emulator: GitHubEmulator) -> None:
 # ----------------------------------------------------------------------------- misuse
 def test_not_a_pull_request_event_is_a_usage_error(pr: Scenario) -> None:
     pr.open({MINE: request()})
-    pr.number = 0
-    (pr.tmp / "event.json").write_text("{}")
-    run = pr.run()
-    assert run.code == 2  # pull_request.number 0 is still there; absent number below
-    (pr.tmp / "bad.json").write_text('{"push": {}}')
+    run = pr.run(event="push", payload={"ref": "refs/heads/main"})
+    assert run.code == 2 and "not a pull_request or pull_request_review event" in run.stderr
 
 
 def test_missing_token_is_a_usage_error(pr: Scenario) -> None:
