@@ -59,6 +59,9 @@ _GCP_PROJECT = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 _AWS_ACCOUNT = re.compile(r"^[0-9]{12}$")
 
 
+MAX_SCHEMA_FINDINGS = 50
+
+
 class SchemaChecker:
     """A JSON Schema compiled once; ``check(doc)`` -> the most specific finding per location.
 
@@ -80,7 +83,24 @@ class SchemaChecker:
         for error in self.validator.iter_errors(data):
             for path, finding in _error_findings(doc, error):
                 found.setdefault((path, finding.code, finding.message), (path, finding))
-        return sorted(found.values(), key=lambda pf: (pf[1].line, pf[1].code, pf[1].message))
+            if len(found) > MAX_SCHEMA_FINDINGS:
+                break  # a hostile file gets enough to see the problem, not a flood
+        out = sorted(found.values(), key=lambda pf: (pf[1].line, pf[1].code, pf[1].message))
+        if len(out) > MAX_SCHEMA_FINDINGS:
+            del out[MAX_SCHEMA_FINDINGS:]
+            last = out[-1][1]
+            out.append(
+                (
+                    (),
+                    Finding(
+                        doc.file,
+                        last.line,
+                        "E-SCHEMA-MORE",
+                        "more problems follow; fix these first",
+                    ),
+                )
+            )
+        return out
 
 
 Check = Callable[[Any], bool]
@@ -263,6 +283,7 @@ def _error_findings(doc: Document, error: Any) -> list[tuple[Path_, Finding]]:
     file = doc.file
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(schema.get("properties", {}))
+        extras = [k for k in error.instance if k not in allowed][: MAX_SCHEMA_FINDINGS + 1]
         return [
             (
                 (*path, k),
@@ -270,8 +291,7 @@ def _error_findings(doc: Document, error: Any) -> list[tuple[Path_, Finding]]:
                     file, doc.line((*path, k)), "E-SCHEMA-UNKNOWN-KEY", _unknown(k, allowed, where)
                 ),
             )
-            for k in error.instance
-            if k not in allowed
+            for k in extras
         ]
     if error.validator == "required" and isinstance(error.instance, dict):
         return [
