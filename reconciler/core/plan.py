@@ -34,14 +34,15 @@ def plan(
     notes = notes or {}
     wanted = _by_key(g for g in desired if _wanted_now(g, now))
     present = {g.key(): g for g in actual}
+    ordered = sorted(wanted.items(), key=_sort_key)
     grants = tuple(
         Change(ChangeKind.GRANT, _representative(gs), _grant_reason(gs, notes))
-        for key, gs in sorted(wanted.items(), key=_sort_key)
+        for key, gs in ordered
         if key not in present
     )
     keeps = tuple(
         Change(ChangeKind.KEEP, _representative(gs), _keep_reason(gs, present[key], notes))
-        for key, gs in sorted(wanted.items(), key=_sort_key)
+        for key, gs in ordered
         if key in present
     )
     desired_requests = {g.request for gs in wanted.values() for g in gs}
@@ -68,7 +69,8 @@ def _by_key(grants: Iterable[Grant]) -> dict[GrantKey, list[Grant]]:
     for g in grants:
         out[g.key()].append(g)
     for gs in out.values():
-        gs.sort(key=_grant_order)
+        if len(gs) > 1:
+            gs.sort(key=_grant_order)
     return dict(out)
 
 
@@ -78,12 +80,13 @@ def _representative(grants: list[Grant]) -> Grant:
 
 
 def _grant_order(g: Grant) -> tuple[str, str, str, str, str, str]:
-    end = format_rfc3339(g.end) if g.end else ""
+    end = g.end.isoformat() if g.end else ""
     return (g.provider, g.scope, g.role, g.principal, g.request or "", end)
 
 
 def _sort_key(item: tuple[GrantKey, list[Grant]]) -> tuple[str, str, str, str, str, str]:
-    return _grant_order(_representative(item[1]))
+    grants = item[1]
+    return _grant_order(grants[0] if len(grants) == 1 else _representative(grants))
 
 
 def _requests(grants: list[Grant]) -> str:
