@@ -130,6 +130,10 @@ class GitHubClient:
             return fn()
         except GithubException as exc:
             message = exc.data.get("message") if isinstance(exc.data, dict) else exc.data
+            if exc.status == 401:  # a wrong or expired token is configuration, not an outage
+                raise ConfigError(
+                    f"GitHub rejected the token (401: {message}) while {what}"
+                ) from None
             raise GitHubError(f"GitHub: {what} failed ({exc.status}: {message})") from None
         except OSError as exc:  # connection refused, DNS, timeouts after retries
             raise GitHubError(f"GitHub: {what} failed ({exc})") from None
