@@ -200,12 +200,15 @@ class GitHubClient:
             ],
         )
         for comment in mine[:1]:
+            comment_id = int(_raw(comment)["id"])
+            # PATCH by id rather than trusting the comment's own ``url`` field.
+            url = f"{self._repo.url}/issues/comments/{comment_id}"
             try:
-                comment.edit(body)
-                return int(comment.id)
+                self._gh.requester.requestJsonAndCheck("PATCH", url, input={"body": body})
+                return comment_id
             except GithubException as exc:
                 if exc.status not in (403, 404):
-                    raise GitHubError(f"GitHub: editing comment {comment.id} failed") from None
+                    raise GitHubError(f"GitHub: editing comment {comment_id} failed") from None
         created = self._call(f"commenting on #{number}", lambda: issue.create_comment(body))
         return int(created.id)
 
