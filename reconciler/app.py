@@ -54,9 +54,10 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        """1 when anything needs a person: a problem, an unreadable scope, a failed change."""
+        """1 when anything needs a person: an error (bad or refused request, unreadable scope
+        where a request points), or a failed change. Warnings alone exit 0."""
         errors = [p for p in self.problems if p.severity == "error"]
-        return 1 if errors or self.failed_scopes or self.failed_changes else 0
+        return 1 if errors or self.failed_changes else 0
 
 
 # -- approvals --------------------------------------------------------------------------
@@ -154,9 +155,13 @@ def build_desired(
             why = record.error if record and record.error else "approval could not be established"
             problems.append(Problem("E-APPROVAL", why, file=request.path, line=1))
             continue
-        decision = evaluate(
-            request, loaded.config, approved_at=record.approved_at, approvals=record.approvals
-        )
+        try:
+            decision = evaluate(
+                request, loaded.config, approved_at=record.approved_at, approvals=record.approvals
+            )
+        except Exception as exc:  # one request the evaluator chokes on grants nothing
+            problems.append(Problem("E-EVALUATE", f"could not evaluate: {exc}", request.path, 1))
+            continue
         decisions.append(decision)
         if not decision.allowed:
             problems.extend(_refusal_problems(decision))
@@ -257,6 +262,32 @@ def scopes_to_observe(loaded: LoadedRepo, historical: Iterable[ScopeRef]) -> dic
         if provider in active:
             out[provider].add(scope)
     return dict(out)
+
+
+def _scope_problem(
+    ref: ScopeRef, message: str, loaded: LoadedRepo, historical: set[ScopeRef]
+) -> Problem:
+    """An unreadable scope is an error where a request (current or earlier) points; a
+    scope only a policy names holds nothing we know of, so it is a warning."""
+    provider, scope = ref
+    needed = ref in historical or any((r.provider, r.scope) == ref for r in loaded.requests)
+    policy_only = not needed and any(
+        p.provider == provider and scope in p.scopes for p in loaded.config.policies
+    )
+    if policy_only:
+        return Problem(
+            "W-SCOPE-UNREADABLE",
+            f"{message}; named in policies but no request uses it, nothing to change",
+            provider=provider,
+            scope=scope,
+            severity="warning",
+        )
+    return Problem(
+        "E-SCOPE-UNREADABLE",
+        f"{message}; no changes planned for this scope",
+        provider=provider,
+        scope=scope,
+    )
 
 
 def make_providers(
@@ -388,10 +419,7 @@ def reconcile(settings: Settings) -> Outcome:
     providers = make_providers(loaded, scopes, options)
     actual, failed, calls = observe_all(providers, scopes, now, settings.concurrency)
     problems += [
-        Problem(
-            "E-SCOPE-UNREADABLE", f"{msg}; no changes planned for this scope", provider=p, scope=s
-        )
-        for (p, s), msg in sorted(failed.items())
+        _scope_problem(ref, msg, loaded, historical) for ref, msg in sorted(failed.items())
     ]
     observed = [g for found in actual.values() for g in found]
     desired |= held_grants(loaded, records, observed, now)

@@ -296,3 +296,17 @@ def test_github_format_writes_summary_and_annotations(
     text = summary.read_text()
     assert "| + grant |" in text and "user:alice@example.com" in text
     assert "<b>" not in text and "@everyone" not in text
+
+
+def test_policy_scope_nobody_uses_is_only_a_warning_when_unreadable(
+    run_cli, access_repo, emulator
+) -> None:
+    access_repo.write(ALICE, request_yaml(scope="projects/app-prod-a"))
+    access_repo.commit("alice", at=T0)
+    emulator.fail_next("projects/app-prod-c", status=403, count=None)
+
+    result = run_cli("apply", "--trust-git", "--format", "json", at=T0 + H)
+    assert result.exit_code == 0, result.output
+    (problem,) = result.json()["errors"]
+    assert problem["scope"] == "projects/app-prod-c" and problem["severity"] == "warning"
+    assert len(managed(emulator, "projects/app-prod-a")) == 1
