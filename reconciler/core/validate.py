@@ -450,7 +450,15 @@ def decision_findings(decision: Decision) -> list[Finding]:
     """A refused decision's refusals as findings at the line of the key each concerns."""
     request = decision.request
     out: list[Finding] = []
-    for refusal in decision.refusals:
+    refusals = decision.refusals
+    # A policy that does not list the requester is noise next to one that does (and refuses
+    # for a reason the requester can fix): show the fixable reasons.
+    listing = {r.policy for r in refusals if r.policy} - {
+        r.policy for r in refusals if r.reason is Reason.NOT_REQUESTER
+    }
+    if listing:
+        refusals = tuple(r for r in refusals if r.reason is not Reason.NOT_REQUESTER)
+    for refusal in refusals:
         line = request.line_of(refusal.key) if refusal.key else 1
         finding = Finding(request.path, line, REFUSAL_CODES[refusal.reason], refusal.message)
         if finding not in out:

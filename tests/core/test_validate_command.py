@@ -1,0 +1,116 @@
+"""`accessctl validate` as a person and as CI see it: formats, paths, exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.core.conftest import GOOD_REQUEST, ROOT, run_validate, run_validate_process, write_files
+
+
+def test_clean_repo_json_shape(repo: Path) -> None:
+    result = run_validate(repo)
+    assert result.exit_code == 0
+    assert result.json == {
+        "ok": True,
+        "findings": [],
+        "requests": [
+            {
+                "file": "requests/alice/inc-4821.yaml",
+                "requester": "alice",
+                "provider": "gcp",
+                "scope": "projects/payments-prod",
+                "role": "roles/cloudsql.viewer",
+                "policy": "payments-db-read",
+            }
+        ],
+    }
+
+
+def test_text_format(repo: Path) -> None:
+    write_files(repo, {"requests/alice/inc-4821.yaml": GOOD_REQUEST + "bogus: 1\n"})
+    result = run_validate(repo, fmt="text")
+    assert result.exit_code == 1
+    assert (
+        "requests/alice/inc-4821.yaml:8: E-SCHEMA-UNKNOWN-KEY: unknown key 'bogus'" in result.output
+    )
+
+
+def test_github_format_escapes_and_writes_summary(
+    repo: Path, tmp_path: Path, monkeypatch: object
+) -> None:
+    summary = tmp_path / "summary.md"
+    name = "requests/alice/inc-4821.yaml"
+    write_files(repo, {name: GOOD_REQUEST + '"x\\n::error::pwned %0A": 1\n'})
+    from click.testing import CliRunner
+
+    from reconciler.cli import cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["validate", "--repo", str(repo), "--at", "2026-11-30T00:00:00Z", "--format", "github"],
+        env={"GITHUB_STEP_SUMMARY": str(summary)},
+    )
+    assert result.exit_code == 1
+    lines = [line for line in result.stdout.splitlines() if line.startswith("::")]
+    assert len(lines) == 1
+    assert lines[0].startswith(f"::error file={name},line=8,title=E-SCHEMA-UNKNOWN-KEY::")
+    assert "pwned %250A" in lines[0]  # the newline (shown as \\n) and the % are inert
+    text = summary.read_text()
+    assert "accessctl validate" in text and "E-SCHEMA-UNKNOWN-KEY" in text
+    assert "<" not in text.replace("&lt;", "")
+
+
+def test_explicit_paths_only_check_those(repo: Path) -> None:
+    write_files(repo, {"requests/bob/broken.yaml": "requester: ["})
+    result = run_validate(repo, str(repo / "requests/alice/inc-4821.yaml"))
+    assert result.exit_code == 0
+    assert [r["file"] for r in result.json["requests"]] == ["requests/alice/inc-4821.yaml"]
+    result = run_validate(repo, str(repo / "requests/bob"))
+    assert result.exit_code == 1
+    assert {f["file"] for f in result.findings} == {"requests/bob/broken.yaml"}
+
+
+def test_repo_relative_path_arguments(repo: Path) -> None:
+    result = run_validate(repo, "requests/alice/inc-4821.yaml")
+    assert result.exit_code == 0, result.output
+
+
+def test_usage_errors_exit_2(repo: Path, tmp_path: Path) -> None:
+    assert run_validate(tmp_path / "nowhere").exit_code == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run_validate(empty).exit_code == 2
+    assert run_validate(repo, str(tmp_path / "outside.yaml")).exit_code == 2
+    assert run_validate(repo, "requests/alice/missing.yaml").exit_code == 2
+    write_files(repo, {"README.md": "x"})
+    assert run_validate(repo, "README.md").exit_code == 2
+    bad_at = run_validate_process(repo, "--at", "yesterday")
+    assert bad_at.exit_code == 2 and "Traceback" not in bad_at.stderr
+
+
+def test_broken_policy_file_is_a_finding_not_a_crash(repo: Path) -> None:
+    write_files(repo, {"policies/base.yaml": "policies: [\n"})
+    result = run_validate(repo)
+    assert result.exit_code == 1
+    codes = {(f["file"], f["code"]) for f in result.findings}
+    assert ("policies/base.yaml", "E-YAML-SYNTAX") in codes
+    assert ("requests/alice/inc-4821.yaml", "E-POLICY-NONE") in codes
+
+
+def test_starter_content_is_valid(tmp_path: Path) -> None:
+    """The repo's own policies/ and requests/ (the template an organisation adopts)."""
+    copy = tmp_path / "starter"
+    shutil.copytree(ROOT / "policies", copy / "policies")
+    shutil.copytree(ROOT / "requests", copy / "requests")
+    result = run_validate(copy)
+    assert result.exit_code == 0, result.output
+    assert result.json["requests"], "the starter content has an example request"
+    example = next((ROOT / "requests").rglob("*.yaml"))
+    first = example.read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=../../reconciler/schemas/request.schema.json"
+    schema = json.loads(
+        (example.parent / "../../reconciler/schemas/request.schema.json").resolve().read_text()
+    )
+    assert schema["additionalProperties"] is False
