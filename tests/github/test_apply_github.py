@@ -1,0 +1,128 @@
+"""``accessctl apply`` verifying approvals on GitHub, end to end: a real git repo, the
+GitHub emulator and the GCP emulator over HTTP, the CLI run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reconciler.sandbox.gcp_emulator import GcpEmulator
+from reconciler.sandbox.github_emulator import GitHubEmulator
+
+from .conftest import REPO, GitRepo
+
+ACCESSCTL = str(Path(sys.executable).parent / "accessctl")
+SCOPE = "projects/payments-prod"
+POLICY = """\
+policies:
+  - name: db-read
+    provider: gcp
+    scopes: [projects/payments-prod]
+    roles: [roles/cloudsql.viewer]
+    requesters: [alice, bob, carol]
+    approvers: [dave]
+    approvals: 1
+    max_duration: 8h
+identities:
+  alice: {gcp: "user:alice@example.com"}
+  bob: {gcp: "user:bob@example.com"}
+  carol: {gcp: "user:carol@example.com"}
+providers:
+  gcp: {}
+"""
+
+
+def request(login: str) -> str:
+    return (
+        f"requester: {login}\nprovider: gcp\nscope: {SCOPE}\nrole: roles/cloudsql.viewer\n"
+        "reason: Investigate INC-4821, slow queries\nduration: 8h\n"
+    )
+
+
+@pytest.fixture
+def gcp() -> Iterator[GcpEmulator]:
+    emu = GcpEmulator(port=0).start()
+    emu.add_resource(SCOPE)
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def merge_pr(emulator: GitHubEmulator, repo: GitRepo, login: str, reviewer: str) -> None:
+    """A PR by ``login`` adding its request, reviewed, squash-merged into main."""
+    path = f"requests/{login}/inc-4821.yaml"
+    base = repo.head()
+    repo.checkout(f"pr-{login}", new=True)
+    head = repo.commit({path: request(login)}, author=login)
+    n = emulator.add_pull(
+        REPO,
+        author=login,
+        head_sha=head,
+        base_sha=base,
+        files=[{"filename": path, "status": "added"}],
+    )
+    emulator.add_review(REPO, n, reviewer, "APPROVED")
+    repo.checkout("main")
+    repo.git("merge", "--squash", f"pr-{login}")
+    emulator.merge(REPO, n, merge_commit_sha=repo.commit({}, f"request (#{n})"))
+
+
+def apply(repo: GitRepo, gcp: GcpEmulator, env: dict[str, str]) -> tuple[int, dict, str]:
+    proc = subprocess.run(
+        [ACCESSCTL, "apply", "--repo", str(repo.root), "--format", "json", "--no-ledger"],
+        env={**env, "ACCESSCTL_GCP_ENDPOINT": gcp.url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, json.loads(proc.stdout or "{}"), proc.stderr
+
+
+def members(gcp: GcpEmulator) -> set[str]:
+    return {m for b in gcp.get_policy(SCOPE).get("bindings", []) for m in b["members"]}
+
+
+def test_apply_grants_only_what_github_approved_and_then_costs_nothing(
+    emulator: GitHubEmulator, git_repo: GitRepo, github_env: dict[str, str], gcp: GcpEmulator
+) -> None:
+    git_repo.commit({"policies/p.yaml": POLICY}, "policies", author="admin")
+    merge_pr(emulator, git_repo, "alice", reviewer="dave")  # approved by an approver
+    merge_pr(emulator, git_repo, "bob", reviewer="carol")  # approved by someone ineligible
+    git_repo.commit(
+        {"requests/carol/inc-4821.yaml": request("carol")}, "direct push", author="carol"
+    )
+
+    code, out, err = apply(git_repo, gcp, github_env)
+
+    assert members(gcp) == {"user:alice@example.com"}
+    assert code == 1  # the refused and unverifiable requests are reported
+    assert "reached main without a merged pull request" in json.dumps(out) + err
+    first = emulator.total_calls
+
+    emulator.reset_calls()
+    assert apply(git_repo, gcp, github_env)[0] == 1
+    assert members(gcp) == {"user:alice@example.com"}
+    # Only the direct push is looked up again (unverified results are never cached).
+    assert emulator.calls["GET /repos/{o}/{r}/pulls/{n}/reviews"] == 0
+    # alice: repository, commit -> PRs, reviews; bob: commit -> PRs, reviews;
+    # carol: commit -> PRs, then recent closed PRs (the association may lag).
+    assert first == 7 and emulator.total_calls == 3  # repository, commit -> PRs, closed PRs
+
+
+def test_idle_apply_makes_no_github_calls(
+    emulator: GitHubEmulator, git_repo: GitRepo, github_env: dict[str, str], gcp: GcpEmulator
+) -> None:
+    git_repo.commit({"policies/p.yaml": POLICY}, "policies", author="admin")
+    merge_pr(emulator, git_repo, "alice", reviewer="dave")
+    assert apply(git_repo, gcp, github_env)[0] == 0
+    emulator.reset_calls()
+    assert apply(git_repo, gcp, github_env)[0] == 0
+    assert emulator.total_calls == 0
+    assert members(gcp) == {"user:alice@example.com"}
