@@ -165,10 +165,15 @@ def apply_json(
     return {**plan_json(plan, problems), "results": [result_json(r) for r in results]}
 
 
+def _code_cell(text: str) -> str:
+    """A code span inside a table cell: a pipe would otherwise end the cell."""
+    return markdown_code(text).replace("|", "\\|")
+
+
 def _md_row(change: Change, now: datetime, result: ChangeResult | None, with_result: bool) -> str:
     g = change.grant
     until = format_rfc3339(g.end) + _left(g, now) if g.end else ""
-    request = markdown_code(g.request) if g.request else ""
+    request = _code_cell(g.request) if g.request else ""
     if g.pr:
         request += f" (#{int(g.pr)})"
     status = ""
@@ -176,9 +181,9 @@ def _md_row(change: Change, now: datetime, result: ChangeResult | None, with_res
         status = "ok" if result.ok else "**failed**: " + markdown_text(result.message, 300)
     cells = [
         f"{_SIGN[change.kind].strip() or '='} {change.kind.value}",
-        markdown_code(g.principal),
-        markdown_code(g.role),
-        f"{g.provider} {markdown_code(g.scope)}",
+        _code_cell(g.principal),
+        _code_cell(g.role),
+        f"{g.provider} {_code_cell(g.scope)}",
         until,
         request,
         markdown_text(change.reason, 300),
