@@ -310,3 +310,39 @@ def test_policy_scope_nobody_uses_is_only_a_warning_when_unreadable(
     (problem,) = result.json()["errors"]
     assert problem["scope"] == "projects/app-prod-c" and problem["severity"] == "warning"
     assert len(managed(emulator, "projects/app-prod-a")) == 1
+
+
+def test_tampered_and_orphaned_managed_bindings_are_fixed(run_cli, access_repo, emulator) -> None:
+    def binding(title: str, expression: str, member: str = "user:alice@example.com") -> dict:
+        return {
+            "role": "roles/cloudsql.viewer",
+            "members": [member],
+            "condition": {"title": title, "expression": expression},
+        }
+
+    emulator.set_policy(
+        "projects/app-prod-a",
+        {
+            "bindings": [
+                # our binding, but someone widened its expression: unreadable, so replaced
+                binding(f"accessctl:{ALICE}", "true"),
+                # a managed binding whose request never existed on this branch
+                binding(
+                    "accessctl:requests/mallory/ghost.yaml",
+                    'request.time < timestamp("2030-01-01T00:00:00Z")',
+                    "user:mallory@example.com",
+                ),
+            ]
+        },
+    )
+    access_repo.write(ALICE, request_yaml())
+    access_repo.commit("alice", at=T0)
+
+    result = run_cli("apply", "--trust-git", at=T0 + H)
+    assert result.exit_code == 0, result.output
+    assert "request file deleted" in result.stdout
+    (only,) = managed(emulator, "projects/app-prod-a")
+    assert only["members"] == ["user:alice@example.com"]
+    end = format_rfc3339(T0 + 2 * H)
+    assert only["condition"]["expression"] == f'request.time < timestamp("{end}")'
+    assert emulator.writes() == 1
