@@ -56,6 +56,10 @@ class SeededInstance:
 
 
 SSO_TARGET = "SWBExternalService."  # X-Amz-Target prefix of every sso-admin operation
+# The sandbox's own clients mark their calls: faults and call counts are for the code
+# under test, never for seeding or for a test reading back what the cloud holds.
+ADMIN_HEADER = "X-Accessctl-Sandbox-Admin"
+ADMIN_ENVIRON = "HTTP_X_ACCESSCTL_SANDBOX_ADMIN"
 Response = tuple[int, dict[str, Any]]
 
 
@@ -150,6 +154,8 @@ class _FaultyApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if environ.get(ADMIN_ENVIRON):  # the sandbox's own seeding and inspection
+            return self.app(environ, start_response)
         self.faults.count(target.rpartition(".")[2] or environ.get("PATH_INFO", "?"))
         if not target.startswith(SSO_TARGET) or not self.faults.active:
             return self.app(environ, start_response)
@@ -275,12 +281,22 @@ class AwsSandbox:
             resp.read()
 
     def client(self, service: str) -> Any:
-        """A boto3 client bound to the sandbox whatever the environment says (cached)."""
+        """A boto3 client bound to the sandbox whatever the environment says (cached), for
+        seeding and inspection: faults do not apply to it and its calls are not counted."""
         if service not in self._clients:
             self._clients[service] = self._new_client(service)
         return self._clients[service]
 
     def _new_client(self, service: str) -> Any:
+        client = self._plain_client(service)
+
+        def mark(request: Any, **_: Any) -> None:
+            request.headers[ADMIN_HEADER] = "1"
+
+        client.meta.events.register("request-created", mark)
+        return client
+
+    def _plain_client(self, service: str) -> Any:
         return boto3.session.Session().client(
             service,  # type: ignore[call-overload]
             region_name=self.region,
