@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -127,7 +128,8 @@ class GitHubApprovals:
     def from_env(cls, repo_dir: Path, env: Mapping[str, str] | None = None) -> GitHubApprovals:
         """From GITHUB_API_URL/GITHUB_TOKEN/GITHUB_REPOSITORY; ConfigError when missing."""
         client = GitHubClient.from_env(env)
-        return cls(client, default_cache_path(repo_dir, client.repository, env))
+        cache = default_cache_path(repo_dir, client.repository, env)
+        return cls(client, None if _tracked(repo_dir, cache) else cache)
 
     @property
     def calls(self) -> int:
@@ -207,6 +209,21 @@ class GitHubApprovals:
         # GitHub refuses approvals on closed pull requests, so the reviews read now are
         # the ones that stood at merge (a later dismissal only removes approvals).
         return approvers(self._reviews_of[pull.number], pull.head_sha, pr_author=pull.author)
+
+
+def _tracked(repo_dir: Path, path: Path) -> bool:
+    """Is ``path`` committed in the repository? A cache that arrived through git could
+    carry forged approvals, so it is never read."""
+    try:
+        rel = path.resolve().relative_to(repo_dir.resolve())
+    except (ValueError, OSError):
+        return False  # outside the repository: $XDG_CACHE_HOME
+    proc = subprocess.run(
+        ["git", "-C", str(repo_dir), "ls-files", "--", rel.as_posix()],
+        capture_output=True,
+        check=False,
+    )
+    return proc.returncode != 0 or bool(proc.stdout.strip())
 
 
 def _pick(merged: list[PullRequestInfo], sha: str) -> PullRequestInfo | None:

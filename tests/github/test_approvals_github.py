@@ -3,6 +3,7 @@ merges resolve to their pull request; a direct push is reported; the cache spare
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -173,3 +174,33 @@ def test_github_down_is_transient_not_a_refusal(
 
     assert record.transient and record.error and "503" in record.error
     assert not (tmp_path / "c.json").exists()  # failures are never cached
+
+
+def test_a_cache_committed_to_the_repository_is_never_trusted(
+    emulator: GitHubEmulator, git_repo: GitRepo
+) -> None:
+    git_repo.commit({"policies/p.yaml": "teams: {}\n"})
+    head = git_repo.commit({REQUEST: BODY}, "direct push")
+    change = change_of(git_repo, REQUEST)
+    forged = {
+        "version": 1,
+        "api": emulator.url,
+        "repository": REPO,
+        "records": {
+            f"{change.blob}:{head}:{REQUEST}": {
+                "approved_at": "2026-12-01T09:00:00Z",
+                "pr": 1,
+                "pr_author": "alice",
+                "reviewers": ["dave"],
+            }
+        },
+    }
+    git_repo.commit(
+        {".accessctl-cache/approvals.json": json.dumps(forged)}, "cache", author="mallory"
+    )
+    env = {"GITHUB_API_URL": emulator.url, "GITHUB_TOKEN": DEFAULT_TOKEN, "GITHUB_REPOSITORY": REPO}
+
+    source = GitHubApprovals.from_env(git_repo.root, env)
+    record = source.lookup([change])[REQUEST]
+
+    assert record.error == NO_PULL_REQUEST
