@@ -70,10 +70,18 @@ class SchemaChecker:
     """
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
-        from jsonschema import Draft202012Validator
-
-        self.validator = Draft202012Validator(schema)
+        self.schema = schema
         self.fast = compile_fast(schema)
+        self._validator: Any = None
+
+    @property
+    def validator(self) -> Any:
+        """jsonschema's validator, built (and jsonschema imported) only once a file needs it."""
+        if self._validator is None:
+            from jsonschema import Draft202012Validator
+
+            self._validator = Draft202012Validator(self.schema)
+        return self._validator
 
     def check(self, doc: Document, data: Any) -> list[tuple[Path_, Finding]]:
         """(path of the offending entry, finding) for every problem, one per location."""

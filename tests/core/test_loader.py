@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.core.loader import MAX_BYTES, load
 
@@ -92,3 +94,54 @@ def test_quoted_merge_key_is_just_a_key() -> None:
 
 def test_keys_are_the_text_written() -> None:
     assert load(b"1: a\ntrue: b\nnull: c\n", "f.yaml").data == {"1": "a", "true": "b", "null": "c"}
+
+
+# --- the quick path for flat files agrees with libyaml -----------------------------------------
+
+TRICKY = st.text(alphabet="ab :#'\"-?,[]{}&*!|>%@`~\\=.0123456789tTruefalsnyo\t\r", max_size=14)
+LINES = st.one_of(
+    st.builds(
+        lambda k, v: f"{k}: {v}", st.sampled_from(["a", "b", "role", "k_1", "x-y", "true"]), TRICKY
+    ),
+    st.builds(lambda k, v: f"{k}:{v}", st.sampled_from(["a", "b"]), TRICKY),
+    st.sampled_from(
+        ["", "# comment", "  # indented comment", "---", "...", "  a: 1", "- x", "a:", "a :b"]
+    ),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(LINES, max_size=6), st.booleans())
+def test_quick_path_agrees_with_libyaml(lines: list[str], final_newline: bool) -> None:
+    text = "\n".join(lines) + ("\n" if final_newline else "")
+    quick = load(text.encode(), "f.yaml")
+    full = load(text.encode(), "f.yaml", flat=False)
+    assert (quick.data, quick.findings) == (full.data, full.findings)
+    if full.ok and isinstance(full.data, dict):
+        for key in full.data:
+            assert quick.line((key,)) == full.line((key,))
+        assert quick.line() == full.line()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: b # c\n",
+        "a: b#c\n",
+        "a: 'x' # y\n",
+        'a: "x"\n',
+        "a: x, y [z] {w}\n",
+        "a: http://example.com/x\n",
+        "a: b: c\n",
+        "a: b:\n",
+        "a: -1\n",
+        "a: - x\n",
+        "a: ~\n",
+        "a: 'it''s'\n",
+        'a: "\\t"\n',
+    ],
+)
+def test_quick_path_examples_agree(text: str) -> None:
+    quick = load(text.encode(), "f.yaml")
+    full = load(text.encode(), "f.yaml", flat=False)
+    assert (quick.data, quick.findings, quick.lines) == (full.data, full.findings, full.lines)
