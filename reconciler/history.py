@@ -11,22 +11,28 @@ policies as they stood at its own commit (what the reconciler saw then).
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from reconciler.core.audit import Removal, Version
-from reconciler.core.models import Config
+from reconciler.core.models import AccessRequest, Config
 from reconciler.errors import ConfigError, Finding
 
+T = TypeVar("T")
 REQUESTS = "requests/"
 POLICIES = "policies/"
 _ZERO = "0" * 40
 _SYMLINK = "120000"
 _GITLINK = "160000"
 _HEADER_FIELDS = 6  # sha, parents, author, author time, committer time, subject
+_ROUND = 399  # files per load_requests call: below its own multiprocessing threshold
 _LOG_FORMAT = "%x01%H%x00%P%x00%an <%ae>%x00%at%x00%ct%x00%s"
 
 
@@ -217,21 +223,19 @@ class MemorySource:
         return path in self.symlinks
 
 
-@dataclass
-class _PolicyState:
-    """The policies as of some commit, loaded lazily and cached per distinct content."""
+class _PolicyConfigs:
+    """The policies as of some commit, loaded once per distinct set of policy blobs."""
 
-    blobs: dict[str, str] = field(default_factory=dict)  # path -> blob
-    cache: dict[frozenset[tuple[str, str]], tuple[Config, list[Finding]]] = field(
-        default_factory=dict
-    )
+    def __init__(self) -> None:
+        self.cache: dict[frozenset[tuple[str, str]], tuple[Config, list[Finding]]] = {}
 
-    def config(self, contents: Mapping[str, bytes]) -> tuple[Config, list[Finding]]:
+    def config_for(
+        self, key: frozenset[tuple[str, str]], contents: Mapping[str, bytes]
+    ) -> tuple[Config, list[Finding]]:
         from reconciler.repo import load_config
 
-        key = frozenset(self.blobs.items())
         if key not in self.cache:
-            files = {p: contents.get(b, b"") for p, b in self.blobs.items()}
+            files = {p: contents.get(b, b"") for p, b in key}
             self.cache[key] = load_config(MemorySource(files))
         return self.cache[key]
 
@@ -239,6 +243,17 @@ class _PolicyState:
 def load_versions(repo: Path, ref: str = "HEAD") -> list[Version]:
     """Every version of every request file that reached ``ref``, oldest first, each parsed
     and paired with the policies of its commit and with what ended it (edit or delete)."""
+    return map_versions(repo, ref, list)
+
+
+def map_versions(
+    repo: Path, ref: str, fn: Callable[[list[Version]], list[T]], *, workers: int | None = None
+) -> list[T]:
+    """``fn`` applied to consecutive chunks of the versions, concatenated in order.
+
+    Parsing and judging tens of thousands of versions is CPU-bound and each version is
+    independent, so large histories are split across forked workers: each parses its
+    chunk and applies ``fn`` there, and only ``fn``'s results travel back."""
     history = read_history(repo, ref)
     needed = [
         c.new_blob
@@ -246,58 +261,137 @@ def load_versions(repo: Path, ref: str = "HEAD") -> list[Version]:
         if c.new_blob and (is_request_path(c.path) or is_policy_path(c.path))
     ]
     contents = read_blobs(repo, needed)
-    return list(_versions(history, contents))
+    pending = _scan(history)
+    count = _worker_count(len(pending), workers)
+    if count < 2:
+        return fn(_build(pending, contents))
+    global _JOB
+    _JOB = (pending, contents, fn)
+    size = -(-len(pending) // count)
+    bounds = [(i, min(i + size, len(pending))) for i in range(0, len(pending), size)]
+    try:
+        # Not multiprocessing.Pool: its daemonic workers could not start the loader's own.
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(len(bounds), mp_context=context) as pool:
+            parts = list(pool.map(_run_chunk, bounds))
+    finally:
+        _JOB = None
+    return [item for part in parts for item in part]
 
 
-def _versions(history: History, contents: Mapping[str, bytes]) -> Iterator[Version]:
-    from reconciler.repo import load_requests
+_PARALLEL_FROM = 4000  # versions; below this, forking costs more than it saves
+_JOB: tuple[list[_Pending], Mapping[str, bytes], Callable[[list[Version]], list[Any]]] | None = None
 
-    policies = _PolicyState()
-    open_versions: dict[str, int] = {}  # path -> index in `made` of its live version
-    made: list[Version] = []
+
+def _worker_count(versions: int, workers: int | None) -> int:
+    if workers is not None:
+        return workers
+    if versions < _PARALLEL_FROM or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cpus or 1, 8))
+
+
+def _run_chunk(bounds: tuple[int, int]) -> list[Any]:
+    assert _JOB is not None  # set by the parent before forking
+    pending, contents, fn = _JOB
+    return fn(_build(pending[bounds[0] : bounds[1]], contents))
+
+
+@dataclass
+class _Pending:
+    """A request version found in the log, before its content is parsed."""
+
+    change: PathChange
+    policies: frozenset[tuple[str, str]]
+    removal: Removal | None = None
+
+
+def _scan(history: History) -> list[_Pending]:
+    """Walk the changes in order: each version, the policies of its commit, its end."""
+    policy_blobs: dict[str, str] = {}
+    live: dict[str, _Pending] = {}
+    pending: list[_Pending] = []
     for change in history.changes:
         if is_policy_path(change.path):
             if change.new_blob is None:
-                policies.blobs.pop(change.path, None)
+                policy_blobs.pop(change.path, None)
             else:
-                policies.blobs[change.path] = change.new_blob
+                policy_blobs[change.path] = change.new_blob
             continue
         if not is_request_path(change.path):
             continue
-        previous = open_versions.pop(change.path, None)
-        removal = Removal(
-            commit=change.commit.sha,
-            at=change.commit.committed_at,
-            deleted=change.new_blob is None,
-        )
+        previous = live.pop(change.path, None)
         if previous is not None:
-            made[previous] = made[previous].ended_by(removal)
-        if change.new_blob is None:
-            continue
-        config, config_findings = policies.config(contents)
-        text = contents.get(change.new_blob, b"")
-        source = MemorySource(
-            {change.path: text}, symlinks=[change.path] if change.is_symlink else []
-        )
-        try:
-            requests, findings = load_requests(source, config, [change.path])
-        except Exception as exc:  # history may hold anything; one bad file never stops audit
-            requests, findings = [], [Finding(change.path, 1, "E-LOAD", str(exc))]
-        errors = tuple(str(f) for f in findings if f.severity == "error")
-        open_versions[change.path] = len(made)
-        made.append(
-            Version(
-                path=change.path,
+            previous.removal = Removal(
                 commit=change.commit.sha,
-                author=change.commit.author,
-                committed_at=change.commit.committed_at,
-                subject=change.commit.subject,
-                merge=change.commit.is_merge,
-                blob=change.new_blob,
-                request=requests[0] if requests else None,
+                at=change.commit.committed_at,
+                deleted=change.new_blob is None,
+            )
+        if change.new_blob is not None:
+            live[change.path] = _Pending(change, frozenset(policy_blobs.items()))
+            pending.append(live[change.path])
+    return pending
+
+
+def _build(pending: list[_Pending], contents: Mapping[str, bytes]) -> list[Version]:
+    policies = _PolicyConfigs()
+    out = []
+    for item, (request, errors) in zip(pending, _parse_all(pending, contents), strict=True):
+        config, config_findings = policies.config_for(item.policies, contents)
+        commit = item.change.commit
+        out.append(
+            Version(
+                path=item.change.path,
+                commit=commit.sha,
+                author=commit.author,
+                committed_at=commit.committed_at,
+                subject=commit.subject,
+                merge=commit.is_merge,
+                blob=item.change.new_blob or "",
+                request=request,
                 config=config,
                 findings=errors,
                 config_broken=any(f.severity == "error" for f in config_findings),
+                removal=item.removal,
             )
         )
-    yield from made
+    return out
+
+
+def _parse_all(
+    pending: list[_Pending], contents: Mapping[str, bytes]
+) -> list[tuple[AccessRequest | None, tuple[str, ...]]]:
+    """Parse every version with the loader, in rounds where each path appears once (the
+    n-th version of every file in round n), so the loader parses each round in bulk."""
+    from reconciler.repo import load_requests
+
+    rounds: list[dict[str, int]] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(pending):
+        k = seen.get(item.change.path, 0)
+        seen[item.change.path] = k + 1
+        if k == len(rounds):
+            rounds.append({})
+        rounds[k][item.change.path] = i
+    out: list[tuple[AccessRequest | None, tuple[str, ...]]] = [(None, ())] * len(pending)
+    empty = Config()
+    # Rounds are cut below the loader's own parallel threshold: we may already be a worker.
+    slots = [
+        dict(list(r.items())[j : j + _ROUND]) for r in rounds for j in range(0, len(r), _ROUND)
+    ]
+    for slot in slots:
+        files = {p: contents.get(pending[i].change.new_blob or "", b"") for p, i in slot.items()}
+        links = [p for p, i in slot.items() if pending[i].change.is_symlink]
+        try:
+            requests, findings = load_requests(MemorySource(files, links), empty, list(files))
+        except Exception as exc:  # history may hold anything; one bad round never stops audit
+            requests, findings = [], [Finding(p, 1, "E-LOAD", str(exc)) for p in files]
+        by_path = {r.path: r for r in requests}
+        errors: dict[str, list[str]] = {}
+        for f in findings:
+            if f.severity == "error":
+                errors.setdefault(f.file, []).append(str(f))
+        for path, i in slot.items():
+            out[i] = (by_path.get(path), tuple(errors.get(path, ())))
+    return out
