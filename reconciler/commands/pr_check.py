@@ -44,11 +44,17 @@ from reconciler.core.validate import check_request_now
 from reconciler.errors import ConfigError, Finding, GitHubError
 from reconciler.github import GitHubClient
 from reconciler.options import at_option, format_option, repo_option
-from reconciler.repo import GitTree, load_config, load_requests
+from reconciler.repo import POLICIES, GitTree, load_config, load_requests
 
 MIXED = (
     "this pull request changes requests/ together with other files ({others}); an access "
     "request must be reviewed on its own: move the other changes to a separate pull request"
+)
+
+NO_REQUESTS_NOTE = "no access request files changed; nothing for accessctl to check"
+POLICY_NOTE = (
+    "policy files changed: checked as they are at the head commit; the security team "
+    "reviews them (CODEOWNERS)"
 )
 
 
@@ -112,8 +118,9 @@ def check_pull_request(client: GitHubClient, repo: Path, number: int, now: datet
     in_requests = [c for c in changes if is_request_path(c.path)]
     others = tuple(sorted({c.path for c in changes if not is_request_path(c.path)}))
     if not in_requests:
-        note = "no access request files changed; nothing for accessctl to check"
-        return Report(**ids, notes=(note,), other_paths=others)  # type: ignore[arg-type]
+        checked = _policy_verdicts(repo, pull.head_sha, others)
+        note = POLICY_NOTE if checked else NO_REQUESTS_NOTE
+        return Report(**ids, verdicts=checked, notes=(note,), other_paths=others)  # type: ignore[arg-type]
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         problem = MIXED.format(others=shown)
@@ -131,6 +138,27 @@ def check_pull_request(client: GitHubClient, repo: Path, number: int, now: datet
         verdicts = gate.requests(head_tree, in_requests)
         verdicts += gate.removals(base_tree, head_tree, in_requests)
     return Report(**ids, verdicts=tuple(verdicts))  # type: ignore[arg-type]
+
+
+def _policy_verdicts(repo: Path, head_sha: str, paths: Sequence[str]) -> tuple[FileVerdict, ...]:
+    """A PR that changes policies/ must leave them valid (they judge every request)."""
+    changed = [p for p in paths if p.startswith(POLICIES + "/")]
+    if not changed:
+        return ()
+    _require_commits(repo, head_sha)
+    with GitTree(repo, head_sha) as head_tree:
+        _, findings = load_config(head_tree)
+    files = sorted(set(changed) | {f.file for f in findings})
+    return tuple(
+        FileVerdict(
+            path,
+            "policy",
+            "failure" if any(f.severity == "error" for f in own) else "success",
+            findings=own,
+        )
+        for path in files
+        if (own := tuple(f for f in findings if f.file == path)) or path in changed
+    )
 
 
 def _require_commits(repo: Path, *shas: str) -> None:

@@ -69,7 +69,7 @@ class Approval:
 @dataclass(frozen=True)
 class FileVerdict:
     path: str
-    kind: Literal["request", "revocation"]
+    kind: Literal["request", "revocation", "policy"]
     state: State
     request: AccessRequest | None = None
     decision: Decision | None = None

@@ -270,6 +270,22 @@ def test_readme_only_pr_passes_with_a_note(pr: Scenario) -> None:
     assert pr.status and pr.status["state"] == "success"
 
 
+def test_policy_only_pr_is_validated_at_its_head(pr: Scenario) -> None:
+    pr.open({"policies/p.yaml": POLICIES.format(approvals=2)})
+    run = pr.run()
+    assert run.code == 0 and "policy files changed" in run.json["notes"][0]
+
+
+def test_policy_only_pr_that_breaks_the_policies_fails(pr: Scenario) -> None:
+    pr.open({"policies/p.yaml": POLICIES.format(approvals="many")})
+    run = pr.run(fmt="github")
+    assert run.code == 1
+    assert any(
+        line.startswith("::error file=policies/p.yaml,line=") for line in run.stdout.splitlines()
+    )
+    assert pr.status and pr.status["state"] == "failure"
+
+
 def test_invalid_request_fails_with_annotations(pr: Scenario) -> None:
     pr.open({MINE: request() + "colour: blue\n"})
     run = pr.run(fmt="github")
