@@ -412,6 +412,9 @@ def reconcile(settings: Settings) -> Outcome:
     desired, decisions, refusals = build_desired(loaded, records, now)
     problems += refusals
     notes = request_notes(decisions, problems, now)
+    for path, record in records.items():
+        if record.transient:
+            notes[path] = "approval could not be verified right now: left as it was"
 
     historical = gitlog.blob_scopes(repo, history.old_blobs)
     scopes = scopes_to_observe(loaded, historical)
