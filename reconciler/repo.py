@@ -154,30 +154,44 @@ class GitTree:
         entry = self._tree().get(path)
         return entry is not None and entry[0] == "120000"
 
+    def is_regular(self, path: str) -> bool:
+        entry = self._tree().get(path)
+        return entry is not None and entry[0] in ("100644", "100755")
+
     def read(self, path: str) -> bytes:
         entry = self._tree().get(path)
         if entry is None:
             raise FileNotFoundError(f"{path} does not exist at {self.commit}")
-        if entry[0] not in ("100644", "100755"):
+        if not self.is_regular(path):
             raise OSError(f"{path} is not a regular file at {self.commit} (mode {entry[0]})")
-        return self.read_many([path])[path]
+        found = self.read_many([path])
+        if path not in found:
+            raise FileNotFoundError(f"{path}: git cannot read its blob {entry[1]}")
+        return found[path]
 
     def read_many(self, paths: Sequence[str]) -> dict[str, bytes]:
-        """Many blobs through the one batch process, requests written while replies are read."""
+        """Many blobs through the one batch process, requests written while replies are read.
+        Paths git cannot read are left out."""
         shas = [self._tree()[p][1] for p in paths]
+        out: dict[str, bytes] = {}
         with self._lock:
             proc = self._batch()
             assert proc.stdin is not None and proc.stdout is not None
             writer = threading.Thread(target=_write_lines, args=(proc.stdin, shas), daemon=True)
             writer.start()
-            out: dict[str, bytes] = {}
-            for path in paths:
-                header = proc.stdout.readline().split()
-                if len(header) != 3:
-                    raise OSError(f"git cat-file: cannot read {path}")
-                out[path] = proc.stdout.read(int(header[2]))
-                proc.stdout.read(1)  # the newline after each object
-            writer.join()
+            try:
+                for path in paths:
+                    header = proc.stdout.readline().split()
+                    if len(header) == 3:
+                        out[path] = proc.stdout.read(int(header[2]))
+                        proc.stdout.read(1)  # the newline after each object
+                    elif not header:  # the process died: start afresh next time
+                        raise OSError("git cat-file --batch stopped")
+            except (OSError, ValueError):
+                self._stop()
+                raise
+            finally:
+                writer.join(timeout=10)
         return out
 
     def _batch(self) -> subprocess.Popen[bytes]:
@@ -189,6 +203,12 @@ class GitTree:
                 stderr=subprocess.DEVNULL,
             )
         return self._proc
+
+    def _stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
 
     def close(self) -> None:
         if self._proc is not None:
@@ -211,8 +231,9 @@ class GitTree:
 
 
 def _write_lines(stream: Any, lines: Sequence[str]) -> None:
-    stream.write("".join(f"{line}\n" for line in lines).encode())
-    stream.flush()
+    with contextlib.suppress(OSError, ValueError):  # the reader reports a dead process
+        stream.write("".join(f"{line}\n" for line in lines).encode())
+        stream.flush()
 
 
 def _git(root: Path, *args: str) -> bytes:
@@ -272,7 +293,7 @@ def _read_all(
     source: FileSource, paths: Sequence[str]
 ) -> list[tuple[str, bytes | None, Finding | None]]:
     if isinstance(source, GitTree):
-        readable = [p for p in paths if not source.is_symlink(p) and source.blob(p) is not None]
+        readable = [p for p in paths if source.is_regular(p)]
         try:
             blobs = source.read_many(readable)
         except OSError:

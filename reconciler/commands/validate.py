@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -115,7 +116,7 @@ def _report(
         write_step_summary(_summary(decisions, findings))
     else:
         for f in findings:
-            click.echo(str(f))
+            click.echo(_one_line(str(f)))
     allowed = sum(1 for d in decisions if d.allowed)
     files = len({f.file for f in findings})
     verdict = "ok" if ok else f"{len(findings)} finding(s) in {files} file(s)"
@@ -124,6 +125,15 @@ def _report(
         f"{len(loaded.config.policies)} policies",
         err=fmt == "github",
     )
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def _one_line(text: str) -> str:
+    """A finding per line, whatever a file name holds (a newline could start a workflow
+    command if CI prints text output)."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def _summary(decisions: list[Decision], findings: list[Finding]) -> str:

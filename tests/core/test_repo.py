@@ -107,3 +107,19 @@ def test_parallel_and_serial_loading_agree(repo: Path) -> None:
 def test_requests_readme_and_gitkeep_are_fine(repo: Path) -> None:
     write_files(repo, {"requests/alice/NOTES.md": "x", "requests/.gitkeep": ""})
     assert load_repo(WorkTree(repo)).ok
+
+
+def test_git_tree_submodule_and_missing_paths(git_repo: tuple[Path, str]) -> None:
+    root, head = git_repo
+    blob = git(root, "rev-parse", "HEAD:requests/alice/inc-4821.yaml")
+    # a gitlink (submodule) entry where a request should be
+    git(root, "update-index", "--add", "--cacheinfo", f"160000,{head},requests/alice/sub.yaml")
+    git(root, "commit", "-q", "-m", "gitlink")
+    with GitTree(root, "HEAD") as tree:
+        loaded = load_repo(tree)
+        found = {(f.file, f.code) for f in loaded.findings}
+        assert ("requests/alice/sub.yaml", "E-FILE-READ") in found
+        missing = load_repo(tree, ["requests/alice/gone.yaml"])
+        assert [f.code for f in missing.findings] == ["E-FILE-READ"]
+        assert tree.read("requests/alice/inc-4821.yaml") == GOOD_REQUEST.encode()
+    assert blob

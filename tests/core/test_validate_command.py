@@ -114,3 +114,11 @@ def test_starter_content_is_valid(tmp_path: Path) -> None:
         (example.parent / "../../reconciler/schemas/request.schema.json").resolve().read_text()
     )
     assert schema["additionalProperties"] is False
+
+
+def test_text_output_keeps_one_finding_per_line(repo: Path) -> None:
+    write_files(repo, {"requests/alice/x\n::error::pwned.yaml": "x: 1\n"})
+    result = run_validate(repo, fmt="text")
+    assert result.exit_code == 1
+    assert not any(line.startswith("::") for line in result.output.splitlines())
+    assert "x\\n::error::pwned.yaml" in result.output
