@@ -1,0 +1,356 @@
+"""``accessctl request``: write a valid request file from flags; ``--open-pr`` proposes it.
+
+The file is judged by the policies (as if merged now, like the PR check) BEFORE it is
+written, so a request that CI would refuse is never created. ``--open-pr`` commits the
+one file on top of the remote's default branch with git plumbing (the current checkout
+and its index are left alone), pushes a branch and opens the pull request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from reconciler.commands.common import echo_json, handle_errors
+from reconciler.core.timeutil import format_rfc3339, parse_duration, parse_rfc3339
+from reconciler.errors import ConfigError, Finding, GitHubError
+from reconciler.options import at_option, format_option, repo_option
+
+MODELINE = "# yaml-language-server: $schema=../../reconciler/schemas/request.schema.json"
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+_PLAIN = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./@:()-]*(?: [A-Za-z0-9_./@:(),-]+)*$")
+# YAML 1.1 words that a plain scalar would turn into booleans or null
+_YAML_WORDS = frozenset(
+    w
+    for word in ("y", "n", "yes", "no", "on", "off", "true", "false", "null")
+    for w in (word, word.upper(), word.capitalize())
+) | {"~"}
+_PLAIN_DURATION = re.compile(r"^(?:[0-9]{1,6}[smhdw]|P[0-9WDTHMS]+)$")
+)
+
+
+def _git(
+    repo: Path, *args: str, input_bytes: bytes | None = None, env: dict[str, str] | None = None
+) -> str:
+    proc = subprocess.run(
+        ["git", "-C", str(repo), *args],
+        input=input_bytes,
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise ConfigError(f"git {args[0]} failed: {err}")
+    return proc.stdout.decode().strip()
+
+
+def scalar(value: str) -> str:
+    """A YAML scalar that reads back as exactly this string (quoted when plain is unsafe)."""
+    if _PLAIN.match(value) and value not in _YAML_WORDS and ": " not in value and " #" not in value:
+        return value
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
+
+
+def slugify(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].strip("-")
+    return slug or "access"
+
+
+@dataclass(frozen=True)
+class Draft:
+    requester: str
+    provider: str
+    scope: str
+    role: str
+    reason: str
+    ticket: str | None
+    duration: str | None
+    start: str | None
+    expires: str | None
+
+    def text(self) -> str:
+        lines = [
+            MODELINE,
+            f"requester: {scalar(self.requester)}",
+            f"provider: {self.provider}",
+            f"scope: {scalar(self.scope)}",
+            f"role: {scalar(self.role)}",
+            f"reason: {scalar(self.reason)}",
+        ]
+        if self.ticket:
+            lines.append(f"ticket: {scalar(self.ticket)}")
+        if self.duration:
+            plain = _PLAIN_DURATION.match(self.duration)
+            lines.append(f"duration: {self.duration if plain else scalar(self.duration)}")
+        if self.start:
+            lines.append(f"start: {json.dumps(self.start)}")
+        if self.expires:
+            lines.append(f"expires: {json.dumps(self.expires)}")
+        return "\n".join(lines) + "\n"
+
+    def default_slug(self, now: datetime) -> str:
+        if self.ticket:
+            return slugify(self.ticket)
+        role = self.role.rsplit("/", 1)[-1]
+        return slugify(f"{role}-{now.strftime('%Y%m%d-%H%M')}")
+
+
+def default_requester(repo: Path) -> str:
+    """``git config github.user``, then $GITHUB_ACTOR, then the identities entry whose
+    principal carries ``git config user.email``."""
+    from reconciler.commands.status import whoami
+
+    try:
+        return whoami(repo)
+    except ConfigError:
+        actor = os.environ.get("GITHUB_ACTOR")
+        if actor:
+            return actor
+        raise
+
+
+def check(repo: Path, path: str, text: str, now: datetime) -> list[Finding]:
+    """Every finding the PR check would raise for this file, merged now."""
+    from reconciler.core.validate import check_request_now
+    from reconciler.history import MemorySource
+    from reconciler.repo import WorkTree, load_config, load_requests
+
+    config, config_findings = load_config(WorkTree(repo))
+    broken = [f for f in config_findings if f.severity == "error"]
+    if broken:
+        raise ConfigError("the policies in this repository are invalid", tuple(broken))
+    requests, findings = load_requests(MemorySource({path: text.encode()}), config, [path])
+    errors = [f for f in findings if f.severity == "error"]
+    for request in requests:
+        _, found = check_request_now(request, config, now)
+        errors += [f for f in found if f.severity == "error"]
+    return errors
+
+
+def _time_flag(name: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return format_rfc3339(parse_rfc3339(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"--{name}") from None
+
+
+def _duration_flag(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--duration") from None
+    return value
+
+
+# --------------------------------------------------------------------------- pull request
+def _remote_repository(repo: Path) -> str | None:
+    """``owner/name`` from origin's URL (https or ssh), for when GITHUB_REPOSITORY is unset."""
+    try:
+        url = _git(repo, "remote", "get-url", "origin")
+    except ConfigError:
+        return None
+    m = re.search(r"[:/]([^/:]+/[^/]+?)(?:\.git)?/?$", url)
+    return m.group(1) if m else None
+
+
+def _default_branch(repo: Path) -> str:
+    try:
+        ref = _git(repo, "symbolic-ref", "-q", "refs/remotes/origin/HEAD")
+        return ref.rsplit("/", 1)[-1]
+    except ConfigError:
+        return "main"
+
+
+def commit_on_remote_branch(
+    repo: Path, path: str, text: str, *, base: str, branch: str, message: str
+) -> str:
+    """Commit ``path`` on top of origin/<base> without touching the checkout; push it to
+    ``branch``. Returns the new commit."""
+    _git(
+        repo, "fetch", "-q", "--no-tags", "origin", f"+refs/heads/{base}:refs/remotes/origin/{base}"
+    )
+    parent = _git(repo, "rev-parse", "--verify", f"refs/remotes/origin/{base}^{{commit}}")
+    blob = _git(repo, "hash-object", "-w", "--stdin", input_bytes=text.encode())
+    with tempfile.TemporaryDirectory(prefix="accessctl-request-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        _git(repo, "read-tree", f"{parent}^{{tree}}", env=env)
+        _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+        tree = _git(repo, "write-tree", env=env)
+        sha = _git(repo, "commit-tree", tree, "-p", parent, "-m", message, env=env)
+    _git(repo, "push", "-q", "origin", f"{sha}:refs/heads/{branch}")
+    return sha
+
+
+def open_pull(repository: str, *, head: str, base: str, title: str, body: str) -> str:
+    """Open the pull request through PyGithub; returns its web URL."""
+    from github import Auth, Github, GithubException
+
+    token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
+    if not token:
+        raise ConfigError(
+            "GITHUB_TOKEN (or GH_TOKEN) is not set: cannot open the pull request "
+            "(the branch was pushed; open it in the browser)"
+        )
+    api = os.environ.get("GITHUB_API_URL") or "https://api.github.com"
+    try:
+        gh = Github(base_url=api.rstrip("/"), auth=Auth.Token(token), timeout=20)
+        pull = gh.get_repo(repository).create_pull(base=base, head=head, title=title, body=body)
+    except GithubException as exc:
+        message = exc.data.get("message") if isinstance(exc.data, dict) else exc.data
+        raise GitHubError(
+            f"GitHub refused to open the pull request ({exc.status}: {message})"
+        ) from None
+    except OSError as exc:
+        raise GitHubError(f"GitHub could not be reached to open the pull request ({exc})") from None
+    return str(pull.html_url)
+
+
+def _pr_body(draft: Draft, path: str) -> str:
+    from reconciler.core.escape import markdown_code, markdown_text
+
+    rows = [
+        f"**Requester:** {markdown_text(draft.requester)}",
+        f"**Access:** {markdown_code(draft.provider)} {markdown_code(draft.role)} on {markdown_code(draft.scope)}",
+        f"**Why:** {markdown_text(draft.reason)}",
+        f"**For:** {markdown_text(draft.duration or 'until ' + (draft.expires or '?'))}",
+        f"**File:** {markdown_code(path)}",
+        "",
+        "Merging this pull request approves the request; access starts at the merge and "
+        "ends on its own. The accessctl check below says which policy allows it and who may approve.",
+    ]
+    if draft.ticket:
+        rows.insert(3, f"**Ticket:** {markdown_text(draft.ticket)}")
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------- command
+@click.command("request")
+@click.option("--provider", type=click.Choice(["gcp", "aws"]), required=True, help="The cloud.")
+@click.option(
+    "--scope",
+    required=True,
+    help="gcp: projects/<id>, folders/<n>, organizations/<n>; aws: a 12-digit account id.",
+)
+@click.option("--role", required=True, help="gcp: a role (roles/...); aws: a permission set name.")
+@click.option("--duration", help="How long: 30m, 2h, 1d or ISO 8601 (PT2H).")
+@click.option("--reason", required=True, help="Why you need it (at least 10 characters).")
+@click.option("--ticket", help="Incident or change ticket (some policies require one).")
+@click.option("--start", metavar="RFC3339", help="Not before this time.")
+@click.option("--expires", metavar="RFC3339", help="A hard stop.")
+@click.option(
+    "--requester", metavar="LOGIN", help="Your GitHub login (default: git config github.user)."
+)
+@click.option(
+    "--slug", help="File name under requests/<login>/ (default: from the ticket or role)."
+)
+@click.option("--open-pr", is_flag=True, help="Also push a branch and open the pull request.")
+@repo_option
+@at_option
+@format_option("text", "json")
+@handle_errors
+def request_command(  # noqa: PLR0917 - click passes options as arguments
+    provider: str,
+    scope: str,
+    role: str,
+    duration: str | None,
+    reason: str,
+    ticket: str | None,
+    start: str | None,
+    expires: str | None,
+    requester: str | None,
+    slug: str | None,
+    open_pr: bool,
+    repo: Path,
+    now: datetime,
+    fmt: str,
+) -> None:
+    """Write requests/<login>/<slug>.yaml from flags, checked against the policies first.
+
+    Nothing is written when the policies would refuse the request: the findings are
+    printed instead (exit 1). With --open-pr the file is committed on a new branch on top
+    of origin's default branch (your checkout is left as it is), pushed, and a pull
+    request is opened with GITHUB_TOKEN; its URL is printed.
+
+    Exit codes: 0 written (and PR opened); 1 refused by the policies, or the PR could
+    not be opened; 2 bad flags, broken policies, or the file exists already.
+    """
+    if not duration and not expires:
+        raise click.UsageError("give --duration or --expires (or both)")
+    if not (repo / "policies").is_dir():
+        raise ConfigError(
+            f"{repo}: not an access repository (no policies/ directory); use --repo DIR"
+        )
+    login = requester or default_requester(repo)
+    draft = Draft(
+        requester=login,
+        provider=provider,
+        scope=scope,
+        role=role,
+        reason=reason,
+        ticket=ticket,
+        duration=_duration_flag(duration),
+        start=_time_flag("start", start),
+        expires=_time_flag("expires", expires),
+    )
+    name = slug or draft.default_slug(now)
+    if not _SLUG.match(name):
+        raise click.BadParameter(
+            "a slug is lowercase letters, digits and hyphens, at most 48, starting with a letter or digit",
+            param_hint="--slug",
+        )
+    path = f"requests/{login}/{name}.yaml"
+    target = repo / path
+    if target.exists():
+        raise ConfigError(f"{path} exists already: choose another --slug (or edit that file)")
+    text = draft.text()
+    findings = check(repo, path, text, now)
+    if findings:
+        if fmt == "json":
+            echo_json({"ok": False, "file": path, "findings": [f.to_json() for f in findings]})
+        else:
+            click.echo(f"refused: {path} would not pass the policies; nothing written", err=True)
+            for f in findings:
+                click.echo(f"  {f}", err=True)
+        sys.exit(1)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    url = None
+    if open_pr:
+        url = _open_pr(repo, draft, path, text, name)
+    if fmt == "json":
+        echo_json({"ok": True, "file": path, "pull_request": url})
+        return
+    click.echo(path)
+    if url:
+        click.echo(f"pull request: {url}")
+    else:
+        click.echo(
+            f"next: commit it on a branch and open a pull request (or rerun with --open-pr); "
+            f"`accessctl validate {path}` checks it again",
+            err=True,
+        )
+
+
+def _open_pr(repo: Path, draft: Draft, path: str, text: str, slug: str) -> str:
+    repository = os.environ.get("GITHUB_REPOSITORY") or _remote_repository(repo)
+    if not repository:
+        raise ConfigError("cannot tell the GitHub repository: set GITHUB_REPOSITORY=OWNER/NAME")
+    base = _default_branch(repo)
+    branch = f"access/{draft.requester}/{slug}"
+    title = f"Access request: {draft.provider} {draft.role} on {draft.scope} for {draft.requester}"
+    commit_on_remote_branch(repo, path, text, base=base, branch=branch, message=title)
+    return open_pull(repository, head=branch, base=base, title=title, body=_pr_body(draft, path))
