@@ -35,7 +35,6 @@ _YAML_WORDS = frozenset(
     for w in (word, word.upper(), word.capitalize())
 ) | {"~"}
 _PLAIN_DURATION = re.compile(r"^(?:[0-9]{1,6}[smhdw]|P[0-9WDTHMS]+)$")
-)
 
 
 def _git(
