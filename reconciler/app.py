@@ -32,6 +32,9 @@ from reconciler.repo import GitTree, LoadedRepo, WorkTree, load_repo
 
 ScopeRef = tuple[str, str]  # (provider, scope)
 DEFAULT_CONCURRENCY = 8
+# How long after a request was edited or deleted an unreadable scope it named still fails
+# the run (a revocation may be pending there); older history only warns.
+HISTORY_HORIZON = timedelta(days=30)
 _GLOB = frozenset("*?[")
 
 
@@ -265,28 +268,33 @@ def scopes_to_observe(loaded: LoadedRepo, historical: Iterable[ScopeRef]) -> dic
 
 
 def _scope_problem(
-    ref: ScopeRef, message: str, loaded: LoadedRepo, historical: set[ScopeRef]
+    ref: ScopeRef,
+    message: str,
+    loaded: LoadedRepo,
+    historical: Mapping[ScopeRef, datetime],
+    now: datetime,
 ) -> Problem:
-    """An unreadable scope is an error where a request (current or earlier) points; a
-    scope only a policy names holds nothing we know of, so it is a warning."""
+    """An unreadable scope is an error where a current request points, or where an edited
+    or deleted request pointed recently (an early revocation may be pending there). A scope
+    only policies name, or only long-gone versions named, is a warning: a project deleted
+    a year ago must not turn every run red, and GCP bindings there expire by themselves."""
     provider, scope = ref
-    needed = ref in historical or any((r.provider, r.scope) == ref for r in loaded.requests)
-    policy_only = not needed and any(
-        p.provider == provider and scope in p.scopes for p in loaded.config.policies
-    )
-    if policy_only:
+    current = any((r.provider, r.scope) == ref for r in loaded.requests)
+    recent = ref in historical and historical[ref] > now - HISTORY_HORIZON
+    if current or recent:
         return Problem(
-            "W-SCOPE-UNREADABLE",
-            f"{message}; named in policies but no request uses it, nothing to change",
+            "E-SCOPE-UNREADABLE",
+            f"{message}; no changes planned for this scope",
             provider=provider,
             scope=scope,
-            severity="warning",
         )
+    why = "earlier request versions named it" if ref in historical else "named in policies"
     return Problem(
-        "E-SCOPE-UNREADABLE",
-        f"{message}; no changes planned for this scope",
+        "W-SCOPE-UNREADABLE",
+        f"{message}; {why}, but no current or recent request uses it",
         provider=provider,
         scope=scope,
+        severity="warning",
     )
 
 
@@ -422,7 +430,7 @@ def reconcile(settings: Settings) -> Outcome:
     providers = make_providers(loaded, scopes, options)
     actual, failed, calls = observe_all(providers, scopes, now, settings.concurrency)
     problems += [
-        _scope_problem(ref, msg, loaded, historical) for ref, msg in sorted(failed.items())
+        _scope_problem(ref, msg, loaded, historical, now) for ref, msg in sorted(failed.items())
     ]
     observed = [g for found in actual.values() for g in found]
     desired |= held_grants(loaded, records, observed, now)

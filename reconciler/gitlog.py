@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +33,8 @@ class History:
 
     changes: dict[str, FileChange] = field(default_factory=dict)  # files present at ref
     deleted: dict[str, FileChange] = field(default_factory=dict)  # path -> deleting commit
-    old_blobs: set[str] = field(default_factory=set)  # blobs of earlier versions
+    # blobs of earlier versions -> when they were last replaced or deleted on the branch
+    old_blobs: dict[str, datetime] = field(default_factory=dict)
     shallow: bool = False
     unreliable: set[str] = field(default_factory=set)  # last change at a shallow boundary
 
@@ -139,13 +141,13 @@ def _parse_log(out: bytes, history: History, shallow: set[str]) -> None:
 def _record(
     history: History, change: FileChange, *, old: str, status: str, shallow: set[str]
 ) -> None:
-    path, new = change.path, change.blob
+    path = change.path
     seen = path in history.changes or path in history.deleted
     if old != _NULL_SHA:
-        history.old_blobs.add(old)
+        # Every earlier version shows up as the "old" side of the change that replaced it.
+        known = history.old_blobs.get(old)
+        history.old_blobs[old] = max(known, change.committed_at) if known else change.committed_at
     if seen:
-        if new != _NULL_SHA:
-            history.old_blobs.add(new)
         return
     if status.startswith("D"):
         history.deleted[path] = replace(change, blob=old)
@@ -177,16 +179,17 @@ def check_complete(history: History) -> None:
         )
 
 
-def blob_scopes(repo: Path, blobs: set[str]) -> set[tuple[str, str]]:
-    """``(provider, scope)`` of each blob, read with one ``git cat-file --batch``; blobs
-    that do not parse are skipped (they never granted anything)."""
+def blob_scopes(repo: Path, blobs: Mapping[str, datetime]) -> dict[tuple[str, str], datetime]:
+    """``(provider, scope)`` named by each blob -> the latest time such a version was
+    replaced, read with one ``git cat-file --batch``; blobs that do not parse are skipped
+    (they never granted anything)."""
     if not blobs:
-        return set()
+        return {}
     ordered = sorted(blobs)
     out = _git(repo, "cat-file", "--batch", input_bytes=("\n".join(ordered) + "\n").encode())
-    scopes: set[tuple[str, str]] = set()
+    scopes: dict[tuple[str, str], datetime] = {}
     pos = 0
-    for _ in ordered:
+    for blob in ordered:
         eol = out.index(b"\n", pos)
         header = out[pos:eol].split()
         pos = eol + 1
@@ -197,7 +200,8 @@ def blob_scopes(repo: Path, blobs: set[str]) -> set[tuple[str, str]]:
         pos += size + 1
         scope = _tolerant_scope(body)
         if scope:
-            scopes.add(scope)
+            when = blobs[blob]
+            scopes[scope] = max(scopes.get(scope, when), when)
     return scopes
 
 
@@ -213,4 +217,4 @@ def historical_scopes(
 ) -> set[tuple[str, str]]:
     """Where earlier versions of request files (edited or deleted) asked for access."""
     history = read_history(repo, prefix, ref)
-    return blob_scopes(repo, history.old_blobs)
+    return set(blob_scopes(repo, history.old_blobs))

@@ -346,3 +346,21 @@ def test_tampered_and_orphaned_managed_bindings_are_fixed(run_cli, access_repo, 
     end = format_rfc3339(T0 + 2 * H)
     assert only["condition"]["expression"] == f'request.time < timestamp("{end}")'
     assert emulator.writes() == 1
+
+
+def test_unreadable_scope_of_a_recent_deletion_fails_the_run_old_ones_warn(
+    run_cli, access_repo, emulator
+) -> None:
+    access_repo.write(BOB, request_yaml(requester="bob", scope="projects/app-prod-d"))
+    access_repo.commit("bob asks for a project that later disappears", at=T0)
+    access_repo.remove(BOB)
+    access_repo.commit("bob is done", at=T0 + H)
+    # projects/app-prod-d does not exist (any more): GCP answers 403
+
+    recent = run_cli("apply", "--trust-git", "--format", "json", at=T0 + 2 * H)
+    assert recent.exit_code == 1
+    assert [e["severity"] for e in recent.json()["errors"]] == ["error"]
+
+    later = run_cli("apply", "--trust-git", "--format", "json", at=T0 + 24 * 40 * H)
+    assert later.exit_code == 0, later.output
+    assert [e["severity"] for e in later.json()["errors"]] == ["warning"]
