@@ -181,9 +181,12 @@ def _text_block(e: AuditEntry, now: datetime) -> str:
         via = f"PR #{e.pr}" if e.pr else f'"{e.subject}"'
         events.append((e.committed_at, 0, f"merged      {via}, author {e.author}"))
     if e.approved_at:
-        who = ", ".join(e.approvers) if e.approvers else "not checked (git only)"
-        if e.approvers == ():
-            who = "nobody (merge alone)"
+        if e.approvers is None:
+            who = "the merge (reviews not checked: git only)"
+        elif e.approvers:
+            who = ", ".join(e.approvers)
+        else:
+            who = "the merge alone (no review counted)"
         events.append((e.approved_at, 1, f"approved    by {who}"))
     if e.begin and e.end:
         events.append((e.begin, 2, f"begins      window of {format_duration(e.end - e.begin)}"))
