@@ -4,7 +4,8 @@ A generated git access repo (one commit of many files), the package's GCP emulat
 process adding 50 ms to every API call, the real CLI in a subprocess. Prints, for a first
 apply (everything to grant) and an idle apply (nothing to change), the API reads and writes
 the emulator received and the wall time, next to the target: reads = scopes, writes =
-changed scopes, wall ~ (calls / concurrency) x latency (plus the CLI's own start-up).
+changed scopes, wall ~ (calls / concurrency) x latency (plus the CLI's own start-up). A third apply after
+20 requests in 20 projects are deleted shows writes = changed scopes.
 Then runs bench/reconcile_aws.py when it exists.
 
     .venv/bin/python bench/reconcile.py [--requests 2000] [--projects 200] [--latency 0.05]
@@ -83,6 +84,19 @@ providers:
     subprocess.run([*git, "commit", "-q", "-m", "requests"], check=True, env=env)
 
 
+def delete_requests(repo: Path, n: int, at: datetime) -> None:
+    """Early revocation of the first ``n`` requests (one per project): n scopes change."""
+    paths = sorted(str(p.relative_to(repo)) for p in (repo / "requests").rglob("req-*.yaml"))
+    doomed = sorted(paths, key=lambda p: p.rsplit("-", 1)[1])[:n]
+    git = ["git", "-C", str(repo)]
+    stamp = f"@{int(at.timestamp())} +0000"
+    env = {**os.environ, "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
+    for who in ("AUTHOR", "COMMITTER"):
+        env[f"GIT_{who}_NAME"], env[f"GIT_{who}_EMAIL"] = "bench", "bench@example.com"
+    subprocess.run([*git, "rm", "-q", *doomed], check=True, env=env)
+    subprocess.run([*git, "commit", "-q", "-m", "early revocations"], check=True, env=env)
+
+
 def run_apply(repo: Path, emu: GcpEmulator, at: datetime, concurrency: int) -> dict[str, float]:
     emu.reset_counters()
     cmd = [
@@ -147,7 +161,10 @@ def main() -> None:
         startup = cli_startup()
         print(f"  CLI start-up (accessctl plan --help): {startup:.2f} s")
         at = T0 + timedelta(hours=1)
-        for label in ("first apply", "idle apply"):
+        changed = min(20, args.projects)
+        for label in ("first apply", "idle apply", f"{changed} revoked"):
+            if label.endswith("revoked"):
+                delete_requests(repo, changed, at)
             r = run_apply(repo, emu, at, args.concurrency)
             calls = r["reads"] + r["writes"]
             ideal = calls / args.concurrency * args.latency
