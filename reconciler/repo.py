@@ -425,7 +425,8 @@ def load_requests(
     for path in candidates:
         problem = request_layout_problem(path)
         if problem is not None:
-            findings.append(problem)
+            # a symlinked directory or odd name: say "symlink" when that is what it is
+            findings.append(_symlink(path) if source.is_symlink(path) else problem)
         elif path.endswith((".yaml", ".yml")):
             wanted.append(path)
     items: list[tuple[str, bytes | None]] = []
