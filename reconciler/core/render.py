@@ -89,7 +89,7 @@ def _change_lines(change: Change, now: datetime) -> list[str]:
 
 def summary_line(plan: Plan) -> str:
     if plan.empty:
-        return f"No changes: {len(plan.keep)} managed grant(s) match the approved requests."
+        return f"No changes. {len(plan.keep)} managed grant(s) unchanged."
     return (
         f"Plan: {len(plan.grant)} to grant, {len(plan.revoke)} to revoke, "
         f"{len(plan.keep)} unchanged."
