@@ -364,3 +364,22 @@ def test_unreadable_scope_of_a_recent_deletion_fails_the_run_old_ones_warn(
     later = run_cli("apply", "--trust-git", "--format", "json", at=T0 + 24 * 40 * H)
     assert later.exit_code == 0, later.output
     assert [e["severity"] for e in later.json()["errors"]] == ["warning"]
+
+
+def test_requests_past_their_window_are_not_problems(run_cli, access_repo, emulator) -> None:
+    access_repo.write(ALICE, request_yaml(duration=None, expires=T0 + H))
+    access_repo.write(BOB, request_yaml(requester="bob", duration="1h"))
+    access_repo.commit("two short requests", at=T0)
+    assert run_cli("apply", "--trust-git", at=T0 + H / 2).exit_code == 0
+    result = run_cli("apply", "--trust-git", "--format", "json", at=T0 + 5 * H)
+    assert result.exit_code == 0, result.output
+    payload = result.json()
+    assert payload["errors"] == [] and len(payload["revoke"]) == 2
+    assert managed(emulator, "projects/app-prod-a") == []
+    again = run_cli("plan", "--trust-git", "--format", "json", at=T0 + 48 * H)
+    assert again.exit_code == 0 and again.json() == {
+        "grant": [],
+        "revoke": [],
+        "keep": [],
+        "errors": [],
+    }
