@@ -39,6 +39,7 @@ identities:
   carol: {gcp: 'user:carol@example.com'}
 providers:
   gcp: {}
+  aws: {instance_arn: 'arn:aws:sso:::instance/ssoins-0000000000000000', identity_store_id: d-0000000000, region: us-east-1}
 """
 
 
