@@ -234,7 +234,7 @@ def render_markdown(report: Report, now: datetime) -> str:
         MARKER,
         f"### {_ICON[state]} accessctl: {_HEADLINE[state]}",
         "",
-        f"Pull request \\#{report.pr} by {markdown_text(report.author)}, checked at "
+        f"Pull request \\#{report.pr} by {_code(report.author)}, checked at "
         f"{markdown_code(report.head[:12])} against the policies of the base commit "
         f"{markdown_code(report.base[:12])} ({format_rfc3339(now)}).",
         "",
@@ -250,7 +250,7 @@ def render_markdown(report: Report, now: datetime) -> str:
     if revocations:
         lines += ["", "**Early revocations** (deleted request files)", ""]
         lines += [
-            f"- {_ICON[v.state]} {markdown_code(v.path)}: {markdown_text(v.note or _first(v))}"
+            f"- {_ICON[v.state]} {_code(v.path)}: {markdown_text(v.note or _first(v))}"
             for v in revocations
         ]
     problems = [f for v in report.verdicts for f in v.findings]
@@ -267,6 +267,19 @@ def _first(v: FileVerdict) -> str:
     return v.findings[0].message if v.findings else ""
 
 
+def _code(text: str) -> str:
+    """An identifier as an inline code span, safe in a table cell too (GFM splits cells on
+    unescaped pipes even inside code spans)."""
+    # Code spans already neutralise Markdown, HTML and mentions; the look-alike brackets
+    # and the zero-width joiner also keep the raw comment free of "<tag" and "@name".
+    text = text.replace("<", "\u2039").replace(">", "\u203a").replace("@", "@\u200b")
+    return markdown_code(text).replace("|", "\\|")
+
+
+def _codes(items: Iterable[str]) -> str:
+    return ", ".join(_code(i) for i in items)
+
+
 def _request_table(verdicts: Sequence[FileVerdict]) -> list[str]:
     lines = [
         "| | file | who | gets | where | for how long | why | policy | approvals |",
@@ -276,29 +289,27 @@ def _request_table(verdicts: Sequence[FileVerdict]) -> list[str]:
         r = v.request
         if r is None:
             continue
+        principal = v.decision.principal if v.decision else None
         cells = [
             _ICON[v.state],
-            markdown_code(v.path),
-            markdown_text(r.requester)
-            + (
-                f" as {markdown_code(v.decision.principal)}"
-                if v.decision and v.decision.principal
-                else ""
-            ),
-            markdown_code(r.role),
-            f"{markdown_text(r.provider)} {markdown_code(r.scope)}",
+            _code(v.path),
+            _code(r.requester) + (f" as {_code(principal)}" if principal else ""),
+            _code(r.role),
+            f"{_code(r.provider)} {_code(r.scope)}",
             _how_long(r, v.decision),
             markdown_text(r.reason, limit=300)
-            + (f" ({markdown_text(r.ticket)})" if r.ticket else ""),
-            markdown_text(v.approval.policy.name)
-            if v.approval
-            else markdown_text(v.decision.policy or "none")
-            if v.decision
-            else "none",
+            + (f" (ticket {markdown_text(r.ticket)})" if r.ticket else ""),
+            _code(_policy_name(v)),
             _approvals_cell(v),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _policy_name(v: FileVerdict) -> str:
+    if v.approval:
+        return v.approval.policy.name
+    return (v.decision.policy if v.decision else None) or "none"
 
 
 def _how_long(r: AccessRequest, decision: Decision | None) -> str:
@@ -311,20 +322,19 @@ def _how_long(r: AccessRequest, decision: Decision | None) -> str:
         parts.append(f"from {format_rfc3339(r.start)}")
     if r.expires:
         parts.append(f"until {format_rfc3339(r.expires)}")
-    return markdown_text(" ".join(parts) or "unknown")
+    return _code(" ".join(parts) or "unknown")
 
 
 def _approvals_cell(v: FileVerdict) -> str:
     a = v.approval
     if a is None:
         return "not checked" if v.state == "failure" else "none needed"
-    present = ", ".join(a.counted) or "none"
-    text = f"{len(a.counted)}/{a.needed}: {present}"
+    text = f"{len(a.counted)}/{a.needed}: " + (_codes(a.counted) or "none yet")
     if a.missing:
-        text += f"; missing {a.missing} from {', '.join(a.policy.approvers)}"
+        text += f"; missing {a.missing} from {_codes(a.policy.approvers)}"
         if a.eligible:
-            text += f" ({', '.join(a.eligible)})"
-    return markdown_text(text)
+            text += f" ({_codes(a.eligible)})"
+    return text
 
 
 def status_state(state: State) -> str:
