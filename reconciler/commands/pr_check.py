@@ -290,8 +290,22 @@ def _output(fmt: str, report: Report, calls: int) -> None:
             click.echo(annotation("error", f"{f.code}: {f.message}", file=f.file, line=f.line))
         for p in report.problems:
             click.echo(annotation("error", p))
+        for v in report.verdicts:
+            if v.state == "pending" and v.approval:
+                at = v.request.line_of("requester") if v.request else 1
+                message = f"waiting for approvals: {_needs_text(v)}"
+                click.echo(annotation("notice", message, file=v.path, line=at))
     for line in _text_lines(report):
         click.echo(line)
+
+
+def _needs_text(v: FileVerdict) -> str:
+    a = v.approval
+    if a is None:
+        return ""
+    who = ", ".join(a.policy.approvers)
+    names = f" ({', '.join(a.eligible)})" if a.eligible else ""
+    return f"{a.missing} more from {who}{names}; counted: {', '.join(a.counted) or 'none'}"
 
 
 def _text_lines(report: Report) -> list[str]:

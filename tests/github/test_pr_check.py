@@ -360,7 +360,7 @@ def test_hostile_text_is_inert(pr: Scenario) -> None:
         assert "\n::" not in text
     for line in run.stdout.splitlines():
         assert not line.startswith(("::set-output", "::warning")), line
-        assert line.startswith("::error") or "::" not in line.split(" ", 1)[0]
+        assert line.startswith(("::error ", "::notice ")) or "::" not in line.split(" ", 1)[0]
 
 
 def test_api_calls_per_check(pr: Scenario, emulator: GitHubEmulator) -> None:
