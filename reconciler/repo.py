@@ -447,6 +447,32 @@ def load_requests(
     return requests, findings
 
 
+def check_stray_file(path: Path, display: str) -> list[Finding]:
+    """A file given by hand that lives outside requests/ and policies/: where it belongs,
+    and what its content would get as a request."""
+    layout = Finding(
+        display,
+        1,
+        "E-FILE-LAYOUT",
+        "request files go at requests/<github-login>/<slug>.yaml and policies at "
+        "policies/<name>.yaml; this file was checked as a request",
+    )
+    data, problem = _read(WorkTree(path.parent), path.name)
+    if problem is not None or data is None:
+        return [
+            layout,
+            Finding(
+                display,
+                1,
+                problem.code if problem else "E-FILE-READ",
+                problem.message if problem else "cannot read the file",
+            ),
+        ]
+    doc = load(data, display)
+    check_request(doc, checker("request"))
+    return [layout, *doc.findings]
+
+
 def load_repo(source: FileSource, paths: Iterable[str] | None = None) -> LoadedRepo:
     """Policies always; requests: all of them, or only ``paths`` (a PR's changed files)."""
     config, findings = load_config(source)

@@ -16,7 +16,7 @@ from reconciler.core.models import AccessRequest, Decision
 from reconciler.core.validate import check_request_now
 from reconciler.errors import ConfigError, Finding
 from reconciler.options import at_option, format_option, repo_option
-from reconciler.repo import POLICIES, REQUESTS, LoadedRepo, WorkTree, load_repo
+from reconciler.repo import POLICIES, REQUESTS, LoadedRepo, WorkTree, check_stray_file, load_repo
 
 _SUMMARY_ROWS = 200  # a job summary is for people; the annotations carry the rest
 
@@ -34,10 +34,12 @@ def validate_command(paths: tuple[Path, ...], repo: Path, now: datetime, fmt: st
     policy coverage, requester, window, ticket and identity. Approvals are not checked.
     Exit 0 when clean, 1 with findings, 2 on usage errors.
     """
-    root = _repo_root(repo)
-    selected = _selected(root, paths) if paths else None
+    root = _repo_root(repo, explicit=bool(paths))
+    selected, strays = _selected(root, paths) if paths else (None, [])
     loaded = load_repo(WorkTree(root), selected)
     findings = list(loaded.findings)
+    for display, path in strays:
+        findings.extend(check_stray_file(path, display))
     decisions: list[Decision] = []
     for request in loaded.requests:
         decision, found = check_request_now(request, loaded.config, now)
@@ -48,41 +50,48 @@ def validate_command(paths: tuple[Path, ...], repo: Path, now: datetime, fmt: st
     sys.exit(1 if any(f.severity == "error" for f in findings) else 0)
 
 
-def _repo_root(repo: Path) -> Path:
+def _repo_root(repo: Path, *, explicit: bool) -> Path:
     if not repo.is_dir():
         raise ConfigError(f"{repo}: no such directory (give the access repository with --repo)")
-    if not (repo / POLICIES).is_dir():
+    if not explicit and not (repo / POLICIES).is_dir() and not (repo / REQUESTS).is_dir():
         raise ConfigError(
-            f"{repo}: not an access repository (no {POLICIES}/ directory); use --repo DIR"
+            f"{repo}: not an access repository (no {POLICIES}/ or {REQUESTS}/); use --repo DIR"
         )
     return repo
 
 
-def _selected(root: Path, paths: Sequence[Path]) -> list[str]:
-    """Explicit PATHs -> repo-relative request paths (directories expand to what they hold)."""
+def _selected(root: Path, paths: Sequence[Path]) -> tuple[list[str], list[tuple[str, Path]]]:
+    """Explicit PATHs -> repo-relative paths under requests/ and policies/ (directories
+    expand to what they hold), and files elsewhere, checked as requests that are misplaced."""
     tree = WorkTree(root)
     base = root.resolve()
     out: list[str] = []
+    strays: list[tuple[str, Path]] = []
     for path in paths:
         absolute = path if path.is_absolute() else Path.cwd() / path
         if not absolute.exists() and not absolute.is_symlink():
             absolute = root / path  # also accept paths relative to --repo
+        if not absolute.exists() and not absolute.is_symlink():
+            raise ConfigError(f"{path}: no such file or directory")
         try:
             rel = (absolute.parent.resolve() / absolute.name).relative_to(base).as_posix()
         except ValueError:
-            raise ConfigError(f"{path}: not inside the repository {root}") from None
+            rel = None  # outside the repository
         rel = "" if rel == "." else rel
-        if not absolute.exists() and not absolute.is_symlink():
-            raise ConfigError(f"{path}: no such file or directory")
-        if not (rel in (REQUESTS, POLICIES) or rel.startswith((REQUESTS + "/", POLICIES + "/"))):
-            if rel:
-                raise ConfigError(
-                    f"{path}: accessctl validates files under {REQUESTS}/ and {POLICIES}/"
-                )
+        if rel is not None and (
+            rel in (REQUESTS, POLICIES) or rel.startswith((REQUESTS + "/", POLICIES + "/"))
+        ):
+            is_dir = absolute.is_dir() and not absolute.is_symlink()
+            out.extend(tree.list(rel) if is_dir else [rel])
+        elif rel == "":
             out.extend(tree.list(REQUESTS))
-            continue
-        out.extend(tree.list(rel) if absolute.is_dir() and not absolute.is_symlink() else [rel])
-    return out
+        elif absolute.is_dir() and not absolute.is_symlink():
+            raise ConfigError(
+                f"{path}: accessctl validates files under {REQUESTS}/ and {POLICIES}/"
+            )
+        else:
+            strays.append((rel or str(path), absolute))
+    return out, strays
 
 
 def _request_json(request: AccessRequest, decision: Decision | None) -> dict[str, object]:

@@ -84,8 +84,7 @@ def test_usage_errors_exit_2(repo: Path, tmp_path: Path) -> None:
     assert run_validate(empty).exit_code == 2
     assert run_validate(repo, str(tmp_path / "outside.yaml")).exit_code == 2
     assert run_validate(repo, "requests/alice/missing.yaml").exit_code == 2
-    write_files(repo, {"README.md": "x"})
-    assert run_validate(repo, "README.md").exit_code == 2
+    assert run_validate(repo, str(tmp_path)).exit_code == 2  # a directory elsewhere
     bad_at = run_validate_process(repo, "--at", "yesterday")
     assert bad_at.exit_code == 2 and "Traceback" not in bad_at.stderr
 
@@ -122,3 +121,27 @@ def test_text_output_keeps_one_finding_per_line(repo: Path) -> None:
     assert result.exit_code == 1
     assert not any(line.startswith("::") for line in result.output.splitlines())
     assert "x\\n::error::pwned.yaml" in result.output
+
+
+def test_a_file_outside_requests_is_checked_and_told_where_it_belongs(
+    repo: Path, tmp_path: Path
+) -> None:
+    draft = tmp_path / "draft.yaml"
+    draft.write_text("requester: alice\nrequester: bob\n")
+    result = run_validate(repo, str(draft))
+    assert result.exit_code == 1
+    found = {(f["file"], f["line"], f["code"]) for f in result.findings}
+    assert found == {(str(draft), 1, "E-FILE-LAYOUT"), (str(draft), 2, "E-YAML-DUPKEY")}
+    write_files(repo, {"notes/x.yaml": GOOD_REQUEST})
+    result = run_validate(repo, "notes/x.yaml")
+    assert result.exit_code == 1
+    assert [(f["file"], f["code"]) for f in result.findings] == [("notes/x.yaml", "E-FILE-LAYOUT")]
+
+
+def test_a_repo_without_policies_still_checks_requests(tmp_path: Path) -> None:
+    write_files(tmp_path, {"requests/alice/x.yaml": "a: !!python/object:os.system x\n"})
+    result = run_validate_process(tmp_path)
+    assert result.exit_code == 1
+    assert [(f["file"], f["code"]) for f in result.findings] == [
+        ("requests/alice/x.yaml", "E-YAML-TAG")
+    ]
