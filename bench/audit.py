@@ -72,7 +72,9 @@ def plan_changes(commits: int, files: int) -> list[tuple[str, int, int]]:
         n = (i * 7919) % files
         versions[n] += 1
         changes.append(("edit", n, versions[n]))
-    changes += [("delete", n, 0) for n in range(0, files, max(1, files // max(deletes, 1)))][:deletes]
+    changes += [("delete", n, 0) for n in range(0, files, max(1, files // max(deletes, 1)))][
+        :deletes
+    ]
     return changes[: max(commits - 1, 0)]
 
 
@@ -91,7 +93,11 @@ def fast_import_stream(commits: int, files: int) -> bytes:
         if i % 10 == 9:
             # a pull request merged with a merge commit: side commit, then the merge
             out += b"commit refs/heads/side\nmark :%d\n" % (mark + 1)
-            out += b"committer %s <%s@example.com> %d +0000\n" % (login.encode(), login.encode(), clock)
+            out += b"committer %s <%s@example.com> %d +0000\n" % (
+                login.encode(),
+                login.encode(),
+                clock,
+            )
             out += _data(b"request %d" % n)
             out += b"from :%d\n" % mark
             out += _op(op, path, login, n, version)
@@ -104,7 +110,11 @@ def fast_import_stream(commits: int, files: int) -> bytes:
         else:
             mark += 1
             out += b"commit refs/heads/main\nmark :%d\n" % mark
-            out += b"committer %s <%s@example.com> %d +0000\n" % (login.encode(), login.encode(), clock)
+            out += b"committer %s <%s@example.com> %d +0000\n" % (
+                login.encode(),
+                login.encode(),
+                clock,
+            )
             out += _data(b"Request access (#%d)" % i)
             out += b"from :%d\n" % (mark - 1)
             out += _op(op, path, login, n, version)
@@ -121,9 +131,7 @@ def build(repo: Path, commits: int, files: int) -> float:
     started = time.perf_counter()
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
     stream = fast_import_stream(commits, files)
-    subprocess.run(
-        ["git", "-C", str(repo), "fast-import", "--quiet"], input=stream, check=True
-    )
+    subprocess.run(["git", "-C", str(repo), "fast-import", "--quiet"], input=stream, check=True)
     subprocess.run(["git", "-C", str(repo), "checkout", "-q", "-f", "main"], check=True)
     return time.perf_counter() - started
 
@@ -140,13 +148,24 @@ def main() -> int:
         built = build(repo, args.commits, args.files)
         count = subprocess.run(
             ["git", "-C", str(repo), "rev-list", "--count", "HEAD"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         print(f"history: {count} commits, {args.files} request files, built in {built:.1f}s")
         accessctl = [sys.executable, "-m", "reconciler.cli"]
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(START + (args.commits + 10) * STEP))
-        cmd = [*accessctl, "audit", "--repo", str(repo), "--trust-git", "--format", "json",
-               "--at", at]
+        cmd = [
+            *accessctl,
+            "audit",
+            "--repo",
+            str(repo),
+            "--trust-git",
+            "--format",
+            "json",
+            "--at",
+            at,
+        ]
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         wall = time.perf_counter() - started
