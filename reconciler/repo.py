@@ -23,13 +23,8 @@ from typing import Any, Protocol
 
 from reconciler.core.loader import MAX_BYTES, load
 from reconciler.core.models import AccessRequest, Config
-from reconciler.core.validate import (
-    PolicyFile,
-    SchemaChecker,
-    check_policy_file,
-    check_request,
-    merge_config,
-)
+from reconciler.core.policyfile import PolicyFile, check_policy_file, merge_config
+from reconciler.core.validate import SchemaChecker, check_request
 from reconciler.errors import AccessctlError, ConfigError, Finding
 
 REQUESTS = "requests"

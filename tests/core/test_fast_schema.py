@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from reconciler.core.validate import compile_fast
+from reconciler.core.fastschema import compile_fast
 from reconciler.repo import schema
 
 KEYS = [

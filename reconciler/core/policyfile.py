@@ -1,0 +1,299 @@
+"""Policy files: each file's valid parts, then merged across files with cross-file checks.
+
+Every check runs on every entry, so a person sees all problems at once; but anything with a
+problem is left out of the Config (fail closed): fewer policies never grant more.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from reconciler.core.loader import Document, Path_
+from reconciler.core.models import GCP_BASIC_ROLES, Config, Policy
+from reconciler.core.timeutil import parse_duration
+from reconciler.core.validate import SchemaChecker, as_mapping, ints_to_text, where
+from reconciler.errors import Finding
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_GCP_PROJECT = re.compile(r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_AWS_ACCOUNT = re.compile(r"^[0-9]{12}$")
+
+
+@dataclass
+class PolicyFile:
+    """What one policy file contributes, with the document for line numbers."""
+
+    doc: Document
+    policies: list[tuple[int, Policy]] = field(default_factory=list)  # (index, policy)
+    entries: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # every one, raw
+    teams: dict[str, frozenset[str]] = field(default_factory=dict)
+    identities: dict[str, dict[str, str]] = field(default_factory=dict)
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def check_policy_file(doc: Document, checker: SchemaChecker) -> PolicyFile:
+    """One loaded policy file -> its valid parts; problems go to ``doc.findings``.
+
+    Every check runs on every entry, so all problems show at once; but a policy with any
+    problem is left out (fail closed), as is an invalid team, identity or provider entry.
+    """
+    out = PolicyFile(doc)
+    if not doc.ok:
+        return out
+    raw = as_mapping(doc, "policies, teams, identities, providers")
+    if raw is None:
+        return out
+    data = ints_to_text(raw, keep=frozenset({"approvals"}))
+    errors = checker.check(doc, data)
+    doc.findings.extend(f for _, f in errors)
+    bad = {path for path, _ in errors}
+    entries = data.get("policies")
+    for i, entry in enumerate(entries if isinstance(entries, list) else ()):
+        if isinstance(entry, dict):
+            out.entries.append((i, entry))
+            policy = _policy(doc, entry, i, bad)
+            if policy is not None:
+                out.policies.append((i, policy))
+    for section in ("teams", "identities", "providers"):
+        value = data.get(section)
+        if not isinstance(value, dict) or any(p[:1] == (section,) and len(p) == 1 for p in bad):
+            continue
+        broken = {p[1] for p in bad if len(p) >= 2 and p[0] == section}
+        for name, item in value.items():
+            if name in broken:
+                continue
+            if section == "teams":
+                out.teams[name] = frozenset(str(m).lower() for m in item)
+            elif section == "identities":
+                out.identities[name.lower()] = dict(item)
+            else:
+                out.providers[name] = dict(item)
+    return out
+
+
+def _policy(doc: Document, entry: Mapping[str, Any], index: int, bad: set[Path_]) -> Policy | None:
+    """The meaning checks of one policy entry (each where its value is well-formed), then
+    the Policy, if nothing at all is wrong with it."""
+    here: Path_ = ("policies", index)
+    before = len(doc.findings)
+    schema_ok = not any(p[:2] == here or p == ("policies",) for p in bad)
+    ticket = _ticket_pattern(doc, entry, here)
+    max_duration = None
+    if (*here, "max_duration") not in bad and isinstance(entry.get("max_duration"), str):
+        try:
+            max_duration = parse_duration(entry["max_duration"])
+        except ValueError as exc:
+            doc.findings.append(
+                Finding(
+                    doc.file,
+                    doc.line((*here, "max_duration")),
+                    "E-CONFIG-DURATION",
+                    f"{where((*here, 'max_duration'))}{exc}",
+                )
+            )
+    _check_scopes(doc, entry, here, bad)
+    _check_basic_roles(doc, entry, here)
+    if not schema_ok or len(doc.findings) > before or max_duration is None:
+        return None
+    return Policy(
+        name=entry["name"],
+        provider=entry["provider"],
+        scopes=tuple(entry["scopes"]),
+        roles=tuple(entry["roles"]),
+        requesters=tuple(entry["requesters"]),
+        approvers=tuple(entry.get("approvers", ())),
+        approvals=entry["approvals"],
+        max_duration=max_duration,
+        description=entry.get("description", ""),
+        ticket=ticket,
+        file=doc.file,
+        line=doc.line(here),
+    )
+
+
+def _ticket_pattern(doc: Document, entry: Mapping[str, Any], here: Path_) -> re.Pattern[str] | None:
+    """The policy's ticket regex, compiled once; an invalid one is a finding."""
+    text = entry.get("ticket")
+    if not isinstance(text, str):
+        return None
+    try:
+        return re.compile(text)
+    except (re.error, RecursionError, OverflowError, ValueError) as exc:
+        doc.findings.append(
+            Finding(
+                doc.file,
+                doc.line((*here, "ticket")),
+                "E-CONFIG-REGEX",
+                f"{where((*here, 'ticket'))}invalid regular expression: {exc}",
+            )
+        )
+        return None
+
+
+def _strings(entry: Mapping[str, Any], key: str) -> list[tuple[int, str]]:
+    value = entry.get(key)
+    items = value if isinstance(value, list) else []
+    return [(j, item) for j, item in enumerate(items) if isinstance(item, str)]
+
+
+def _check_scopes(doc: Document, entry: Mapping[str, Any], here: Path_, bad: set[Path_]) -> None:
+    """A scope without glob characters must be a complete, exact scope."""
+    provider = entry.get("provider")
+    if provider not in ("gcp", "aws"):
+        return
+    for j, scope in _strings(entry, "scopes"):
+        if _GLOB_CHARS.search(scope) or (*here, "scopes", j) in bad:
+            continue
+        exact = (
+            _AWS_ACCOUNT.match(scope)
+            if provider == "aws"
+            else (_GCP_PROJECT.match(scope) or not scope.startswith("projects/"))
+        )
+        if not exact:
+            want = "a 12-digit account id" if provider == "aws" else "a valid project id"
+            doc.findings.append(
+                Finding(
+                    doc.file,
+                    doc.line((*here, "scopes", j)),
+                    "E-CONFIG-SCOPE",
+                    f"{where((*here, 'scopes', j))}{scope!r} is not {want} (nor a glob)",
+                )
+            )
+
+
+def _check_basic_roles(doc: Document, entry: Mapping[str, Any], here: Path_) -> None:
+    if entry.get("provider") != "gcp":
+        return
+    for j, role in _strings(entry, "roles"):
+        if role in GCP_BASIC_ROLES:
+            doc.findings.append(
+                Finding(
+                    doc.file,
+                    doc.line((*here, "roles", j)),
+                    "E-CONFIG-BASIC-ROLE",
+                    f"{where((*here, 'roles', j))}{role} is a basic role; GCP cannot put a time condition on it, "
+                    "so accessctl cannot grant it temporarily",
+                )
+            )
+
+
+def merge_config(files: Iterable[PolicyFile]) -> tuple[Config, list[Finding]]:
+    """Merge policy files (in path order): duplicates across files, team references, providers."""
+    files = list(files)
+    findings: list[Finding] = []
+    seen: dict[tuple[str, str], tuple[str, int]] = {}  # (kind, lowercased key) -> (file, line)
+
+    def first(kind: str, key: str, pf: PolicyFile, path: Path_) -> bool:
+        line = pf.doc.line(path)
+        other = seen.setdefault((kind, key.lower()), (pf.doc.file, line))
+        if other != (pf.doc.file, line):
+            findings.append(
+                Finding(
+                    pf.doc.file,
+                    line,
+                    "E-CONFIG-DUPLICATE",
+                    f"{kind} {key!r} is already defined at {other[0]}:{other[1]}",
+                )
+            )
+            return False
+        return True
+
+    policies: list[tuple[PolicyFile, int, Policy]] = []
+    teams: dict[str, frozenset[str]] = {}
+    identities: dict[str, dict[str, str]] = {}
+    providers: dict[str, dict[str, Any]] = {}
+    for pf in files:
+        valid = dict(pf.policies)
+        for i, entry in pf.entries:
+            name = entry.get("name")
+            unique = not isinstance(name, str) or first("policy", name, pf, ("policies", i, "name"))
+            if unique and i in valid:
+                policies.append((pf, i, valid[i]))
+        for name in _section(pf, "teams"):
+            if first("team", name, pf, ("teams", name)) and name in pf.teams:
+                teams[name] = pf.teams[name]
+        for login in _section(pf, "identities"):
+            if (
+                first("identity", login, pf, ("identities", login))
+                and login.lower() in pf.identities
+            ):
+                identities[login.lower()] = pf.identities[login.lower()]
+        for name in _section(pf, "providers"):
+            if first("provider", name, pf, ("providers", name)) and name in pf.providers:
+                providers[name] = pf.providers[name]
+    config = Config(
+        policies=tuple(p for _, _, p in policies),
+        teams=teams,
+        identities=identities,
+        providers=providers,
+    )
+    known_teams = {name for pf in files for name in _section(pf, "teams")}
+    for pf in files:
+        for i, entry in pf.entries:
+            findings.extend(_unknown_teams(pf, i, entry, known_teams))
+    for pf, i, policy in policies:
+        findings.extend(_check_approvers(pf, i, policy, config))
+    findings.extend(_check_providers(files, config))
+    return config, findings
+
+
+def _section(pf: PolicyFile, section: str) -> list[str]:
+    """The keys of a top-level mapping section, as written (valid or not)."""
+    data = pf.doc.data if isinstance(pf.doc.data, dict) else {}
+    value = data.get(section)
+    return [str(k) for k in value] if isinstance(value, dict) else []
+
+
+def _unknown_teams(
+    pf: PolicyFile, index: int, entry: Mapping[str, Any], known: set[str]
+) -> list[Finding]:
+    out: list[Finding] = []
+    for field_name in ("requesters", "approvers"):
+        for j, who in _strings(entry, field_name):
+            if who.startswith("team:") and who[5:] not in known:
+                out.append(
+                    Finding(
+                        pf.doc.file,
+                        pf.doc.line(("policies", index, field_name, j)),
+                        "E-CONFIG-UNKNOWN-TEAM",
+                        f"{where(('policies', index, field_name, j))}no team named {who[5:]!r} in policies/",
+                    )
+                )
+    return out
+
+
+def _check_approvers(pf: PolicyFile, index: int, policy: Policy, config: Config) -> list[Finding]:
+    eligible = config.expand(policy.approvers)
+    if policy.approvals <= len(eligible):
+        return []
+    return [
+        Finding(
+            pf.doc.file,
+            pf.doc.line(("policies", index, "approvals")),
+            "E-CONFIG-APPROVALS",
+            f"policy {policy.name!r} needs {policy.approvals} approval(s) but its approvers "
+            f"name only {len(eligible)} people, so no request could ever be approved",
+        )
+    ]
+
+
+def _check_providers(files: Sequence[PolicyFile], config: Config) -> list[Finding]:
+    """An aws policy needs providers.aws (reported once, at the first aws policy)."""
+    if "aws" in config.providers or any("aws" in _section(pf, "providers") for pf in files):
+        return []
+    for pf in files:
+        for i, entry in pf.entries:
+            if entry.get("provider") == "aws":
+                return [
+                    Finding(
+                        pf.doc.file,
+                        pf.doc.line(("policies", i, "provider")),
+                        "E-CONFIG-PROVIDER",
+                        "aws policies need providers.aws (instance_arn, identity_store_id, "
+                        "region) in a policy file",
+                    )
+                ]
+    return []
