@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import subprocess
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,13 +98,17 @@ def is_shallow(repo: Path) -> bool:
 def read_history(
     repo: Path, ref: str = "HEAD", prefixes: Iterable[str] = (REQUESTS, POLICIES)
 ) -> History:
-    """Every first-parent commit of ``ref`` that changed a path under ``prefixes``."""
+    """Every first-parent commit of ``ref`` that changed a path under ``prefixes``.
+
+    A long history is cut into consecutive first-parent ranges read by parallel ``git log``
+    processes (diffing trees is git's CPU-bound part); the records are joined in order."""
     if git(repo, "rev-parse", "--git-dir", check=False) == b"":
         raise ConfigError(f"{repo} is not a git repository")
-    if resolve(repo, ref) is None:
+    tip = resolve(repo, ref)
+    if tip is None:
         return History()  # an empty repository (no commits yet) has no history
-    raw = git(
-        repo,
+    ranges = _ranges(repo, tip)
+    args = [
         "-c",
         "core.quotepath=off",
         "log",
@@ -116,11 +120,34 @@ def read_history(
         "--no-renames",
         "--no-abbrev",
         f"--format={_LOG_FORMAT}",
-        ref,
-        "--",
-        *prefixes,
-    )
-    return _parse_log(raw)
+    ]
+    if len(ranges) == 1:
+        return _parse_log(git(repo, *args, tip, "--", *prefixes))
+    with ThreadPoolExecutor(len(ranges)) as pool:
+        # oldest range first, so the joined records stay in commit order
+        raws = list(pool.map(lambda r: git(repo, *args, *r, "--", *prefixes), ranges))
+    return _parse_log(b"".join(raws))
+
+
+_SPLIT_FROM = 20_000  # first-parent commits; below this one git log is fast enough
+
+
+def _ranges(repo: Path, tip: str) -> list[tuple[str, ...]]:
+    """``[(newest, ^boundary), ...]`` oldest range first, one per CPU, for long histories."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = max(1, min(cpus or 1, 4))
+    if parts < 2:
+        return [(tip,)]
+    commits = git(repo, "rev-list", "--first-parent", tip).split()
+    if len(commits) < _SPLIT_FROM:
+        return [(tip,)]
+    size = -(-len(commits) // parts)
+    out: list[tuple[str, ...]] = []
+    for start in range(0, len(commits), size):  # newest first
+        newest = commits[start].decode()
+        below = start + size
+        out.append((newest, f"^{commits[below].decode()}") if below < len(commits) else (newest,))
+    return out[::-1]
 
 
 def _parse_log(raw: bytes) -> History:
@@ -158,7 +185,7 @@ def _parse_raw_entries(raw: bytes, pos: int, commit: Commit, out: list[PathChang
         nul = raw.index(b"\0", pos)
         meta = raw[pos + 1 : nul].decode().split()
         path_end = raw.index(b"\0", nul + 1)
-        path = raw[nul + 1 : path_end].decode("utf-8", "surrogateescape")
+        path = raw[nul + 1 : path_end].decode("utf-8", "replace")
         pos = path_end + 1
         old_mode, new_mode, old_sha, new_sha, status = meta[0], meta[1], meta[2], meta[3], meta[4]
         if _GITLINK in (old_mode, new_mode):

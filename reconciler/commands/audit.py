@@ -145,7 +145,7 @@ def entries_json(entries: Sequence[AuditEntry]) -> str:
     50,000-entry audit fast (``indent=`` would fall back to the pure-Python one)."""
     if not entries:
         return '{"requests": []}'
-    rows = ",\n".join("  " + json.dumps(e.to_json(), ensure_ascii=False) for e in entries)
+    rows = ",\n".join("  " + json.dumps(e.to_json()) for e in entries)
     return '{"requests": [\n' + rows + "\n]}"
 
 
@@ -170,7 +170,7 @@ def render_text(entries: Sequence[AuditEntry], now: datetime) -> str:
 
 
 def _text_block(e: AuditEntry, now: datetime) -> str:
-    what = f"{e.provider} {e.role} on {e.scope}" if e.provider else "(unreadable request)"
+    what = f"{e.provider} {e.role} on {e.scope}" if e.provider else "(invalid request file)"
     lines = [f"{e.file} @ {short(e.commit)}  [{e.state}]", f"  {e.requester or '?'}: {what}"]
     if e.policy:
         lines[-1] += f"  (policy {e.policy})"
