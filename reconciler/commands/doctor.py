@@ -107,7 +107,7 @@ def aws_findings(
     """Every AWS problem found online; cloud errors become findings, never tracebacks."""
     from reconciler.providers.aws import CloudFailure, build_provider, owned_permission_sets
 
-    provider = build_provider(config, {"discover_principals": False, **(options or {})})
+    provider = build_provider(config, {"sweep_users": False, **(options or {})})
     where = locate("instance_arn")
     try:
         found = _instance_findings(provider, where)

@@ -149,7 +149,7 @@ class AwsProvider:
         identitystore: IdentityStoreClient,
         *,
         accounts: Iterable[str] = (),
-        principals: Iterable[str] = (),
+        sweep_users: bool = False,
         tuning: Tuning | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -159,7 +159,7 @@ class AwsProvider:
         self.sso = sso
         self.ids = identitystore
         self.accounts = frozenset(accounts)  # always observed (exact policy scopes)
-        self.principals = tuple(dict.fromkeys(principals))  # identities swept for discovery
+        self.sweep_users = sweep_users  # emulators only: see _sweep_users
         self.tuning = tuning or Tuning()
         self._sleep = sleep
         self._clock = clock
@@ -336,34 +336,52 @@ class AwsProvider:
                 )
             except CloudFailure as exc:
                 obs.failures[f"permission-set:{name}"] = f"cannot list its accounts: {exc}"
-        accounts |= self._sweep_principals(set(ps_arns.values()), obs)
+        accounts |= self._sweep_users(set(ps_arns.values()), obs)
         return accounts
 
-    def _sweep_principals(self, owned_arns: set[str], obs: Observation) -> set[str]:
-        """Accounts where a user from ``identities`` holds an owned permission set.
+    def _sweep_users(self, owned_arns: set[str], obs: Observation) -> set[str]:
+        """Accounts where any identity store user holds an owned permission set.
 
-        AWS provisions a permission set into an account when it is assigned there, so the
-        provisioned-accounts listing already finds them; this second path costs two calls
-        per known user and also covers emulators (moto) that do not track provisioning.
+        Only against emulators (see ``_wants_sweep``): AWS provisions a permission set into
+        every account where it is assigned, so the provisioned-accounts listing already
+        finds them there; moto does not track provisioning, and without this sweep an
+        assignment in an account nobody mentions would go unseen.
         """
-        accounts: set[str] = set()
-        for user in self.principals:
+        if not self.sweep_users:
+            return set()
+        try:
+            users = self._pages(
+                self.ids, "list_users", "Users", IdentityStoreId=self.settings.identity_store_id
+            )
+        except CloudFailure as exc:
+            obs.failures["identity-store"] = f"cannot list users: {exc}"
+            return set()
+        with self._lock:
+            for u in users:
+                self._user_names.setdefault(u["UserId"], u["UserName"])
+                self._user_ids.setdefault(u["UserName"], u["UserId"])
+
+        def held(user: Mapping[str, Any]) -> set[str] | str:
             try:
-                uid = self.user_id(user)
-                if uid is None:
-                    continue
                 rows = self._pages(
                     self.sso,
                     "list_account_assignments_for_principal",
                     "AccountAssignments",
                     InstanceArn=self.settings.instance_arn,
-                    PrincipalId=uid,
+                    PrincipalId=user["UserId"],
                     PrincipalType="USER",
                 )
             except CloudFailure as exc:
-                obs.failures[f"user:{user}"] = f"cannot list the user's assignments: {exc}"
-                continue
-            accounts |= {r["AccountId"] for r in rows if r.get("PermissionSetArn") in owned_arns}
+                return f"cannot list the assignments of {user['UserName']!r}: {exc}"
+            return {r["AccountId"] for r in rows if r.get("PermissionSetArn") in owned_arns}
+
+        accounts: set[str] = set()
+        with ThreadPoolExecutor(max_workers=self.tuning.workers) as pool:
+            for user, found in zip(users, pool.map(held, users), strict=True):
+                if isinstance(found, str):
+                    obs.failures[f"user:{user['UserName']}"] = found
+                else:
+                    accounts |= found
         return accounts
 
     def _observe_pair(self, pair: tuple[str, str], ps_arns: Mapping[str, str]) -> set[Grant] | str:
@@ -591,16 +609,16 @@ def build_clients(settings: AwsSettings, max_attempts: int = 8) -> tuple[Any, An
     )
 
 
-def _sweep_principals(options: Mapping[str, Any]) -> bool:
-    """Whether observe() also lists the assignments of every user in ``identities``.
+def _wants_sweep(options: Mapping[str, Any]) -> bool:
+    """Whether observe() also lists the assignments of every identity store user.
 
     Against AWS, ListAccountsForProvisionedPermissionSet already finds every account where
     an owned permission set is assigned (assigning provisions it), so the sweep would cost
-    one call per known user for nothing. An endpoint override means an emulator (SPEC §5),
-    and moto does not track provisioning: there the sweep is what finds an assignment in an
-    account nobody mentions. ``discover_principals`` in options forces either way.
+    one call per user for nothing. An endpoint override means an emulator (SPEC §5), and
+    moto does not track provisioning: there the sweep is what finds an assignment in an
+    account nobody mentions. ``sweep_users`` in options forces either way.
     """
-    forced = options.get("discover_principals")
+    forced = options.get("sweep_users")
     if forced is not None:
         return bool(forced)
     return any(os.environ.get(v) for v in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSO_ADMIN"))
@@ -608,22 +626,19 @@ def _sweep_principals(options: Mapping[str, Any]) -> bool:
 
 def build_provider(config: Config, options: Mapping[str, Any]) -> AwsProvider:
     """Options (all optional): ``sso_admin`` / ``identitystore`` clients (tests),
-    ``tuning`` (a Tuning), ``concurrency``, ``discover_principals`` (default: only
-    against an endpoint override, see _sweep_principals)."""
+    ``tuning`` (a Tuning), ``concurrency``, ``sweep_users`` (default: only against an
+    endpoint override, see _wants_sweep)."""
     settings = AwsSettings.from_config(config)
     sso, ids = options.get("sso_admin"), options.get("identitystore")
     if sso is None or ids is None:
         sso, ids = build_clients(settings)
-    principals: list[str] = []
-    if _sweep_principals(options):
-        principals = sorted({v["aws"] for v in config.identities.values() if v.get("aws")})
     return AwsProvider(
         settings,
         owned_permission_sets(config),
         sso,
         ids,
         accounts=policy_accounts(config),
-        principals=principals,
+        sweep_users=_wants_sweep(options),
         tuning=options.get("tuning") or Tuning(workers=int(options.get("concurrency") or 8)),
     )
 

@@ -92,7 +92,8 @@ class Req:
 
     def holds(self, now: datetime) -> bool:
         begin = max(self.committed_at, self.start) if self.start else self.committed_at
-        return self.requester in ALLOWED and begin <= now < begin + self.duration
+        allowed = self.requester in ALLOWED and self.duration <= MAX
+        return allowed and begin <= now < begin + self.duration
 
 
 class AwsReconciler(RuleBasedStateMachine):
