@@ -64,7 +64,8 @@ def _git(
         ["git", "-C", str(repo), *args],
         input=input_bytes,
         capture_output=True,
-        env={**os.environ, **(env or {})},
+        # never wait for a password prompt: the reconciler runs unattended
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},
         check=False,
     )
     if check and proc.returncode != 0:
