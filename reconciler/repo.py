@@ -32,6 +32,7 @@ POLICIES = "policies"
 _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 _SLUG_FILE = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}\.ya?ml$")
 _PARALLEL_FROM = 400  # below this, starting workers costs more than it saves
+_PARENT_SHARE = 0.75  # of an equal share: measured on 2 cores with 10,000 requests
 
 
 class FileSource(Protocol):
@@ -395,8 +396,10 @@ def _parse_parallel(root: str | None, items: list[tuple[str, bytes | None]]) -> 
     except ValueError:
         return _parse_requests(root, items)
     checker("request")  # compile once, before forking, so every worker inherits it
-    size = -(-len(items) // workers)
-    chunks = [items[i : i + size] for i in range(0, len(items), size)]
+    # The parent takes a smaller share: after this it still unpickles and evaluates.
+    own = int(len(items) * _PARENT_SHARE / workers)
+    size = -(-(len(items) - own) // (workers - 1))
+    chunks = [items[:own]] + [items[i : i + size] for i in range(own, len(items), size)]
     with context.Pool(len(chunks) - 1) as pool:
         pending = pool.starmap_async(_parse_requests, [(root, c) for c in chunks[1:]])
         first = _parse_requests(root, chunks[0])  # the parent works too instead of waiting
