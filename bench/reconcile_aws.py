@@ -25,6 +25,7 @@ from reconciler.sandbox.aws import AwsSandbox, SeededInstance
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ROLES = ("ReadOnly", "Admin")
+SWEEP = ("ListUsers", "ListAccountAssignmentsForPrincipal")  # endpoint overrides only
 
 
 def account(i: int) -> str:
@@ -116,6 +117,11 @@ def report(label: str, elapsed: float, code: int, payload: dict, calls: dict[str
     )
     for op, n in sorted(calls.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"    {n:6d}  {op}")
+    sweep = sum(calls.get(op, 0) for op in SWEEP)
+    print(
+        f"    ({sweep} of them are the emulator-only user sweep; against AWS that run makes "
+        f"{sum(calls.values()) - sweep} calls plus one GetUserId per user granted or revoked)"
+    )
 
 
 def main() -> None:
