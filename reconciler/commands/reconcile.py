@@ -43,10 +43,15 @@ def _emit(outcome: Any, fmt: str, *, title: str) -> None:
     plan, problems = outcome.plan, outcome.problems
     results = outcome.results if outcome.applied else None
     if fmt == "json":
+        # SPEC's shape: "errors" holds errors; warnings go to stderr, stdout stays JSON.
+        errors = [p for p in problems if p.severity == "error"]
+        for p in problems:
+            if p.severity != "error":
+                click.echo(f"warning: {p}", err=True)
         payload = (
-            render.apply_json(plan, problems, outcome.results)
+            render.apply_json(plan, errors, outcome.results)
             if outcome.applied
-            else render.plan_json(plan, problems)
+            else render.plan_json(plan, errors)
         )
         if outcome.applied:
             payload["ledger"] = outcome.ledger

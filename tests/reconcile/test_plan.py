@@ -166,7 +166,7 @@ def _applied(p, actual):
     return set(state.values())
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(desired=grant_sets, actual=grant_sets)
 def test_applying_the_plan_converges(desired, actual) -> None:
     p = plan(desired, actual, NOW)
@@ -174,7 +174,7 @@ def test_applying_the_plan_converges(desired, actual) -> None:
     assert {g.key() for g in after} == _desired_now(desired)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(desired=grant_sets, actual=grant_sets)
 def test_plan_is_idempotent(desired, actual) -> None:
     after = _applied(plan(desired, actual, NOW), actual)
@@ -182,7 +182,7 @@ def test_plan_is_idempotent(desired, actual) -> None:
     assert again.empty, (again.grant, again.revoke)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(desired=grant_sets, actual=grant_sets)
 def test_plan_only_touches_observed_or_desired(desired, actual) -> None:
     p = plan(desired, actual, NOW)
