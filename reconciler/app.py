@@ -103,7 +103,9 @@ def _second_ceil(t: datetime) -> datetime:
 
 def _wanted(decision: Decision, now: datetime) -> bool:
     window = decision.window
-    if not decision.allowed or window is None or window.end <= now:
+    if not decision.allowed or window is None or decision.principal is None:
+        return False
+    if window.end <= now:
         return False
     # GCP bindings carry their begin bound, so a future window is written ahead of time.
     return window.contains(now) or (decision.request.provider == "gcp" and window.begin > now)
