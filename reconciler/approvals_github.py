@@ -25,6 +25,7 @@ from reconciler.errors import GitHubError
 from reconciler.github import GitHubClient, PullRequestInfo
 
 NO_PULL_REQUEST = "reached main without a merged pull request (direct push or bypass)"
+CONTENT_DIFFERS = "content on main differs from the reviewed head of pull request"
 CACHE_VERSION = 1
 
 
@@ -123,6 +124,7 @@ class GitHubApprovals:
         self._default_branch: str | None = None
         self._pulls_of: dict[str, PullRequestInfo | None] = {}
         self._reviews_of: dict[int, list[Review]] = {}
+        self._files_of: dict[int, dict[str, str]] = {}
 
     @classmethod
     def from_env(cls, repo_dir: Path, env: Mapping[str, str] | None = None) -> GitHubApprovals:
@@ -156,6 +158,15 @@ class GitHubApprovals:
                     Approvals(frozenset()),
                     error=NO_PULL_REQUEST,
                 )
+            if self._head_blob_differs(pull, change):
+                return ApprovalRecord(
+                    change.path,
+                    change.commit,
+                    None,
+                    Approvals(frozenset()),
+                    pr=pull.number,
+                    error=f"{CONTENT_DIFFERS} #{pull.number}",
+                )
             reviewers = self._approvers(pull)
         except GitHubError as exc:
             return ApprovalRecord(
@@ -173,6 +184,15 @@ class GitHubApprovals:
             Approvals(reviewers, pr_author=pull.author, pr_number=pull.number),
             pr=pull.number,
         )
+
+    def _head_blob_differs(self, pull: PullRequestInfo, change: FileChange) -> bool:
+        """Was this exact content what the PR's head had? (A commit pushed from an older
+        state of the PR, or a conflict resolution, can differ from what was approved.)"""
+        if pull.number not in self._files_of:
+            files = self.client.pull_files(pull.number)
+            self._files_of[pull.number] = {f.path: f.blob for f in files if f.blob}
+        blob = self._files_of[pull.number].get(change.path)
+        return blob is not None and bool(change.blob) and blob != change.blob
 
     def _branch(self) -> str:
         if self._default_branch is None:

@@ -39,6 +39,7 @@ class ChangedFile:
     path: str
     status: str  # added | removed | modified | renamed | copied | changed | unchanged
     previous: str | None = None
+    blob: str | None = None  # blob SHA of the file at the PR's head, when GitHub gives it
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,10 @@ class GitHubClient:
         def fetch() -> list[ChangedFile]:
             return [
                 ChangedFile(
-                    str(raw["filename"]), str(raw.get("status", "")), raw.get("previous_filename")
+                    str(raw["filename"]),
+                    str(raw.get("status", "")),
+                    raw.get("previous_filename"),
+                    raw.get("sha") if isinstance(raw.get("sha"), str) else None,
                 )
                 for raw in map(_raw, self._repo.get_pull(number).get_files())
             ]

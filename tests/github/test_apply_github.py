@@ -111,9 +111,9 @@ def test_apply_grants_only_what_github_approved_and_then_costs_nothing(
     assert members(gcp) == {"user:alice@example.com"}
     # Only the direct push is looked up again (unverified results are never cached).
     assert emulator.calls["GET /repos/{o}/{r}/pulls/{n}/reviews"] == 0
-    # alice: repository, commit -> PRs, reviews; bob: commit -> PRs, reviews;
+    # alice: repository, commit -> PRs, files, reviews; bob: commit -> PRs, files, reviews;
     # carol: commit -> PRs, then recent closed PRs (the association may lag).
-    assert first == 7 and emulator.total_calls == 3  # repository, commit -> PRs, closed PRs
+    assert first == 9 and emulator.total_calls == 3  # repository, commit -> PRs, closed PRs
 
 
 def test_idle_apply_makes_no_github_calls(

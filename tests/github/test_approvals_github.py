@@ -32,13 +32,16 @@ def source(emulator: GitHubEmulator, cache: Path | None) -> GitHubApprovals:
     return GitHubApprovals(client, cache)
 
 
-def open_pr(emulator: GitHubEmulator, repo: GitRepo, base: str, head: str) -> int:
+def open_pr(
+    emulator: GitHubEmulator, repo: GitRepo, base: str, head: str, blob: str | None = None
+) -> int:
+    blob = blob or repo.git("rev-parse", f"{head}:{REQUEST}")
     n = emulator.add_pull(
         REPO,
         author="alice",
         head_sha=head,
         base_sha=base,
-        files=[{"filename": REQUEST, "status": "added"}],
+        files=[{"filename": REQUEST, "status": "added", "sha": blob}],
     )
     emulator.add_review(REPO, n, "dave", "APPROVED", commit_id=head)
     return n
@@ -157,7 +160,7 @@ def test_cache_makes_the_second_lookup_free(
     second_source = source(emulator, cache)
     second = second_source.lookup([change])
 
-    assert calls_first == 3  # repo (default branch), commit -> pulls, reviews
+    assert calls_first == 4  # repo (default branch), commit -> pulls, files, reviews
     assert emulator.total_calls == 0 and second_source.calls == 0
     assert second == first
 
@@ -204,3 +207,19 @@ def test_a_cache_committed_to_the_repository_is_never_trusted(
     record = source.lookup([change])[REQUEST]
 
     assert record.error == NO_PULL_REQUEST
+
+
+def test_content_that_differs_from_the_reviewed_head_is_refused(
+    emulator: GitHubEmulator, based: tuple[GitRepo, str]
+) -> None:
+    repo, base = based
+    head = repo.commit({REQUEST: BODY})
+    n = open_pr(emulator, repo, base, head, blob="f" * 40)  # the PR's head had other content
+    repo.checkout("main")
+    repo.git("merge", "--squash", "feature")
+    emulator.merge(REPO, n, merge_commit_sha=repo.commit({}, "squash"), merged_at=MERGED_AT)
+
+    record = source(emulator, None).lookup([change_of(repo, REQUEST)])[REQUEST]
+
+    assert record.error and "differs from the reviewed head" in record.error
+    assert record.approved_at is None and not record.transient
