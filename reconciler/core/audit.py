@@ -262,19 +262,24 @@ class _LedgerIndex:
                     out.append(e)
             elif next_at is None or e.time < next_at or e.action == "revoke":
                 out.append(e)
-        request = v.request
-        if request is not None and judged.principal:
-            key = (request.provider, request.scope, request.role, judged.principal.lower())
-            granted = any(e.action == "grant" and e.ok for e in out)
-            out += [
-                e
-                for e in self.by_key.get(key, [])
-                if e.request is None
-                and e.action == "revoke"
-                and granted
-                and e.time >= judged.approved_at
-            ]
+        out += self._pathless_revokes(judged, out)
         return sorted(set(out), key=lambda e: e.time)
+
+    def _pathless_revokes(self, judged: _Judged, own: list[LedgerEntry]) -> list[LedgerEntry]:
+        """Revokes that name no request (AWS holds none) of this version's cloud key, after
+        its grant, up to and including the first that succeeded."""
+        request = judged.version.request
+        grants = [e.time for e in own if e.action == "grant" and e.ok]
+        if request is None or not judged.principal or not grants:
+            return []
+        key = (request.provider, request.scope, request.role, judged.principal.lower())
+        out = []
+        for e in self.by_key.get(key, []):
+            if e.request is None and e.action == "revoke" and e.time >= min(grants):
+                out.append(e)
+                if e.ok:
+                    break
+        return out
 
     def shared_grant_live(self, judged: _Judged) -> bool:
         """Whether an earlier grant of the same cloud key (an AWS assignment another request

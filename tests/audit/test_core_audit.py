@@ -1,0 +1,98 @@
+"""The pure audit join: states by time, and ledger lines matched to the right version."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from reconciler.core.audit import LedgerEntry, Removal, Version, build_audit
+from reconciler.history import MemorySource
+from reconciler.repo import load_config, load_requests
+from tests.audit.conftest import POLICIES, request_yaml, utc
+
+CONFIG, _ = load_config(MemorySource({"policies/access.yaml": POLICIES.encode()}))
+AWS = {"provider": "aws", "scope": "111111111111", "role": "ReadOnly"}
+
+
+def version(path: str, text: str, merged: str, removal: Removal | None = None) -> Version:
+    [request], findings = load_requests(MemorySource({path: text.encode()}), CONFIG, [path])
+    assert not findings
+    return Version(
+        path, f"c-{path}-{merged}", "alice", utc(merged), "b", request, CONFIG, removal=removal
+    )
+
+
+def ledger_line(
+    t: str, action: str, ok: bool = True, request: str | None = None, end: str | None = None
+) -> LedgerEntry:
+    return LedgerEntry(
+        time=utc(t), action=action, ok=ok, provider="aws", scope="111111111111", role="ReadOnly",
+        principal="alice@example.com", request=request, end=utc(end) if end else None,
+        message="" if ok else "AccessDenied",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("at", "removal", "state"),
+    [
+        ("2026-12-01T08:59:00Z", None, "pending"),
+        ("2026-12-01T09:00:00Z", None, "active"),
+        ("2026-12-01T10:59:59Z", None, "active"),
+        ("2026-12-01T11:00:00Z", None, "expired"),
+        ("2026-12-01T09:40:00Z", ("2026-12-01T09:30:00Z", True), "revoked"),
+        ("2026-12-01T09:20:00Z", ("2026-12-01T09:30:00Z", True), "active"),
+        ("2026-12-01T12:00:00Z", ("2026-12-01T11:30:00Z", True), "expired"),
+        ("2026-12-01T12:00:00Z", ("2026-12-01T10:00:00Z", False), "revoked"),
+    ],
+    ids=["before-merge", "at-merge", "last-second", "at-end", "deleted", "before-deletion",
+         "deleted-after-end", "edited"],
+)  # fmt: skip
+def test_state_at(at: str, removal: tuple[str, bool] | None, state: str) -> None:
+    ended = Removal("next", utc(removal[0]), removal[1]) if removal else None
+    v = version("requests/alice/a.yaml", request_yaml(), "2026-12-01T09:00:00Z", ended)
+    [entry] = build_audit([v], at=utc(at))
+    assert entry.state == state
+
+
+def test_aws_revokes_without_a_request_path_go_to_the_version_that_was_granted() -> None:
+    path = "requests/alice/aws.yaml"
+    v1 = version(path, request_yaml(duration="1h", **AWS), "2026-12-01T09:00:00Z",
+                 Removal("v2", utc("2026-12-01T12:00:00Z"), False))  # fmt: skip
+    v2 = version(path, request_yaml(duration="2h", **AWS), "2026-12-01T12:00:00Z")
+    lines = [
+        ledger_line("2026-12-01T09:05:00Z", "grant", request=path, end="2026-12-01T10:00:00Z"),
+        ledger_line("2026-12-01T10:05:00Z", "revoke"),
+        ledger_line("2026-12-01T12:05:00Z", "grant", request=path, end="2026-12-01T14:00:00Z"),
+        ledger_line("2026-12-01T14:05:00Z", "revoke", ok=False),
+        ledger_line("2026-12-01T14:15:00Z", "revoke"),
+    ]
+    first, second = build_audit([v1, v2], at=utc("2026-12-02T00:00:00Z"), ledger=lines)
+    assert (first.granted_at, first.revoked_at) == (
+        utc("2026-12-01T09:05:00Z"),
+        utc("2026-12-01T10:05:00Z"),
+    )
+    assert first.anomalies == ()
+    assert (second.granted_at, second.revoked_at) == (
+        utc("2026-12-01T12:05:00Z"),
+        utc("2026-12-01T14:15:00Z"),
+    )
+    assert second.anomalies == ("revoke failed: AccessDenied",)
+
+
+def test_an_overlapping_aws_request_shares_the_assignment_without_an_anomaly() -> None:
+    a = version("requests/alice/a.yaml", request_yaml(duration="4h", **AWS), "2026-12-01T09:00:00Z")
+    b = version("requests/alice/b.yaml", request_yaml(duration="1h", **AWS), "2026-12-01T10:00:00Z")
+    lines = [
+        ledger_line("2026-12-01T09:05:00Z", "grant", request=a.path, end="2026-12-01T13:00:00Z")
+    ]
+    first, second = build_audit([a, b], at=utc("2026-12-01T12:00:00Z"), ledger=lines)
+    assert first.granted_at is not None and first.anomalies == ()
+    assert second.granted_at is None and second.anomalies == ()
+
+
+def test_no_ledger_means_no_cloud_facts() -> None:
+    v = version("requests/alice/a.yaml", request_yaml(), "2026-12-01T09:00:00Z")
+    [entry] = build_audit([v], at=utc("2026-12-01T10:00:00Z"), ledger=None)
+    assert (entry.granted_at, entry.revoked_at, entry.anomalies) == (None, None, ())
+    assert isinstance(entry.approved_at, datetime)
