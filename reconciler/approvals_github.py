@@ -226,8 +226,8 @@ class GitHubApprovals:
     def _approvers(self, pull: PullRequestInfo) -> frozenset[str]:
         if pull.number not in self._reviews_of:
             self._reviews_of[pull.number] = self.client.pull_reviews(pull.number)
-        # GitHub refuses approvals on closed pull requests, so the reviews read now are
-        # the ones that stood at merge (a later dismissal only removes approvals).
+        # Reviews as GitHub reports them now; not filtered by merged_at, since review and
+        # merge clocks are GitHub's and a dismissal after the merge only removes approvals.
         return approvers(self._reviews_of[pull.number], pull.head_sha, pr_author=pull.author)
 
 
