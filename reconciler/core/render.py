@@ -14,6 +14,7 @@ from reconciler.core.escape import annotation, markdown_code, markdown_text
 from reconciler.core.models import Change, ChangeKind, ChangeResult, Grant, Plan
 from reconciler.core.timeutil import format_duration, format_rfc3339
 
+SUMMARY_KEEP_ROWS = 200
 _SIGN = {ChangeKind.GRANT: "+", ChangeKind.REVOKE: "-", ChangeKind.KEEP: " "}
 
 
@@ -205,7 +206,8 @@ def render_markdown(
     out = [f"## {markdown_text(title)}", "", f"At {format_rfc3339(now)}. {summary_line(plan)}", ""]
     by_change = {id(r.change): r for r in results or ()}
     by_value = {r.change: r for r in results or ()}
-    rows = [*plan.grant, *plan.revoke, *plan.keep]
+    # Job summaries are capped at 1 MiB: every change is listed, unchanged grants up to a limit.
+    rows = [*plan.grant, *plan.revoke, *plan.keep[:SUMMARY_KEEP_ROWS]]
     if rows:
         header = ["", "who", "role", "where", "until", "request", "why"]
         if results is not None:
@@ -218,6 +220,8 @@ def render_markdown(
                 result = ChangeResult(change, ok=False, message="not attempted")
             out.append(_md_row(change, now, result, results is not None))
         out.append("")
+        if len(plan.keep) > SUMMARY_KEEP_ROWS:
+            out.extend([f"…and {len(plan.keep) - SUMMARY_KEEP_ROWS} more unchanged grant(s).", ""])
     if problems:
         out.append(f"### {len(problems)} problem(s)")
         out.append("")

@@ -105,3 +105,12 @@ def test_annotations_cannot_inject_commands() -> None:
     lines = render_annotations([Problem("E-X", "m\n::warning::n", file=HOSTILE, line=2)], results)
     assert all("\n" not in line for line in lines)
     assert all("\r" not in line and line.startswith("::error ") for line in lines), lines
+
+
+def test_summary_lists_every_change_but_caps_unchanged_grants() -> None:
+    keeps = tuple(
+        Change(ChangeKind.KEEP, grant(f"requests/u/r-{i}.yaml"), "in place") for i in range(500)
+    )
+    md = render_markdown(Plan(grant=PLAN.grant, keep=keeps), NOW)
+    assert md.count("| = keep |") == 200 and md.count("| + grant |") == 1
+    assert "300 more unchanged" in md
