@@ -194,7 +194,8 @@ def test_unreadable_scope_revokes_nothing(run_cli, access_repo, emulator) -> Non
     access_repo.write(ALICE, request_yaml(duration="1h"))
     access_repo.commit("alice", at=T0)
     assert run_cli("apply", "--trust-git", at=T0 + H / 2).exit_code == 0
-    emulator.fail_next("projects/app-prod-a", status=503, count=None, method="get")
+    # 403 (no retries, so the test is quick): the scope cannot be read at all.
+    emulator.fail_next("projects/app-prod-a", status=403, count=None, method="get")
 
     result = run_cli("plan", "--trust-git", "--format", "json", at=T0 + 2 * H)
     assert result.exit_code == 1
