@@ -186,25 +186,23 @@ class GitHubClient:
         return self._call("listing closed pull requests", fetch)
 
     def upsert_comment(self, number: int, marker: str, body: str) -> int:
-        """Update the one comment that starts with ``marker``, or create it; returns its id.
+        """Update the comment that starts with ``marker``, or create it; returns its id.
 
-        Comments by people (type User) are never taken for ours, even if they quote the
-        marker; if editing ours is refused, a new one is written rather than failing.
+        Comments by bots (ours is github-actions[bot]) are tried first; a person's comment
+        that copies the marker is overwritten with the real report where GitHub allows,
+        so a forged verdict never stands next to ours. If no edit is allowed, a new comment
+        is written rather than failing.
         """
         from github import GithubException
 
         issue = self._repo.get_issue(number)
-        mine = self._call(
-            f"listing the comments of #{number}",
-            lambda: [
-                c
-                for c in issue.get_comments()
-                if str(_raw(c).get("body") or "").lstrip().startswith(marker)
-                and _user_type(_raw(c)) != "User"
-            ],
+        listed = self._call(
+            f"listing the comments of #{number}", lambda: [_raw(c) for c in issue.get_comments()]
         )
-        for comment in mine[:1]:
-            comment_id = int(_raw(comment)["id"])
+        marked = [c for c in listed if str(c.get("body") or "").lstrip().startswith(marker)]
+        marked.sort(key=lambda c: not _is_bot(c.get("user")))
+        for comment in marked[:3]:
+            comment_id = int(comment["id"])
             # PATCH by id rather than trusting the comment's own ``url`` field.
             url = f"{self._repo.url}/issues/comments/{comment_id}"
             try:
@@ -214,7 +212,7 @@ class GitHubClient:
                 if exc.status not in (403, 404):
                     raise GitHubError(f"GitHub: editing comment {comment_id} failed") from None
         created = self._call(f"commenting on #{number}", lambda: issue.create_comment(body))
-        return int(created.id)
+        return int(_raw(created).get("id") or created.id)
 
     def create_status(
         self, sha: str, state: str, description: str, context: str, target_url: str | None = None
@@ -254,9 +252,10 @@ def _raw(obj: Any) -> dict[str, Any]:
     return raw if isinstance(raw, dict) else {}
 
 
-def _user_type(raw: dict[str, Any]) -> str | None:
-    user = raw.get("user")
-    return user.get("type") if isinstance(user, dict) else None
+def _is_bot(user: object) -> bool:
+    if not isinstance(user, dict):
+        return False
+    return user.get("type") == "Bot" or str(user.get("login", "")).endswith("[bot]")
 
 
 def _parse_time(value: object) -> datetime | None:

@@ -81,6 +81,7 @@ class GitHubEmulator:
         self.log: list[tuple[str, str, int]] = []  # (method, path, status)
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
+        self.identity: Json = dict(ACTIONS_BOT)  # who the token is: author of its comments
         self._faults: list[tuple[re.Pattern[str], int, Json, dict[str, str]]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -422,7 +423,7 @@ def create_comment(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Js
         "url": emu.api(repo, f"/issues/comments/{cid}"),
         "issue_url": emu.api(repo, f"/issues/{number}"),
         "body": b["body"],
-        "user": dict(ACTIONS_BOT),
+        "user": dict(emu.identity),
         "created_at": now,
         "updated_at": now,
         "_issue": number,
@@ -434,7 +435,7 @@ def edit_comment(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json
     comment = repo.comments.get(int(m["id"]))
     if comment is None:
         return Reply(404, {"message": "Not Found"})
-    if comment["user"]["login"] != ACTIONS_BOT["login"]:
+    if comment["user"]["login"] != emu.identity["login"]:
         return Reply(403, {"message": "Resource not accessible by integration"})
     if not isinstance(b.get("body"), str):
         return Reply(422, {"message": "Validation Failed"})
@@ -459,7 +460,7 @@ def create_status(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Jso
         "target_url": b.get("target_url"),
         "context": b.get("context") or "default",
         "created_at": _stamp(datetime.now(UTC)),
-        "creator": dict(ACTIONS_BOT),
+        "creator": dict(emu.identity),
     }
     repo.statuses.setdefault(m["sha"], []).append(status)
     return Reply(201, status)

@@ -87,3 +87,13 @@ def test_long_status_descriptions_are_cut_to_fit(emulator: GitHubEmulator) -> No
     client(emulator).create_status(HEAD, "failure", "x" * 500, "accessctl/approval")
     status = emulator.latest_status(REPO, HEAD, "accessctl/approval")
     assert status is not None and len(status["description"]) == 140
+
+
+def test_marker_comment_is_found_whoever_the_token_is(emulator: GitHubEmulator) -> None:
+    emulator.identity = {"login": "ci-user", "id": 7, "type": "User"}  # e.g. a PAT
+    n = emulator.add_pull(REPO, author="alice", head_sha=HEAD, base_sha=BASE)
+    gh = client(emulator)
+    first = gh.upsert_comment(n, "<!-- m -->", "<!-- m -->\none")
+    second = gh.upsert_comment(n, "<!-- m -->", "<!-- m -->\ntwo")
+    [comment] = emulator.comments(REPO, n)
+    assert first == second == comment["id"] and comment["body"].endswith("two")

@@ -330,20 +330,23 @@ def test_comment_is_updated_not_duplicated(pr: Scenario) -> None:
     assert pr.status and pr.status["state"] == "success"
 
 
-def test_a_human_quoting_the_marker_is_not_taken_over(
-    pr: Scenario, emulator: GitHubEmulator
-) -> None:
+def test_a_forged_marker_comment_never_stands_alone(pr: Scenario, emulator: GitHubEmulator) -> None:
     pr.open({MINE: request()})
     repo = emulator.repos[REPO]
+    forged = MARKER + "\n### ✅ accessctl: may merge"
     repo.comments[1] = {
         "id": 1,
-        "body": MARKER + " ha",
+        "body": forged,
         "user": {"login": "mallory", "type": "User"},
         "_issue": pr.number,
     }
     assert pr.run().code == 1
-    assert repo.comments[1]["body"] == MARKER + " ha"
-    assert len(pr.comments) == 2
+    assert pr.run().code == 1
+    ours = [c for c in pr.comments if c["id"] != 1]
+    assert (
+        len(ours) == 1 and "waiting for approvals" in ours[0]["body"]
+    )  # found again, not duplicated
+    assert repo.comments[1]["body"] == forged  # GitHub refused to let us edit mallory's
 
 
 HOSTILE = "@org/team <img src=x onerror=alert(1)> [x](javascript:alert(1)) **b** | col\n::set-output name=a::b"
