@@ -6,6 +6,7 @@ operation) and the wall time of a first apply (everything to grant) and an idle 
 (nothing to change).
 
     .venv/bin/python bench/reconcile_aws.py [--requests 500] [--accounts 50] [--users 250]
+                                            [--polls 0]
 """
 
 from __future__ import annotations
@@ -129,16 +130,21 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--accounts", type=int, default=50)
     parser.add_argument("--users", type=int, default=250)
+    parser.add_argument(
+        "--polls", type=int, default=0, help="answer IN_PROGRESS this many times before SUCCEEDED"
+    )
     args = parser.parse_args()
     with AwsSandbox() as sandbox, tempfile.TemporaryDirectory() as tmp:
         seeded = sandbox.seed(permission_sets=dict.fromkeys((*ROLES, "BreakGlass"), "PT1H"))
         for i in range(args.users):
             sandbox.add_user(seeded, user(i))
+        sandbox.faults.slow(args.polls)
         root = Path(tmp) / "access"
         write_repo(root, seeded, args.requests, args.accounts, args.users)
         print(
             f"AWS: {args.requests} active requests, {args.accounts} accounts, "
-            f"{args.users} users, {len(ROLES)} owned permission sets (moto server)"
+            f"{args.users} users, {len(ROLES)} owned permission sets (moto server, "
+            f"IN_PROGRESS for {args.polls} polls)"
         )
         for label, at in (
             ("first apply", T0 + timedelta(minutes=10)),
