@@ -572,3 +572,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m reconciler.sandbox.github_emulator --repo acme/access``: serve until ^C."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description="GitHub REST API emulator (accessctl sandbox)")
+    parser.add_argument("--repo", action="append", default=[], help="OWNER/NAME to create")
+    parser.add_argument("--token", default=DEFAULT_TOKEN)
+    args = parser.parse_args(argv)
+    with GitHubEmulator(args.token) as emu:
+        for name in args.repo or ["acme/access"]:
+            emu.add_repo(name)
+        print(f"GITHUB_API_URL={emu.url} GITHUB_TOKEN={args.token}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
