@@ -587,6 +587,13 @@ def build_clients(settings: AwsSettings, max_attempts: int = 8) -> tuple[Any, An
     session = boto3.session.Session(region_name=settings.region)
     if session.region_name is None:
         raise ConfigError("no AWS region: set providers.aws.region in policies/ or AWS_REGION")
+    if session.get_credentials() is None and _endpoint_override():
+        # An emulator accepts any signature; a real endpoint refuses these loudly.
+        session = boto3.session.Session(
+            region_name=session.region_name,
+            aws_access_key_id="accessctl-sandbox",
+            aws_secret_access_key="accessctl-sandbox",  # noqa: S106 - not a secret
+        )
     if session.get_credentials() is None:
         raise ConfigError(
             "no AWS credentials: configure them the usual way (OIDC role in Actions, "
@@ -621,6 +628,11 @@ def _wants_sweep(options: Mapping[str, Any]) -> bool:
     forced = options.get("sweep_users")
     if forced is not None:
         return bool(forced)
+    return _endpoint_override()
+
+
+def _endpoint_override() -> bool:
+    """AWS_ENDPOINT_URL (or the sso-admin one) is set: an emulator, per SPEC §5."""
     return any(os.environ.get(v) for v in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SSO_ADMIN"))
 
 

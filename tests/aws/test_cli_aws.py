@@ -202,3 +202,35 @@ def test_failed_creation_is_reported_with_aws_reason(
     assert len(failed) == 1 and "Not supported account" in json.dumps(failed)
     assert holds(aws, seeded, C) == set()
     assert holds(aws, seeded, A) == {("ReadOnly", "USER", ALICE)}
+
+
+def _no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_emulator_needs_no_credentials(
+    run: Run, repo: GitRepo, aws: AwsSandbox, seeded, monkeypatch, tmp_path: Path
+) -> None:
+    _no_credentials(monkeypatch, tmp_path)
+    repo.write("requests/alice/inc-1.yaml", request_yaml())
+    repo.commit("alice", at=T0)
+    result = run("apply", at=T0 + H)
+    assert result.exit_code == 0, result.output
+    assert holds(aws, seeded, A) == {("ReadOnly", "USER", ALICE)}
+
+
+def test_real_aws_without_credentials_is_a_configuration_error(
+    run: Run, repo: GitRepo, aws: AwsSandbox, seeded, monkeypatch, tmp_path: Path
+) -> None:
+    _no_credentials(monkeypatch, tmp_path)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    repo.write("requests/alice/inc-1.yaml", request_yaml())
+    repo.commit("alice", at=T0)
+    result = run("apply", at=T0 + H)
+    assert result.exit_code == 2, result.output
+    assert "no AWS credentials" in result.stderr
+    assert "Traceback" not in result.output
