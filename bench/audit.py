@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -166,9 +168,12 @@ def main() -> int:
             "--at",
             at,
         ]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
             return 1
@@ -176,7 +181,10 @@ def main() -> int:
         states: dict[str, int] = {}
         for e in entries:
             states[e["state"]] = states.get(e["state"], 0) + 1
-        print(f"audit --trust-git --format json: {len(entries)} versions in {wall:.2f}s wall")
+        print(
+            f"audit --trust-git --format json: {len(entries)} versions in {wall:.2f}s wall "
+            f"({cpu:.1f}s CPU incl. git and workers; load average {os.getloadavg()[0]:.1f})"
+        )
         print("states: " + ", ".join(f"{k} {v}" for k, v in sorted(states.items())))
         return 0
     finally:
