@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,17 +106,31 @@ class Draft:
 
 
 def default_requester(repo: Path) -> str:
-    """``git config github.user``, then $GITHUB_ACTOR, then the identities entry whose
-    principal carries ``git config user.email``."""
+    """``git config github.user``, the identities entry whose principal carries
+    ``git config user.email``, $GITHUB_ACTOR, then the GitHub CLI's logged-in user."""
     from reconciler.commands.status import whoami
 
     try:
         return whoami(repo)
     except ConfigError:
-        actor = os.environ.get("GITHUB_ACTOR")
-        if actor:
-            return actor
+        login = os.environ.get("GITHUB_ACTOR") or _gh_login()
+        if login:
+            return login
         raise
+
+
+def _gh_login() -> str | None:
+    if shutil.which("gh") is None:
+        return None
+    try:
+        proc = subprocess.run(
+            ["gh", "api", "user", "--jq", ".login"],
+            capture_output=True, text=True, timeout=15, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    login = proc.stdout.strip()
+    return login if proc.returncode == 0 and re.fullmatch(r"[A-Za-z0-9-]{1,39}", login) else None
 
 
 def check(repo: Path, path: str, text: str, now: datetime) -> list[Finding]:
