@@ -470,7 +470,12 @@ class AwsProvider:
             )
         return ps_arns[grant.role], uid
 
-    def _carry_out(self, scope: str, change: Change, ps_arn: str, uid: str) -> ChangeResult:
+    def _carry_out(
+        self, scope: str, change: Change, ps_arn: str, uid: str
+    ) -> tuple[ChangeResult, bool]:
+        """Create or delete one assignment and wait for AWS's verdict. The flag says whether
+        the outcome is conclusive: only AWS's own SUCCEEDED/FAILED is; a call that failed
+        or an operation still running leaves the read-back to decide."""
         assignment = {
             "InstanceArn": self.settings.instance_arn,
             "TargetId": scope,
@@ -494,13 +499,14 @@ class AwsProvider:
                 return self._await(change, status)
             except CloudFailure as exc:
                 if not grant and exc.code == "ResourceNotFoundException":
-                    # Already gone: the read-back decides.
-                    return ChangeResult(change, True, "assignment was already absent")
+                    return ChangeResult(change, True, "assignment was already absent"), False
                 verb = "create" if grant else "delete"
-                return ChangeResult(change, False, f"cannot {verb} the account assignment: {exc}")
+                message = f"cannot {verb} the account assignment: {exc}"
+                return ChangeResult(change, False, message), False
 
-    def _await(self, change: Change, status: Mapping[str, Any]) -> ChangeResult:
-        """Poll an async creation/deletion until SUCCEEDED or FAILED, with bounded backoff."""
+    def _await(self, change: Change, status: Mapping[str, Any]) -> tuple[ChangeResult, bool]:
+        """Poll an async creation/deletion until SUCCEEDED or FAILED, with bounded backoff;
+        conclusive unless it timed out."""
         grant = change.kind is ChangeKind.GRANT
         request_id = status.get("RequestId")
         describe = (
@@ -516,13 +522,11 @@ class AwsProvider:
         delay = self.tuning.poll_first
         while status.get("Status") not in ("SUCCEEDED", "FAILED"):
             if self._clock() + delay > deadline:
-                return ChangeResult(
-                    change,
-                    False,
+                message = (
                     f"still {status.get('Status', 'IN_PROGRESS')} after "
-                    f"{self.tuning.poll_timeout:.0f}s; the next run re-checks it",
-                    cloud_request_id=request_id,
+                    f"{self.tuning.poll_timeout:.0f}s; the next run re-checks it"
                 )
+                return ChangeResult(change, False, message, cloud_request_id=request_id), False
             self._sleep(delay)
             delay = min(delay * 2, self.tuning.poll_max)
             status = self._call(
@@ -530,15 +534,21 @@ class AwsProvider:
             )[out_key]
         if status["Status"] == "FAILED":
             reason = status.get("FailureReason") or "no reason given"
-            return ChangeResult(
-                change, False, f"AWS reported FAILED: {reason}", cloud_request_id=request_id
-            )
-        return ChangeResult(change, True, "SUCCEEDED", cloud_request_id=request_id)
+            message = f"AWS reported FAILED: {reason}"
+            return ChangeResult(change, False, message, cloud_request_id=request_id), True
+        return ChangeResult(change, True, "SUCCEEDED", cloud_request_id=request_id), True
 
     def _verify(
-        self, scope: str, planned: Sequence[tuple[Change, str, str]], done: Sequence[ChangeResult]
+        self,
+        scope: str,
+        planned: Sequence[tuple[Change, str, str]],
+        done: Sequence[tuple[ChangeResult, bool]],
     ) -> list[ChangeResult]:
-        """Read each touched (account, permission set) back once; trust only what is there."""
+        """Read each touched (account, permission set) back once; trust only what is there.
+
+        A reported success must be confirmed by the read-back; an inconclusive failure (a
+        call that failed, an operation still running) that the read-back shows done is a
+        success; AWS's own FAILED stays a failure whatever the listing shows."""
         held: dict[str, set[str] | str] = {}
         for ps_arn in {p[1] for p in planned}:
             try:
@@ -546,14 +556,17 @@ class AwsProvider:
             except CloudFailure as exc:
                 held[ps_arn] = f"cannot read the assignments back: {exc}"
         out = []
-        for (change, ps_arn, uid), result in zip(planned, done, strict=True):
+        for (change, ps_arn, uid), (result, conclusive) in zip(planned, done, strict=True):
             users = held[ps_arn]
             if isinstance(users, str):
                 out.append(_replace(result, ok=False, message=f"{result.message}; {users}"))
                 continue
             present = uid in users
             wanted = change.kind is ChangeKind.GRANT
-            if present == wanted:
+            if present == wanted and (result.ok or not conclusive):
+                note = "" if result.ok else "; the read-back shows it done"
+                out.append(_replace(result, ok=True, verified=True, message=result.message + note))
+            elif present == wanted:
                 out.append(_replace(result, verified=True))
             elif result.ok:
                 what = "still present" if present else "absent"

@@ -282,3 +282,29 @@ def test_observe_discovers_provisioned_accounts_and_pages(stubs: Any) -> None:
         "444444444444": frozenset({Grant("aws", "444444444444", "ReadOnly", "Mallory@Example.com")})
     }
     assert obs.calls["ListAccountAssignments"] == 2
+
+
+def test_timeout_that_the_read_back_shows_done_is_a_success(stubs: Any) -> None:
+    sso, ids, provider, _ = stubs
+    _permission_sets(sso)
+    _user(ids)
+    sso.add_response("create_account_assignment", _status(CREATE, "IN_PROGRESS"))
+    for _ in range(3):
+        sso.add_response(
+            "describe_account_assignment_creation_status", _status(CREATE, "IN_PROGRESS")
+        )
+    _listing(sso, USER_ID)  # it finished after all
+    [result] = provider.apply(ACCOUNT, [_grant()], NOW)
+    assert result.ok and result.verified, result.message
+    assert "read-back shows it done" in result.message
+
+
+def test_aws_failed_stays_a_failure_whatever_the_listing_says(stubs: Any) -> None:
+    sso, ids, provider, _ = stubs
+    _permission_sets(sso)
+    _user(ids)
+    sso.add_response("create_account_assignment", _status(CREATE, "FAILED", "Quota exceeded"))
+    _listing(sso, USER_ID)
+    [result] = provider.apply(ACCOUNT, [_grant()], NOW)
+    assert not result.ok
+    assert "FAILED: Quota exceeded" in result.message
