@@ -379,11 +379,36 @@ def _build(pending: list[_Pending], contents: Mapping[str, bytes]) -> list[Versi
                 request=request,
                 config=config,
                 findings=errors,
+                fields=_best_effort_fields(request, contents, item.change),
                 config_broken=any(f.severity == "error" for f in config_findings),
                 removal=item.removal,
             )
         )
     return out
+
+
+_FIELDS = ("requester", "provider", "scope", "role", "reason", "ticket")
+
+
+def _best_effort_fields(
+    request: AccessRequest | None, contents: Mapping[str, bytes], change: PathChange
+) -> dict[str, str]:
+    """What an invalid file says it asks for, so the trail still shows it; never raises.
+    (Only plain top-level strings; the file stays rejected whatever it says.)"""
+    if request is not None or change.is_symlink:
+        return {}
+    text = contents.get(change.new_blob or "", b"")
+    if len(text) > 65536:
+        return {}
+    try:
+        import yaml
+
+        data = yaml.safe_load(text)
+    except Exception:  # anything at all may be in history
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k in _FIELDS if isinstance(v := data.get(k), str) and len(v) <= 1000}
 
 
 def _parse_all(

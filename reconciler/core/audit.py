@@ -47,6 +47,8 @@ class Version:
     merge: bool = False
     config_broken: bool = False
     removal: Removal | None = None
+    # what an invalid file says it asks for (best effort, shown but never trusted)
+    fields: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     def ended_by(self, removal: Removal) -> Version:
         return replace(self, removal=removal)
@@ -400,14 +402,17 @@ def _entry(
     events: list[tuple[datetime, str]],
 ) -> AuditEntry:
     v, request, window = judged.version, judged.version.request, judged.window
+    raw = v.fields
     return AuditEntry(
         file=v.path,
         commit=v.commit,
-        requester=request.requester if request else _login_from_path(v.path),
-        provider=request.provider if request else None,
-        scope=request.scope if request else None,
-        role=request.role if request else None,
-        reason=request.reason if request else None,
+        requester=request.requester
+        if request
+        else raw.get("requester") or _login_from_path(v.path),
+        provider=request.provider if request else raw.get("provider"),
+        scope=request.scope if request else raw.get("scope"),
+        role=request.role if request else raw.get("role"),
+        reason=request.reason if request else raw.get("reason"),
         pr=judged.pr,
         approvers=judged.approvers,
         approved_at=judged.approved_at,
@@ -421,7 +426,7 @@ def _entry(
         committed_at=v.committed_at,
         subject=v.subject,
         policy=judged.policy,
-        ticket=request.ticket if request else None,
+        ticket=request.ticket if request else raw.get("ticket"),
         principal=judged.principal,
         removal=v.removal,
         events=tuple(events),

@@ -134,6 +134,8 @@ def test_bad_versions_in_history_are_rejected_never_a_crash(access_repo: GitRepo
     assert any("refused" in a and "4h" in a for a in entries[1]["anomalies"])
     assert entries[1]["provider"] == "gcp"  # a refused request still says what it asked
     assert entries[2]["anomalies"][0].startswith("invalid: ")
+    # an invalid file still shows what it asked for, as far as it can be read
+    assert (entries[2]["provider"], entries[2]["role"]) == ("gcp", "roles/cloudsql.viewer")
 
 
 def test_each_version_is_judged_by_the_policies_of_its_time(access_repo: GitRepo) -> None:
