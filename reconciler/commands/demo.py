@@ -323,6 +323,10 @@ def walk(story: Story) -> None:
     story.run("audit", "--trust-git", at=t_late)
     ledger_log = story.git("log", "--format=%h %s", "accessctl-ledger")
     click.echo(_indent(ledger_log))
+    month = MERGED_AT.strftime("%Y-%m")
+    first = story.git("show", f"accessctl-ledger:ledger/{month}.jsonl").splitlines()[:1]
+    for line in first:  # one ledger line, as the audit reads it
+        click.echo(_indent(json.dumps(json.loads(line), indent=2)))
 
 
 @click.command("demo")
