@@ -120,8 +120,10 @@ def report(label: str, elapsed: float, code: int, payload: dict, calls: dict[str
         print(f"    {n:6d}  {op}")
     sweep = sum(calls.get(op, 0) for op in SWEEP)
     print(
-        f"    ({sweep} of them are the emulator-only user sweep; against AWS that run makes "
-        f"{sum(calls.values()) - sweep} calls plus one GetUserId per user granted or revoked)"
+        f"    ({sweep} of them are the emulator-only user sweep, which also names every "
+        f"user; against AWS that run makes {sum(calls.values()) - sweep} calls plus one "
+        "DescribeUser per distinct user holding an assignment and one GetUserId per user "
+        "granted)"
     )
 
 
