@@ -206,3 +206,25 @@ def test_revoking_an_absent_assignment_is_verified(aws: AwsSandbox, seeded: Seed
         ACCOUNT_A, [change(ChangeKind.REVOKE, ACCOUNT_A, "ReadOnly", ALICE)], NOW
     )
     assert result.ok and result.verified, result.message
+
+
+def test_assignment_of_a_deleted_user_is_observed_and_revocable(
+    aws: AwsSandbox, seeded: SeededInstance
+) -> None:
+    ghost = "90c1d2e3-0000-4000-8000-00000000dead"  # no longer in the identity store
+    aws.client("sso-admin").create_account_assignment(
+        InstanceArn=seeded.instance_arn,
+        TargetId=ACCOUNT_A,
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=seeded.permission_sets["ReadOnly"],
+        PrincipalType="USER",
+        PrincipalId=ghost,
+    )
+    provider = provider_for(aws_config(seeded))
+    obs = provider.observe([ACCOUNT_A], NOW)
+    assert obs.grants[ACCOUNT_A] == frozenset({grant(ACCOUNT_A, "ReadOnly", ghost)})
+    [result] = provider.apply(
+        ACCOUNT_A, [change(ChangeKind.REVOKE, ACCOUNT_A, "ReadOnly", ghost)], NOW
+    )
+    assert result.ok and result.verified, result.message
+    assert aws.assignments(seeded, ACCOUNT_A) == set()
