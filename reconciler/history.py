@@ -287,7 +287,14 @@ def map_versions(
         for c in history.changes
         if c.new_blob and (is_request_path(c.path) or is_policy_path(c.path))
     ]
-    contents = read_blobs(repo, needed)
+    # A merge's author is whoever pressed the button (or GitHub); the request's author is
+    # the author of the merged branch's head: its commit object is read in the same batch.
+    heads = [
+        c.commit.parents[1]
+        for c in history.changes
+        if c.commit.is_merge and is_request_path(c.path)
+    ]
+    contents = read_blobs(repo, [*needed, *heads])
     pending = _scan(history)
     count = _worker_count(len(pending), workers)
     if count < 2:
@@ -371,7 +378,7 @@ def _build(pending: list[_Pending], contents: Mapping[str, bytes]) -> list[Versi
             Version(
                 path=item.change.path,
                 commit=commit.sha,
-                author=commit.author,
+                author=_branch_author(commit, contents) or commit.author,
                 committed_at=commit.committed_at,
                 subject=commit.subject,
                 merge=commit.is_merge,
@@ -385,6 +392,20 @@ def _build(pending: list[_Pending], contents: Mapping[str, bytes]) -> list[Versi
             )
         )
     return out
+
+
+def _branch_author(commit: Commit, contents: Mapping[str, bytes]) -> str | None:
+    """For a merge commit, the author of its second parent (the pull request's head)."""
+    if not commit.is_merge:
+        return None
+    raw = contents.get(commit.parents[1], b"")
+    for line in raw.split(b"\n"):
+        if not line:
+            break  # end of the commit header
+        if line.startswith(b"author "):
+            name = line[len(b"author ") :].decode("utf-8", "replace").rsplit(" ", 2)[0]
+            return name or None
+    return None
 
 
 _FIELDS = ("requester", "provider", "scope", "role", "reason", "ticket")

@@ -178,8 +178,9 @@ def _text_block(e: AuditEntry, now: datetime) -> str:
         lines.append(f"  reason: {e.reason}" + (f"  ticket: {e.ticket}" if e.ticket else ""))
     events: list[tuple[datetime, int, str]] = []
     if e.committed_at:
-        via = f"PR #{e.pr}" if e.pr else f'"{e.subject}"'
-        events.append((e.committed_at, 0, f"merged      {via}, author {e.author}"))
+        via = f"PR #{e.pr}, " if e.pr else ""
+        events.append((e.committed_at, 0, f"requested   by {e.author}"))
+        events.append((e.committed_at, 0, f'merged      {via}{short(e.commit)} "{e.subject}"'))
     if e.approved_at:
         if e.approvers is None:
             who = "the merge (reviews not checked: git only)"
