@@ -267,14 +267,20 @@ class _PolicyConfigs:
         return self.cache[key]
 
 
-def load_versions(repo: Path, ref: str = "HEAD") -> list[Version]:
+def load_versions(repo: Path, ref: str = "HEAD", *, current_only: bool = False) -> list[Version]:
     """Every version of every request file that reached ``ref``, oldest first, each parsed
-    and paired with the policies of its commit and with what ended it (edit or delete)."""
-    return map_versions(repo, ref, list)
+    and paired with the policies of its commit and with what ended it (edit or delete).
+    ``current_only``: just the versions still on the branch (nothing else is parsed)."""
+    return map_versions(repo, ref, list, current_only=current_only)
 
 
 def map_versions(
-    repo: Path, ref: str, fn: Callable[[list[Version]], list[T]], *, workers: int | None = None
+    repo: Path,
+    ref: str,
+    fn: Callable[[list[Version]], list[T]],
+    *,
+    workers: int | None = None,
+    current_only: bool = False,
 ) -> list[T]:
     """``fn`` applied to consecutive chunks of the versions, concatenated in order.
 
@@ -296,6 +302,8 @@ def map_versions(
     ]
     contents = read_blobs(repo, [*needed, *heads])
     pending = _scan(history)
+    if current_only:
+        pending = [p for p in pending if p.removal is None]
     count = _worker_count(len(pending), workers)
     if count < 2:
         return fn(_build(pending, contents))

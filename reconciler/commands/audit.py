@@ -127,17 +127,13 @@ def collect(
         entries_ledger = ledger.read(repo, ledger_branch)
     pulls = None
     if github_configured(trust_git):
-        versions = history.load_versions(repo, ref)
-        if only_current:
-            versions = [v for v in versions if v.removal is None]
+        versions = history.load_versions(repo, ref, current_only=only_current)
         pulls = pull_infos(repo, versions)
         return _Builder(now, entries_ledger, pulls)(versions), notes
     if not trust_git:
         notes.append("no GitHub credentials: approvals not verified, pull requests not shown")
     build = _Builder(now, entries_ledger, None)
-    if only_current:
-        return build([v for v in history.load_versions(repo, ref) if v.removal is None]), notes
-    return history.map_versions(repo, ref, build), notes
+    return history.map_versions(repo, ref, build, current_only=only_current), notes
 
 
 def entries_json(entries: Sequence[AuditEntry]) -> str:
