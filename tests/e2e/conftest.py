@@ -185,3 +185,24 @@ def gcp() -> Iterator[IndependentGcp]:
         yield emu
     finally:
         emu.stop()
+
+
+# GCP-only policies: the example content minus the AWS policy and provider settings.
+GCP_POLICIES = (
+    POLICIES.split("  - name: payments-aws-debug", maxsplit=1)[0]
+    + "teams:"
+    + POLICIES.split("teams:")[1].split("providers:", maxsplit=1)[0]
+    + "providers:\n  gcp: {}\n"
+)
+
+
+@pytest.fixture
+def gcp_repo(tmp_path: Path, gcp: IndependentGcp) -> GitRepo:
+    path = tmp_path / "access"
+    path.mkdir()
+    r = GitRepo(path, env={"ACCESSCTL_GCP_ENDPOINT": gcp.url})
+    r.git("init", "-q", "-b", "main")
+    r.write("policies/main.yaml", GCP_POLICIES)
+    r.write("requests/README.md", "How to ask for access.\n")
+    r.commit("policies", "2026-11-01T00:00:00Z", author="erin")
+    return r

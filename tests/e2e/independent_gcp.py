@@ -70,6 +70,7 @@ class IndependentGcp:
         self.calls: list[tuple[str, str]] = []
         self.raw_sets: list[dict[str, Any]] = []
         self.conflicts_to_inject = 0
+        self.failing: set[str] = set()  # resources answering 503 UNAVAILABLE
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -198,6 +199,8 @@ class IndependentGcp:
                 with emu.lock:
                     emu.calls.append((verb, res))
                 try:
+                    if res in emu.failing:
+                        raise ApiError(503, "UNAVAILABLE", "The service is currently unavailable.")
                     body = json.loads(raw or b"{}")
                     payload = emu.get(res, body) if verb == "getIamPolicy" else emu.set(res, body)
                 except ApiError as e:
