@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reconciler.core.audit import LedgerEntry, Removal, Version, build_audit
 from reconciler.history import MemorySource
@@ -96,3 +98,35 @@ def test_no_ledger_means_no_cloud_facts() -> None:
     [entry] = build_audit([v], at=utc("2026-12-01T10:00:00Z"), ledger=None)
     assert (entry.granted_at, entry.revoked_at, entry.anomalies) == (None, None, ())
     assert isinstance(entry.approved_at, datetime)
+
+
+ORDER = {"pending": 0, "scheduled": 1, "active": 2, "expired": 3, "revoked": 3}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.integers(min_value=-120, max_value=240),
+    minutes=st.integers(min_value=1, max_value=240),
+    removed=st.one_of(st.none(), st.integers(min_value=0, max_value=600)),
+    probes=st.lists(st.integers(min_value=-60, max_value=720), min_size=2, max_size=12),
+)
+def test_states_only_move_forward_and_active_means_in_window(
+    start: int, minutes: int, removed: int | None, probes: list[int]
+) -> None:
+    merged = utc("2026-12-01T09:00:00Z")
+    begin = (merged + timedelta(minutes=start)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = request_yaml(duration=f"{minutes}m", start=begin)
+    ended = (
+        Removal("next", merged + timedelta(minutes=removed), True) if removed is not None else None
+    )
+    v = version("requests/alice/a.yaml", text, "2026-12-01T09:00:00Z", ended)
+    seen = []
+    for offset in sorted(probes):
+        at = merged + timedelta(minutes=offset)
+        [entry] = build_audit([v], at=at)
+        assert entry.begin is not None and entry.end is not None
+        gone = ended is not None and ended.at <= at
+        assert (entry.state == "active") == (entry.begin <= at < entry.end and not gone)
+        seen.append(entry.state)
+    assert [ORDER[s] for s in seen] == sorted(ORDER[s] for s in seen)
+    assert not ({"expired", "revoked"} <= set(seen))
