@@ -1,0 +1,79 @@
+"""The CLI surface: --help everywhere, usage errors are exit 2, mixed-provider repos."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import GitRepo, clean_env, request_yaml, run_cli
+from tests.e2e.independent_gcp import IndependentGcp
+
+COMMANDS = ["validate", "pr-check", "plan", "apply", "status", "audit", "request", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help(command: str, tmp_path) -> None:
+    res = run_cli(command, "--help", cwd=tmp_path)
+    assert res.code == 0, res
+    assert "--help" in res.out
+    if command not in ("demo",):
+        assert "--repo" in res.out
+        assert "--format" in res.out
+
+
+def test_top_level_help_lists_commands(tmp_path) -> None:
+    res = run_cli("--help", cwd=tmp_path)
+    assert res.code == 0
+    for command in COMMANDS:
+        assert command in res.out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["nonsense"],
+        ["validate", "--format", "yaml"],
+        ["plan", "--no-such-flag"],
+        ["status", "--at", "yesterday"],
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], tmp_path) -> None:
+    assert run_cli(*args, cwd=tmp_path).code == 2
+
+
+def test_not_a_repo_is_exit_2(tmp_path) -> None:
+    for cmd in (["plan", "--trust-git"], ["status", "--trust-git"], ["audit", "--trust-git"]):
+        res = run_cli(*cmd, "--format", "json", cwd=tmp_path)
+        assert res.code == 2, (cmd, res)
+        assert res.err.strip()
+
+
+def test_pr_check_outside_actions_is_exit_2(repo: GitRepo) -> None:
+    res = repo.run("pr-check")
+    assert res.code == 2, res
+    assert "GITHUB_EVENT_PATH" in res.err or "event" in res.err.lower()
+
+
+@pytest.mark.xfail(
+    reason="app.make_providers: AWS factory's ConfigError (no credentials) aborts the whole "
+    "run with exit 2 even when no request uses AWS; GCP never converges",
+    strict=False,
+)
+def test_gcp_converges_when_policies_also_name_aws(repo: GitRepo, gcp: IndependentGcp) -> None:
+    """The example policies carry an AWS policy; a GCP-only setup (no AWS credentials) must
+    still grant on GCP: one unusable provider never blocks the others (SPEC §6)."""
+    repo.write("requests/alice/inc-1.yaml", request_yaml())
+    repo.commit("request", "2026-12-01T09:00:00Z")
+    env = clean_env(ACCESSCTL_GCP_ENDPOINT=gcp.url)
+    res = run_cli(
+        "apply",
+        "--trust-git",
+        "--at",
+        "2026-12-01T10:00:00Z",
+        "--format",
+        "json",
+        cwd=repo.path,
+        env=env,
+    )
+    assert res.code in (0, 1), res
+    titles = [b.get("condition", {}).get("title") for b in gcp.bindings("projects/payments-prod")]
+    assert titles == ["accessctl:requests/alice/inc-1.yaml"]
