@@ -46,7 +46,7 @@ def check_policy_file(doc: Document, checker: SchemaChecker) -> PolicyFile:
     raw = as_mapping(doc, "policies, teams, identities, providers")
     if raw is None:
         return out
-    data = ints_to_text(raw, keep=frozenset({"approvals"}))
+    data = ints_to_text(raw, keep=frozenset({"approvals", "concurrency", "attempts", "timeout"}))
     errors = checker.check(doc, data)
     doc.findings.extend(f for _, f in errors)
     bad = {path for path, _ in errors}
