@@ -312,6 +312,36 @@ def read(repo: Path, branch: str = DEFAULT_BRANCH) -> list[LedgerEntry]:
     return sorted(seen.values(), key=lambda e: e.time)
 
 
+def verify(repo: Path, branch: str = DEFAULT_BRANCH) -> list[str]:
+    """Problems with the ledger's own history: it may only ever grow. One ``git log -p``
+    over the branch; any commit that removes or changes a line is reported (a rewrite of
+    the evidence), as is a merge or a ledger file that does not parse."""
+    problems: list[str] = []
+    for ref in refs(repo, branch):
+        proc = _git(
+            repo, "log", "--format=%x01%H", "--unified=0", "-p", "--no-renames", ref, "--",
+            LEDGER_DIR, check=False,
+        )  # fmt: skip
+        for record in proc.stdout.split(b"\x01")[1:]:
+            sha, _, diff = record.partition(b"\n")
+            removed = sum(
+                1
+                for line in diff.split(b"\n")
+                if line.startswith(b"-") and not line.startswith(b"--- ")
+            )
+            if removed:
+                problems.append(
+                    f"ledger commit {sha.decode()[:12]} removed or changed {removed} line(s)"
+                )
+        merges = _out(_git(repo, "rev-list", "--merges", "--count", ref, check=False))
+        if merges not in ("", "0"):
+            problems.append(f"the ledger branch has {merges} merge commit(s); it should be linear")
+        bad = [line for line in _lines_at(repo, ref) if parse_line(line) is None]
+        if bad:
+            problems.append(f"{len(bad)} ledger line(s) do not parse")
+    return list(dict.fromkeys(problems))
+
+
 def parse_line(line: str) -> LedgerEntry | None:
     try:
         data = json.loads(line)

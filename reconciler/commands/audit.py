@@ -125,6 +125,7 @@ def collect(
     entries_ledger: list[LedgerEntry] | None = None
     if ledger_branch and ledger.exists(repo, ledger_branch):
         entries_ledger = ledger.read(repo, ledger_branch)
+        notes += [f"LEDGER: {p}" for p in ledger.verify(repo, ledger_branch)]
     pulls = None
     if github_configured(trust_git):
         versions = history.load_versions(repo, ref, current_only=only_current)
@@ -333,5 +334,6 @@ def audit_command(  # noqa: PLR0917 - click passes options as arguments
         click.echo(render_markdown(entries, now))
     else:
         click.echo(render_text(entries, now))
-    if fail_on_anomaly and any(e.anomalies for e in entries):
+    tampered = any(n.startswith("LEDGER:") for n in notes)
+    if fail_on_anomaly and (tampered or any(e.anomalies for e in entries)):
         sys.exit(1)

@@ -159,3 +159,34 @@ def test_a_rejected_push_is_carried_over_by_the_next_run(
     remote = ledger.read(bare_remote.root)
     assert sorted(e.run for e in remote) == ["a-1", "a-2", "b-1"]
     assert a.head() == b.head()  # main untouched in both clones
+
+
+def test_audit_reports_a_rewritten_ledger(access_repo: GitRepo) -> None:
+    from tests.audit.conftest import request_yaml, run_cli
+
+    access_repo.merge_pr(1, {"requests/alice/inc-1.yaml": request_yaml()}, "2026-12-01T09:00:00Z")
+    ledger.record(access_repo.root, [result(), result(who="carol")], now=NOW, run={"id": "r1"})
+    root = str(access_repo.root)
+    clean = run_cli(
+        "audit", "--repo", root, "--trust-git", "--fail-on-anomaly", "--at", "2026-12-01T09:30:00Z"
+    )
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "LEDGER" not in clean.stderr
+    assert ledger.verify(access_repo.root) == []
+
+    # someone with push rights "fixes" the evidence: carol's grant disappears
+    access_repo.git("checkout", "-q", "accessctl-ledger")
+    path = access_repo.root / "ledger" / "2026-12.jsonl"
+    path.write_text(
+        "".join(line + "\n" for line in path.read_text().splitlines() if "carol" not in line)
+    )
+    access_repo.git("commit", "-q", "-am", "tidy up")
+    access_repo.git("checkout", "-q", "main")
+
+    [problem] = ledger.verify(access_repo.root)
+    assert "removed or changed 1 line(s)" in problem
+    tampered = run_cli(
+        "audit", "--repo", root, "--trust-git", "--fail-on-anomaly", "--at", "2026-12-01T09:30:00Z"
+    )
+    assert tampered.returncode == 1
+    assert "LEDGER: ledger commit" in tampered.stderr
