@@ -77,7 +77,7 @@ class Aws:
     def held(self) -> set[tuple[str, str, str]]:
         names = {v: k for k, v in self.ps.items()}
         out = set()
-        for name, arn in self.ps.items():
+        for _name, arn in self.ps.items():
             for a in self.sso.list_account_assignments(
                 InstanceArn=self.instance, AccountId=ACCOUNT, PermissionSetArn=arn
             )["AccountAssignments"]:
