@@ -180,6 +180,20 @@ class Decision:
         return Reason.ALLOWED if self.allowed else self.refusals[0].reason
 
 
+_GCP_CASELESS = frozenset({"user", "group", "serviceAccount", "domain", "deleted"})
+
+
+def gcp_member_id(member: str) -> str:
+    """A GCP member as IAM compares it: e-mail and domain values ignore case (IAM may hand
+    back ``user:jane.doe@example.com`` for ``user:Jane.Doe@example.com``), so a mixed-case
+    identity must not plan a revoke and a grant on every run; types and ``principal://``
+    identifiers keep their case."""
+    kind, sep, value = member.partition(":")
+    if sep and kind in _GCP_CASELESS and not value.startswith("//"):
+        return f"{kind}:{value.lower()}"
+    return member
+
+
 @dataclass(frozen=True)
 class Grant:
     """A managed grant as desired by a request or as observed in a cloud.
@@ -202,7 +216,7 @@ class Grant:
         """What makes two grants the same thing in the cloud."""
         if self.provider == "aws":
             return ("aws", self.scope, self.role, self.principal.lower())
-        return ("gcp", self.scope, self.role, self.principal, self.request, self.end)
+        return ("gcp", self.scope, self.role, gcp_member_id(self.principal), self.request, self.end)
 
     def to_json(self) -> dict[str, object]:
         return {
