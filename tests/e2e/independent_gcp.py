@@ -60,6 +60,11 @@ def _canonical(bindings: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _lower(member: str) -> str:
+    kind, _, ident = member.partition(":")
+    return f"{kind}:{ident.lower()}" if kind in ("user", "group", "serviceAccount") else member
+
+
 class IndependentGcp:
     """Thread-safe store of IAM policies plus an HTTP server in front of it."""
 
@@ -71,6 +76,8 @@ class IndependentGcp:
         self.raw_sets: list[dict[str, Any]] = []
         self.conflicts_to_inject = 0
         self.failing: set[str] = set()  # resources answering 503 UNAVAILABLE
+        # IAM stores e-mail member identifiers in lower case; off by default (undocumented)
+        self.lowercase_members = False
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -93,10 +100,18 @@ class IndependentGcp:
         n = self.counters.get(res, 0)
         return base64.b64encode(b"\x07\x05" + n.to_bytes(6, "big")).decode()
 
-    def seed(self, res: str, bindings: list[dict[str, Any]]) -> None:
+    def seed(
+        self, res: str, bindings: list[dict[str, Any]], audit: list[dict[str, Any]] | None = None
+    ) -> None:
         with self.lock:
             self.policies[res] = {"bindings": _canonical(bindings)}
+            if audit:
+                self.policies[res]["auditConfigs"] = audit
             self.counters[res] = self.counters.get(res, 0) + 1
+
+    def audit_configs(self, res: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return json.loads(json.dumps(self.policies.get(res, {}).get("auditConfigs", [])))
 
     def bindings(self, res: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -115,6 +130,8 @@ class IndependentGcp:
         out: dict[str, Any] = {"version": 3 if conditional else 1}
         if bindings:
             out["bindings"] = json.loads(json.dumps(bindings))
+        if stored.get("auditConfigs"):
+            out["auditConfigs"] = json.loads(json.dumps(stored["auditConfigs"]))
         out["etag"] = self._etag(res)
         return out
 
@@ -164,7 +181,19 @@ class IndependentGcp:
                 raise ApiError(
                     400, "INVALID_ARGUMENT", "Stored policy is conditional: use version 3"
                 )
-            self.policies[res] = {"bindings": _canonical(bindings)}
+            # updateMask defaults to "bindings,etag": other fields survive unless named
+            mask = {p.strip() for p in str(body.get("updateMask") or "bindings,etag").split(",")}
+            new = dict(self.policies.get(res, {}))
+            if "bindings" in mask:
+                if self.lowercase_members:
+                    bindings = [
+                        dict(b, members=[_lower(m) for m in b.get("members") or []])
+                        for b in bindings
+                    ]
+                new["bindings"] = _canonical(bindings)
+            if "auditConfigs" in mask or "audit_configs" in mask:
+                new["auditConfigs"] = policy.get("auditConfigs") or []
+            self.policies[res] = new
             self.counters[res] = self.counters.get(res, 0) + 1
             return self._view(res, 3)
 

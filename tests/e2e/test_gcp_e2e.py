@@ -312,3 +312,44 @@ def test_apply_without_trust_git_or_github_is_exit_2(
 def test_bad_at_is_usage_error(gcp_repo: GitRepo, bad: str) -> None:
     res = gcp_repo.run("plan", "--trust-git", "--at", bad)
     assert res.code == 2, res
+
+
+AUDIT = [
+    {
+        "service": "allServices",
+        "auditLogConfigs": [{"logType": "DATA_READ"}, {"logType": "ADMIN_READ"}],
+    }
+]
+
+
+def test_audit_configs_survive(gcp_repo: GitRepo, gcp: IndependentGcp) -> None:
+    gcp.seed(PROJECT, UNMANAGED, audit=AUDIT)
+    merge_request(gcp_repo, request_yaml(), "2026-12-01T09:00:00Z")
+    apply(gcp_repo, "2026-12-01T10:00:00Z")
+    assert len(managed(gcp)) == 1
+    assert gcp.audit_configs(PROJECT) == AUDIT
+    apply(gcp_repo, "2026-12-01T12:00:00Z")
+    assert managed(gcp) == [] and gcp.audit_configs(PROJECT) == AUDIT
+
+
+def test_member_case_normalised_by_iam_is_still_idempotent(
+    gcp_repo: GitRepo, gcp: IndependentGcp
+) -> None:
+    """IAM hands e-mail identifiers back in lower case; a mixed-case identity in policies
+    must not cause a revoke+grant on every run."""
+    text = (
+        (gcp_repo.path / "policies/main.yaml")
+        .read_text()
+        .replace("user:alice@example.com", "user:Alice.Smith@Example.com")
+    )
+    gcp_repo.write("policies/main.yaml", text)
+    gcp.lowercase_members = True
+    merge_request(gcp_repo, request_yaml(), "2026-12-01T09:00:00Z")
+    apply(gcp_repo, "2026-12-01T10:00:00Z")
+    assert [b["members"] for b in managed(gcp)] == [["user:alice.smith@example.com"]]
+    writes = sets(gcp)
+    again = apply(gcp_repo, "2026-12-01T10:05:00Z")
+    assert again["grant"] == [] and again["revoke"] == [], again
+    assert sets(gcp) == writes
+    apply(gcp_repo, "2026-12-01T11:00:01Z")
+    assert managed(gcp) == []
