@@ -301,15 +301,27 @@ def _scope_problem(
 
 
 def make_providers(
-    loaded: LoadedRepo, names: Iterable[str], options: Mapping[str, Any]
+    loaded: LoadedRepo,
+    names: Iterable[str],
+    options: Mapping[str, Any],
+    unusable: dict[str, str] | None = None,
 ) -> dict[str, base.Provider]:
+    """One provider per name. With ``unusable``, a provider that cannot be set up (e.g. no
+    AWS credentials) and that no current request uses is left out and its reason recorded:
+    a GCP-only deployment whose policies also name AWS still converges on GCP. A provider a
+    current request needs stays a configuration error (exit 2)."""
     providers: dict[str, base.Provider] = {}
     for name in sorted(names):
         try:
             factory = base.factory(name)
         except (ImportError, KeyError) as exc:
             raise ConfigError(f"the {name} provider is not available: {exc}") from None
-        providers[name] = factory(loaded.config, options)
+        try:
+            providers[name] = factory(loaded.config, options)
+        except ConfigError as exc:
+            if unusable is None or any(r.provider == name for r in loaded.requests):
+                raise
+            unusable[name] = f"{name} provider unavailable: {exc}"
     return providers
 
 
@@ -429,8 +441,11 @@ def reconcile(settings: Settings) -> Outcome:
     historical = gitlog.blob_scopes(repo, history.old_blobs)
     scopes = scopes_to_observe(loaded, historical)
     options = {"concurrency": settings.concurrency, **settings.provider_options}
-    providers = make_providers(loaded, scopes, options)
+    unusable: dict[str, str] = {}
+    providers = make_providers(loaded, scopes, options, unusable)
     actual, failed, calls = observe_all(providers, scopes, now, settings.concurrency)
+    for name, message in unusable.items():  # its scopes are unknown, not empty
+        failed.update({(name, scope): message for scope in scopes.get(name, ())})
     problems += [
         _scope_problem(ref, msg, loaded, historical, now) for ref, msg in sorted(failed.items())
     ]
