@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import zlib
 
 import pytest
 
@@ -274,7 +275,10 @@ def test_hostile_file_is_a_finding(repo: GitRepo, path: str, content: str | byte
     # the good file is still reported (one bad file does not hide the others)
     if path.startswith("requests/"):
         assert any(r["file"] == "requests/alice/good.yaml" for r in data["requests"]), data
-    # and the same file given explicitly as a path also fails with a finding on it
+    # and the same file given explicitly as a path (as a PR check does) also fails with a
+    # finding on it; sampled to keep the suite fast
+    if zlib.crc32(path.encode() + repr(content).encode()) % 4:
+        return
     data2 = _validate(repo, path)
     assert data2["_code"] == 1
     assert any(
