@@ -345,14 +345,14 @@ def request_layout_problem(path: str) -> Finding | None:
             "E-FILE-LAYOUT",
             "request files go at requests/<github-login>/<slug>.yaml",
         )
-    if not _LOGIN.match(parts[1]):
+    if not _LOGIN.fullmatch(parts[1]):
         return Finding(
             path,
             1,
             "E-FILE-LAYOUT",
             f"{parts[1]!r} is not a GitHub login (the directory must be the requester's login)",
         )
-    if not _SLUG_FILE.match(name):
+    if not _SLUG_FILE.fullmatch(name):
         return Finding(
             path,
             1,

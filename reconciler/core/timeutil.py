@@ -16,6 +16,7 @@ _ISO = re.compile(
 )
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_DURATION = timedelta(days=3660)
+MAX_YEAR = 9000
 
 
 def parse_rfc3339(text: str) -> datetime:
@@ -33,10 +34,13 @@ def parse_rfc3339(text: str) -> datetime:
     tz = "+00:00" if m["tz"] in ("Z", "z") else m["tz"]
     stamp = f"{m['date']}T{m['time']}{('.' + frac) if frac else ''}{tz}"
     try:
-        value = datetime.fromisoformat(stamp)
-    except ValueError as exc:
+        value = datetime.fromisoformat(stamp).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # 0001-01-01T00:00:00+14:00 is before year 1
         raise ValueError(f"{text!r} is not a valid date and time: {exc}") from None
-    return value.astimezone(UTC)
+    if value.year > MAX_YEAR:
+        # Windows and GCP conditions add durations to these times; year 9999 would overflow.
+        raise ValueError(f"{text!r} is too far in the future (after the year {MAX_YEAR})")
+    return value
 
 
 def format_rfc3339(value: datetime) -> str:

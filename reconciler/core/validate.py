@@ -64,6 +64,7 @@ class SchemaChecker:
     """
 
     def __init__(self, schema: Mapping[str, Any]) -> None:
+        schema = _end_anchored(schema)
         self.schema = schema
         self.fast = compile_fast(schema)
         self._validator: Any = None
@@ -103,6 +104,21 @@ class SchemaChecker:
                 )
             )
         return out
+
+
+def _end_anchored(node: Any) -> Any:
+    """``pattern``s with JSON Schema's (ECMA 262) meaning of a final ``$``: the end of the
+    string. Python's ``$`` also matches before a final newline, so ``"alice\\n"`` or
+    ``"projects/x\\n"`` would pass a ``^...$`` pattern and reach policies and clouds."""
+    if isinstance(node, Mapping):
+        out = {k: _end_anchored(v) for k, v in node.items()}
+        pattern = out.get("pattern")
+        if isinstance(pattern, str) and pattern.endswith("$") and not pattern.endswith("\\$"):
+            out["pattern"] = pattern[:-1] + "\\Z"
+        return out
+    if isinstance(node, list):
+        return [_end_anchored(v) for v in node]
+    return node
 
 
 def _error_findings(doc: Document, error: Any) -> list[tuple[Path_, Finding]]:
