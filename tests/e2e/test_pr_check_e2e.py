@@ -223,3 +223,38 @@ def test_json_output(repo: GitRepo, gh: IndependentGitHub) -> None:
     res = repo.run("pr-check", "--at", AT, "--format", "json", env=env)
     assert res.code == 0, res
     json.loads(res.out)
+
+
+def test_logins_compare_caselessly(repo: GitRepo, gh: IndependentGitHub) -> None:
+    pull = open_pr(repo, gh, {REQ: request_yaml()}, author="Alice")
+    gh.review(7, "DAVE", "APPROVED", pull.head)
+    res = pr_check(repo, gh, action="submitted")
+    assert res.code == 0, res
+    assert status(gh, pull) == "success"
+
+
+def test_one_good_one_for_someone_else_fails(repo: GitRepo, gh: IndependentGitHub) -> None:
+    carol = request_yaml(
+        requester="carol", scope="projects/payments-dev", role="roles/logging.viewer", ticket=None
+    )
+    pull = open_pr(repo, gh, {REQ: request_yaml(), "requests/carol/logs.yaml": carol})
+    gh.review(7, "dave", "APPROVED", pull.head)
+    res = pr_check(repo, gh)
+    assert res.code == 1, res
+    assert status(gh, pull) == "failure"
+
+
+def test_request_at_wrong_path_fails(repo: GitRepo, gh: IndependentGitHub) -> None:
+    pull = open_pr(repo, gh, {"requests/alice/sub/inc.yaml": request_yaml()})
+    gh.review(7, "dave", "APPROVED", pull.head)
+    res = pr_check(repo, gh)
+    assert res.code == 1, res
+    assert status(gh, pull) == "failure"
+
+
+def test_zero_approval_policy_passes_without_reviews(repo: GitRepo, gh: IndependentGitHub) -> None:
+    dev = request_yaml(scope="projects/payments-dev", role="roles/logging.viewer", ticket=None)
+    pull = open_pr(repo, gh, {"requests/alice/dev.yaml": dev})
+    res = pr_check(repo, gh)
+    assert res.code == 0, res
+    assert status(gh, pull) == "success"
