@@ -353,3 +353,29 @@ def test_member_case_normalised_by_iam_is_still_idempotent(
     assert sets(gcp) == writes
     apply(gcp_repo, "2026-12-01T11:00:01Z")
     assert managed(gcp) == []
+
+
+def test_broken_policy_on_main_changes_nothing(gcp_repo: GitRepo, gcp: IndependentGcp) -> None:
+    merge_request(gcp_repo, request_yaml(), "2026-12-01T09:00:00Z")
+    apply(gcp_repo, "2026-12-01T09:10:00Z")
+    before = gcp.bindings(PROJECT)
+    gcp_repo.write("policies/main.yaml", "policies: [\n")
+    gcp_repo.commit("oops", "2026-12-01T09:20:00Z", author="erin")
+    res = gcp_repo.run("apply", "--trust-git", "--at", "2026-12-01T09:30:00Z", "--format", "json")
+    assert res.code == 2, res
+    assert "policies/main.yaml" in res.err + res.out
+    assert gcp.bindings(PROJECT) == before
+
+
+def test_bad_request_file_grants_nothing_and_loses_nothing(
+    gcp_repo: GitRepo, gcp: IndependentGcp
+) -> None:
+    merge_request(gcp_repo, request_yaml(), "2026-12-01T09:00:00Z")
+    apply(gcp_repo, "2026-12-01T09:10:00Z")
+    bad = request_yaml(requester="carol", role="roles/logging.viewer") + "role: roles/owner\n"
+    merge_request(gcp_repo, bad, "2026-12-01T09:20:00Z", "requests/carol/bad.yaml")
+    res = gcp_repo.run("apply", "--trust-git", "--at", "2026-12-01T09:30:00Z", "--format", "json")
+    assert res.code == 1, res
+    errors = res.json()["errors"]
+    assert any("requests/carol/bad.yaml" in json.dumps(e) for e in errors), errors
+    assert [b["condition"]["title"] for b in managed(gcp)] == [f"accessctl:{REQ}"]
