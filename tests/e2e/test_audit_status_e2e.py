@@ -197,7 +197,6 @@ def test_status_states(repo: GitRepo) -> None:
     assert state["requests/alice/later.yaml"] == "scheduled"
     assert state["requests/alice/done.yaml"] == "expired"
     assert state["requests/alice/refused.yaml"] == "rejected"
-    if "requests/alice/unmerged.yaml" in state:
-        assert state["requests/alice/unmerged.yaml"] == "pending"
+    assert state["requests/alice/unmerged.yaml"] == "pending"
     refused = next(s for s in data["requests"] if s["file"] == "requests/alice/refused.yaml")
     assert refused["end"] is None or TIME_Z.match(refused["end"])

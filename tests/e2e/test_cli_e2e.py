@@ -72,3 +72,62 @@ def test_gcp_converges_when_policies_also_name_aws(repo: GitRepo, gcp: Independe
     assert res.code in (0, 1), res
     titles = [b.get("condition", {}).get("title") for b in gcp.bindings("projects/payments-prod")]
     assert titles == ["accessctl:requests/alice/inc-1.yaml"]
+
+
+def test_request_writes_a_valid_file(repo: GitRepo) -> None:
+    res = repo.run(
+        "request",
+        "--provider",
+        "gcp",
+        "--scope",
+        "projects/payments-prod",
+        "--role",
+        "roles/cloudsql.viewer",
+        "--duration",
+        "2h",
+        "--reason",
+        "Investigate INC-4821: slow checkout # not a comment",
+        "--ticket",
+        "INC-4821",
+        "--requester",
+        "alice",
+        "--at",
+        "2026-12-01T08:00:00Z",
+    )
+    assert res.code == 0, res
+    written = [p for p in (repo.path / "requests" / "alice").glob("*.yaml")]
+    assert len(written) == 1
+    assert str(written[0].relative_to(repo.path)) in res.out
+    check = repo.run("validate", "--format", "json", "--at", "2026-12-01T08:00:00Z")
+    assert check.code == 0, check
+    assert check.json()["requests"][0]["policy"] == "payments-db-read"
+    import yaml
+
+    assert (
+        yaml.safe_load(written[0].read_text())["reason"]
+        == "Investigate INC-4821: slow checkout # not a comment"
+    )
+    # refused by policy: nothing written, exit 1
+    res = repo.run(
+        "request",
+        "--provider",
+        "gcp",
+        "--scope",
+        "projects/payments-prod",
+        "--role",
+        "roles/cloudsql.viewer",
+        "--duration",
+        "9h",
+        "--reason",
+        "Investigate INC-4821 for longer",
+        "--ticket",
+        "INC-4821",
+        "--requester",
+        "alice",
+        "--slug",
+        "too-long",
+        "--at",
+        "2026-12-01T08:00:00Z",
+    )
+    assert res.code == 1, res
+    assert not (repo.path / "requests" / "alice" / "too-long.yaml").exists()
