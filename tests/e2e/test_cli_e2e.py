@@ -95,7 +95,7 @@ def test_request_writes_a_valid_file(repo: GitRepo) -> None:
         "2026-12-01T08:00:00Z",
     )
     assert res.code == 0, res
-    written = [p for p in (repo.path / "requests" / "alice").glob("*.yaml")]
+    written = list((repo.path / "requests" / "alice").glob("*.yaml"))
     assert len(written) == 1
     assert str(written[0].relative_to(repo.path)) in res.out
     check = repo.run("validate", "--format", "json", "--at", "2026-12-01T08:00:00Z")
