@@ -379,3 +379,61 @@ def test_bad_request_file_grants_nothing_and_loses_nothing(
     errors = res.json()["errors"]
     assert any("requests/carol/bad.yaml" in json.dumps(e) for e in errors), errors
     assert [b["condition"]["title"] for b in managed(gcp)] == [f"accessctl:{REQ}"]
+
+
+def _cond(title: str, expression: str) -> dict:
+    return {"title": title, "expression": expression}
+
+
+def test_tampered_managed_bindings_are_corrected(gcp_repo: GitRepo, gcp: IndependentGcp) -> None:
+    """Someone adds a member to our binding, extends its end, or breaks its expression:
+    the next apply puts back exactly what the request allows."""
+    merge_request(gcp_repo, request_yaml(), "2026-12-01T09:00:00Z")
+    apply(gcp_repo, "2026-12-01T09:10:00Z")
+    (ours,) = managed(gcp)
+    title = ours["condition"]["title"]
+    gcp.bump(
+        PROJECT,
+        [
+            *UNMANAGED,
+            dict(ours, members=["user:alice@example.com", "user:bob@example.com"]),
+            {
+                "role": "roles/cloudsql.viewer",
+                "members": ["user:alice@example.com"],
+                "condition": _cond(title, 'request.time < timestamp("2030-01-01T00:00:00Z")'),
+            },
+            {
+                "role": "roles/logging.viewer",
+                "members": ["user:alice@example.com"],
+                "condition": _cond(title, "true"),
+            },
+        ],
+    )
+    before = unmanaged(gcp)
+    plan = plan_json(gcp_repo, "2026-12-01T09:20:00Z")
+    assert len(plan["keep"]) == 1 and plan["grant"] == []
+    assert len(plan["revoke"]) >= 2, plan
+    apply(gcp_repo, "2026-12-01T09:20:00Z")
+    assert managed(gcp) == [ours]
+    assert unmanaged(gcp) == before
+    writes = sets(gcp)
+    apply(gcp_repo, "2026-12-01T09:30:00Z")
+    assert sets(gcp) == writes
+
+
+def test_organization_scope(gcp_repo: GitRepo, gcp: IndependentGcp) -> None:
+    text = (
+        (gcp_repo.path / "policies/main.yaml")
+        .read_text()
+        .replace(
+            "scopes: ['projects/payments-*', 'folders/1234567']",
+            "scopes: ['projects/payments-*', 'folders/1234567', 'organizations/998877']",
+        )
+    )
+    gcp_repo.write("policies/main.yaml", text)
+    org = request_yaml(scope="organizations/998877", role="roles/monitoring.viewer", ticket=None)
+    merge_request(gcp_repo, org, "2026-12-01T09:00:00Z", "requests/alice/org.yaml")
+    apply(gcp_repo, "2026-12-01T09:10:00Z")
+    assert [b["condition"]["title"] for b in managed(gcp, "organizations/998877")] == [
+        "accessctl:requests/alice/org.yaml"
+    ]
