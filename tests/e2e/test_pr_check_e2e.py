@@ -258,3 +258,37 @@ def test_zero_approval_policy_passes_without_reviews(repo: GitRepo, gh: Independ
     res = pr_check(repo, gh)
     assert res.code == 0, res
     assert status(gh, pull) == "success"
+
+
+def test_rename_of_someone_elses_request_fails(repo: GitRepo, gh: IndependentGitHub) -> None:
+    carol = request_yaml(
+        requester="carol", scope="projects/payments-dev", role="roles/logging.viewer", ticket=None
+    )
+    repo.write("requests/carol/logs.yaml", carol)
+    repo.commit("carol's, merged earlier", "2026-12-01T07:00:00Z", author="carol")
+    base = repo.git("rev-parse", "HEAD")
+    repo.git("checkout", "-q", "-b", "pr-7")
+    repo.remove("requests/carol/logs.yaml")
+    repo.write("requests/alice/logs.yaml", carol.replace("requester: carol", "requester: alice"))
+    head = repo.commit("take over", "2026-12-01T08:00:00Z")
+    repo.git("checkout", "-q", "main")
+    gh.pulls[7] = Pull(
+        7,
+        "alice",
+        head,
+        base,
+        [
+            {
+                "filename": "requests/alice/logs.yaml",
+                "previous_filename": "requests/carol/logs.yaml",
+                "status": "renamed",
+                "sha": "2" * 40,
+                "additions": 1,
+                "deletions": 1,
+                "changes": 2,
+            },
+        ],
+    )
+    res = pr_check(repo, gh)
+    assert res.code == 1, res
+    assert status(gh, gh.pulls[7]) == "failure"
