@@ -131,3 +131,25 @@ def test_request_writes_a_valid_file(repo: GitRepo) -> None:
     )
     assert res.code == 1, res
     assert not (repo.path / "requests" / "alice" / "too-long.yaml").exists()
+
+
+@pytest.mark.parametrize("command", ["validate", "status", "audit"])
+def test_accessctl_now_is_at(repo: GitRepo, command: str) -> None:
+    repo.write("requests/alice/inc-1.yaml", request_yaml(extra="duration: 1h\n"))
+    repo.commit("request", "2026-12-01T09:00:00Z")
+    extra = [] if command == "validate" else ["--trust-git"]
+    late = "2026-12-01T12:00:00Z"
+    by_flag = repo.run(command, *extra, "--format", "json", "--at", late)
+    by_env = repo.run(command, *extra, "--format", "json", env=clean_env(ACCESSCTL_NOW=late))
+    assert (by_flag.code, by_flag.json()) == (by_env.code, by_env.json())
+    # --at wins over the environment
+    both = repo.run(
+        command,
+        *extra,
+        "--format",
+        "json",
+        "--at",
+        late,
+        env=clean_env(ACCESSCTL_NOW="2026-12-01T09:30:00Z"),
+    )
+    assert (both.code, both.json()) == (by_flag.code, by_flag.json())
