@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from reconciler.commands.common import handle_errors
+from reconciler.commands.common import handle_errors, write_step_summary
 from reconciler.core.audit import AuditEntry, AuditFilter, LedgerEntry, PullInfo, Version, short
-from reconciler.core.escape import markdown_code, markdown_text
+from reconciler.core.escape import annotation, markdown_code, markdown_text
 from reconciler.core.timeutil import format_duration, format_rfc3339, parse_rfc3339
 from reconciler.options import at_option, format_option, repo_option, trust_git_option
 
@@ -219,6 +219,13 @@ def _csv_safe(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+def _cell(text: str) -> str:
+    """An inline code span that cannot split a table cell (GFM splits on any unescaped |);
+    look-alike brackets and a zero-width joiner keep the raw text free of tags and mentions."""
+    text = text.replace("<", "\u2039").replace(">", "\u203a").replace("@", "@\u200b")
+    return markdown_code(text).replace("|", "\\|")
+
+
 def render_markdown(entries: Sequence[AuditEntry], now: datetime) -> str:
     head = (
         f"## accessctl audit ({format_rfc3339(now)})\n\n"
@@ -227,10 +234,7 @@ def render_markdown(entries: Sequence[AuditEntry], now: datetime) -> str:
     )
     rows = [head]
     for e in entries:
-        access = (
-            f"{markdown_code(e.provider or '?')} {markdown_code(e.role or '?')} on "
-            f"{markdown_code(e.scope or '?')}"
-        )
+        access = f"{_cell(e.provider or '?')} {_cell(e.role or '?')} on {_cell(e.scope or '?')}"
         approved = _t(e.approved_at)
         if e.pr:
             approved += f" (#{e.pr})"
@@ -240,7 +244,7 @@ def render_markdown(entries: Sequence[AuditEntry], now: datetime) -> str:
             "| "
             + " | ".join(
                 [
-                    markdown_code(e.file),
+                    _cell(e.file),
                     markdown_text(e.requester or "?"),
                     access,
                     approved,
@@ -258,7 +262,7 @@ def render_markdown(entries: Sequence[AuditEntry], now: datetime) -> str:
 
 @click.command("audit")
 @repo_option
-@format_option("text", "json", "csv", "markdown")
+@format_option("text", "json", "csv", "markdown", "github")
 @at_option
 @trust_git_option
 @click.option("--requester", metavar="LOGIN", help="Only this requester's requests.")
@@ -334,6 +338,11 @@ def audit_command(  # noqa: PLR0917 - click passes options as arguments
         click.echo(render_markdown(entries, now))
     else:
         click.echo(render_text(entries, now))
+    if fmt == "github":  # a scheduled compliance job: anomalies as warnings, a summary table
+        for e in entries:
+            for anomaly in e.anomalies:
+                click.echo(annotation("warning", anomaly, file=e.file, title="accessctl audit"))
+        write_step_summary(render_markdown(entries, now))
     tampered = any(n.startswith("LEDGER:") for n in notes)
     if fail_on_anomaly and (tampered or any(e.anomalies for e in entries)):
         sys.exit(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 from reconciler import ledger
 from reconciler.core.models import Change, ChangeKind, ChangeResult, Grant
@@ -237,3 +238,23 @@ def test_empty_repository_has_an_empty_trail(tmp_path) -> None:
     proc = run_cli("audit", "--repo", str(tmp_path / "empty"), "--trust-git", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"requests": []}
+
+
+def test_hostile_text_stays_inert_in_markdown_and_annotations(
+    access_repo: GitRepo, tmp_path
+) -> None:
+    hostile = "requester: alice\nprovider: gcp\nscope: 'x|y @everyone <img src=x>'\nrole: '`r|`'\nunknown: 1\n"
+    access_repo.commit({"requests/alice/x|y.yaml": hostile}, "2026-12-01T09:00:00Z")
+    summary = tmp_path / "summary.md"
+    proc = run_cli(
+        "audit", "--repo", str(access_repo.root), "--trust-git", "--format", "github",
+        env={"GITHUB_STEP_SUMMARY": str(summary)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in summary.read_text().splitlines() if line.startswith("| `")]
+    assert len(rows) == 1
+    unescaped = len(re.findall(r"(?<!\\)\|", rows[0]))
+    assert unescaped == 10  # nine cells: nothing from the file split a cell
+    assert "<img" not in rows[0] and "@everyone" not in rows[0].replace("@\u200b", "")
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("::warning")]
+    assert warnings and all("\n" not in w for w in warnings)
