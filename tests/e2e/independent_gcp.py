@@ -78,6 +78,8 @@ class IndependentGcp:
         self.failing: set[str] = set()  # resources answering 503 UNAVAILABLE
         # IAM stores e-mail member identifiers in lower case; off by default (undocumented)
         self.lowercase_members = False
+        # answer setIamPolicy with an empty body (a lazy endpoint): a read must judge
+        self.empty_set_response = False
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -195,7 +197,7 @@ class IndependentGcp:
                 new["auditConfigs"] = policy.get("auditConfigs") or []
             self.policies[res] = new
             self.counters[res] = self.counters.get(res, 0) + 1
-            return self._view(res, 3)
+            return {} if self.empty_set_response else self._view(res, 3)
 
     # -- HTTP ------------------------------------------------------------------------
 

@@ -437,3 +437,11 @@ def test_organization_scope(gcp_repo: GitRepo, gcp: IndependentGcp) -> None:
     assert [b["condition"]["title"] for b in managed(gcp, "organizations/998877")] == [
         "accessctl:requests/alice/org.yaml"
     ]
+
+
+def test_terse_set_response_is_verified_by_a_read(gcp_repo: GitRepo, gcp: IndependentGcp) -> None:
+    gcp.empty_set_response = True
+    merge_request(gcp_repo, request_yaml(), "2026-12-01T09:00:00Z")
+    out = apply(gcp_repo, "2026-12-01T09:10:00Z")
+    assert [r["ok"] for r in out["results"]] == [True]
+    assert len(managed(gcp)) == 1
