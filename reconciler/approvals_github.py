@@ -26,6 +26,7 @@ from reconciler.github import GitHubClient, PullRequestInfo
 
 NO_PULL_REQUEST = "reached main without a merged pull request (direct push or bypass)"
 CONTENT_DIFFERS = "content on main differs from the reviewed head of pull request"
+NOT_IN_PULL = "the file is not among the changes reviewed in pull request"
 CACHE_VERSION = 1
 
 
@@ -124,7 +125,7 @@ class GitHubApprovals:
         self._default_branch: str | None = None
         self._pulls_of: dict[str, PullRequestInfo | None] = {}
         self._reviews_of: dict[int, list[Review]] = {}
-        self._files_of: dict[int, dict[str, str]] = {}
+        self._files_of: dict[int, dict[str, str | None]] = {}
 
     @classmethod
     def from_env(cls, repo_dir: Path, env: Mapping[str, str] | None = None) -> GitHubApprovals:
@@ -158,14 +159,15 @@ class GitHubApprovals:
                     Approvals(frozenset()),
                     error=NO_PULL_REQUEST,
                 )
-            if self._head_blob_differs(pull, change):
+            mismatch = self._head_blob_mismatch(pull, change)
+            if mismatch:
                 return ApprovalRecord(
                     change.path,
                     change.commit,
                     None,
                     Approvals(frozenset()),
                     pr=pull.number,
-                    error=f"{CONTENT_DIFFERS} #{pull.number}",
+                    error=f"{mismatch} #{pull.number}",
                 )
             reviewers = self._approvers(pull)
         except GitHubError as exc:
@@ -185,14 +187,21 @@ class GitHubApprovals:
             pr=pull.number,
         )
 
-    def _head_blob_differs(self, pull: PullRequestInfo, change: FileChange) -> bool:
+    def _head_blob_mismatch(self, pull: PullRequestInfo, change: FileChange) -> str | None:
         """Was this exact content what the PR's head had? (A commit pushed from an older
-        state of the PR, or a conflict resolution, can differ from what was approved.)"""
+        state of the PR, or a conflict resolution, can differ from what was approved.) A
+        file the PR's diff does not list was never reviewed there: a rebase-merged PR whose
+        commits edit an old request and put it back would otherwise re-approve it."""
         if pull.number not in self._files_of:
             files = self.client.pull_files(pull.number)
-            self._files_of[pull.number] = {f.path: f.blob for f in files if f.blob}
-        blob = self._files_of[pull.number].get(change.path)
-        return blob is not None and bool(change.blob) and blob != change.blob
+            self._files_of[pull.number] = {f.path: f.blob for f in files}
+        listed = self._files_of[pull.number]
+        if change.path not in listed:
+            return NOT_IN_PULL
+        blob = listed[change.path]
+        if blob and change.blob and blob != change.blob:
+            return CONTENT_DIFFERS
+        return None
 
     def _branch(self) -> str:
         if self._default_branch is None:
