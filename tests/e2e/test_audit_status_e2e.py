@@ -200,3 +200,44 @@ def test_status_states(repo: GitRepo) -> None:
     assert state["requests/alice/unmerged.yaml"] == "pending"
     refused = next(s for s in data["requests"] if s["file"] == "requests/alice/refused.yaml")
     assert refused["end"] is None or TIME_Z.match(refused["end"])
+
+
+def test_apply_in_a_clone_records_the_ledger_on_origin(tmp_path, gcp: IndependentGcp) -> None:
+    import subprocess
+
+    from tests.e2e.conftest import GCP_POLICIES
+
+    upstream = tmp_path / "upstream.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(upstream)], check=True)
+    work = GitRepo(tmp_path / "work", env={"ACCESSCTL_GCP_ENDPOINT": gcp.url})
+    work.path.mkdir()
+    work.git("init", "-q", "-b", "main")
+    work.write("policies/main.yaml", GCP_POLICIES)
+    work.write("requests/alice/inc-1.yaml", request_yaml())
+    work.commit("policies and a request", "2026-12-01T09:00:00Z")
+    work.git("remote", "add", "origin", str(upstream))
+    work.git("push", "-q", "origin", "main")
+    clone = GitRepo(tmp_path / "clone", env=work.env)
+    subprocess.run(
+        ["git", "clone", "-q", str(upstream), str(clone.path)], check=True, capture_output=True
+    )
+    for at in ("2026-12-01T09:10:00Z", "2026-12-01T11:00:05Z"):
+        res = clone.run("apply", "--trust-git", "--at", at, "--format", "json")
+        assert res.code == 0, res
+    rows = check_audit(
+        clone.run("audit", "--trust-git", "--format", "json", "--at", "2026-12-01T12:00:00Z").json()
+    )
+    assert [(a["granted_at"], a["revoked_at"]) for a in rows] == [
+        ("2026-12-01T09:10:00Z", "2026-12-01T11:00:05Z")
+    ]
+    # and a fresh clone of origin sees the same trail
+    other = GitRepo(tmp_path / "other")
+    subprocess.run(
+        ["git", "clone", "-q", str(upstream), str(other.path)], check=True, capture_output=True
+    )
+    again = check_audit(
+        other.run("audit", "--trust-git", "--format", "json", "--at", "2026-12-01T12:00:00Z").json()
+    )
+    assert [(a["granted_at"], a["revoked_at"]) for a in again] == [
+        ("2026-12-01T09:10:00Z", "2026-12-01T11:00:05Z")
+    ]
