@@ -23,7 +23,7 @@ from reconciler import gitlog
 from reconciler.approvals import ApprovalRecord, ApprovalSource, FileChange, TrustGit
 from reconciler.core.models import Change, ChangeResult, Decision, Grant, Plan
 from reconciler.core.plan import plan as make_plan
-from reconciler.core.policy import evaluate
+from reconciler.core.policy import compute_window, evaluate
 from reconciler.core.render import Problem
 from reconciler.core.timeutil import format_rfc3339
 from reconciler.errors import ConfigError, Finding
@@ -203,12 +203,18 @@ def held_grants(
     records: Mapping[str, ApprovalRecord],
     observed: Iterable[Grant],
     now: datetime,
+    changes: Mapping[str, FileChange] | None = None,
 ) -> set[Grant]:
     """Grants to leave in place because their request's approval lookup failed
-    transiently (GitHub down): unknown is not refused, so neither grant nor revoke."""
+    transiently (GitHub down): unknown is not refused, so neither grant nor revoke.
+    Never past the request's window as git dates it (the merge commit's time stands in
+    for ``merged_at``): an AWS assignment has no expiry of its own."""
     held: set[Grant] = set()
     pending = [r for r in loaded.requests if (rec := records.get(r.path)) and rec.transient]
     for request in pending:
+        change = (changes or {}).get(request.path)
+        if change is not None and compute_window(request, change.committed_at).end <= now:
+            continue
         principal = (loaded.config.principal(request.requester, request.provider) or "").lower()
         for g in observed:
             if (g.provider, g.scope, g.role) != (request.provider, request.scope, request.role):
@@ -450,7 +456,7 @@ def reconcile(settings: Settings) -> Outcome:
         _scope_problem(ref, msg, loaded, historical, now) for ref, msg in sorted(failed.items())
     ]
     observed = [g for found in actual.values() for g in found]
-    desired |= held_grants(loaded, records, observed, now)
+    desired |= held_grants(loaded, records, observed, now, history.changes)
     readable = [g for g in desired if (g.provider, g.scope) not in failed]
     the_plan = make_plan(readable, observed, now, notes=notes)
     the_plan = replace(the_plan, errors=tuple(str(p) for p in problems if p.severity == "error"))

@@ -89,9 +89,10 @@ class GitRepo:
         root.mkdir(parents=True, exist_ok=True)
         self.git("init", "-q", "-b", "main")
 
-    def git(self, *args: str, author: str = "admin") -> str:
+    def git(self, *args: str, author: str = "admin", date: str | None = None) -> str:
         env = {
             **os.environ,
+            **({"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else {}),
             "GIT_AUTHOR_NAME": author,
             "GIT_AUTHOR_EMAIL": f"{author}@example.com",
             "GIT_COMMITTER_NAME": author,
@@ -107,7 +108,11 @@ class GitRepo:
         return proc.stdout.strip()
 
     def commit(
-        self, files: dict[str, str | None], message: str = "change", author: str = "admin"
+        self,
+        files: dict[str, str | None],
+        message: str = "change",
+        author: str = "admin",
+        date: str | None = None,
     ) -> str:
         for rel, text in files.items():
             path = self.root / rel
@@ -117,7 +122,7 @@ class GitRepo:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             self.git("add", "--", rel)
-        self.git("commit", "-q", "--allow-empty", "-m", message, author=author)
+        self.git("commit", "-q", "--allow-empty", "-m", message, author=author, date=date)
         return self.head()
 
     def head(self) -> str:

@@ -4,6 +4,7 @@ its policies name, and only in accounts where a request is allowed."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,30 @@ def test_only_owned_user_assignments_in_covered_accounts_move(
     assert sandbox.assignments(seeded, B) == {("ReadOnly", "GROUP", "ops")}
     assert sandbox.assignments(seeded, OUTSIDE) == set()  # and alice got nothing there
     assert sandbox.assignments(seeded, "111111111111\n") == set()
+
+
+def test_github_down_never_keeps_an_aws_assignment_past_its_request_window(
+    tmp_path: Path, sandbox: AwsSandbox, seeded: SeededInstance
+) -> None:
+    from reconciler.sandbox.github_emulator import DEFAULT_TOKEN, GitHubEmulator
+
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit({"policies/p.yaml": policy(seeded)})
+    # merged three hours ago for two hours (git's merge time; GitHub cannot say right now)
+    path = "requests/alice/inc-1.yaml"
+    when = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    repo.commit({path: req(f"'{A}'")}, "request (#1)", date=when)
+    sandbox.assign(seeded, A, "ReadOnly", ALICE)  # granted back then
+    with GitHubEmulator() as gh:
+        gh.add_repo("acme/access")
+        gh.fail(r"^GET /repos/acme/access/commits/", 503, times=1000)
+        env = {
+            **sandbox.env(),
+            "GITHUB_API_URL": gh.url,
+            "GITHUB_TOKEN": DEFAULT_TOKEN,
+            "GITHUB_REPOSITORY": "acme/access",
+            "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+        }
+        args = ["apply", "--repo", str(repo.root), "--no-ledger", "--format", "json"]
+        result = run_cli(*args, env=env, timeout=120)
+    assert sandbox.assignments(seeded, A) == set(), result.stdout
