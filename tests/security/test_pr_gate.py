@@ -161,3 +161,42 @@ def test_pr_check_uses_the_real_clock_unless_told(world: World) -> None:
     assert result.code == 1
     codes = {f["code"] for f in result.json["findings"]}
     assert codes & {"E-REQ-EXPIRED", "E-POLICY-EMPTY-WINDOW"}, codes
+
+
+def _merge_request(world: World, path: str, body: str, author: str) -> None:
+    number, _ = world.open_pr({path: body}, author=author)
+    world.github.add_review("acme/access", number, "dave", "APPROVED")
+    world.squash(number, f"pr{world.branches}")
+
+
+def test_deleting_or_moving_someone_elses_request_fails(world: World) -> None:
+    _merge_request(world, MINE, request(), "alice")
+    number, _ = world.open_pr({MINE: None}, author="bob")
+    code, out = verdict(world, number)
+    assert code == 1 and "E-PR-REVOKE" in {f["code"] for f in out["findings"]}
+    # A move into bob's directory is a deletion of alice's file plus a new file.
+    moved = {MINE: None, "requests/bob/inc-4821.yaml": request("bob")}
+    number, _ = world.open_pr(moved, author="bob")
+    world.github.add_review("acme/access", number, "dave", "APPROVED")
+    code, out = verdict(world, number)
+    assert code == 1 and "E-PR-REVOKE" in {f["code"] for f in out["findings"]}
+
+
+def test_a_file_name_ending_in_a_newline_is_not_a_request(world: World) -> None:
+    # `^...$` in Python also matches before a final newline.
+    path = "requests/alice/inc-1.yaml\n"
+    world.repo.git("checkout", "-q", "-b", "nl")
+    world.repo.commit({path: request()}, "nl", author="alice")
+    head = world.repo.head()
+    world.repo.git("checkout", "-q", "main")
+    number = world.github.add_pull(
+        "acme/access",
+        author="alice",
+        head_sha=head,
+        base_sha=world.repo.head(),
+        files=[{"filename": path, "status": "added"}],
+    )
+    world.github.add_review("acme/access", number, "dave", "APPROVED")
+    code, out = verdict(world, number)
+    assert code == 1
+    assert "E-FILE-LAYOUT" in {f["code"] for f in out["findings"]}
