@@ -114,6 +114,7 @@ class GitRepo:
         author: str = "admin",
         date: str | None = None,
     ) -> str:
+        written = []
         for rel, text in files.items():
             path = self.root / rel
             if text is None:
@@ -121,7 +122,9 @@ class GitRepo:
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
-            self.git("add", "--", rel)
+            written.append(rel)
+        if written:
+            self.git("add", "--", *written)
         self.git("commit", "-q", "--allow-empty", "-m", message, author=author, date=date)
         return self.head()
 
