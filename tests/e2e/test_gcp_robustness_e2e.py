@@ -202,3 +202,51 @@ def test_terse_set_response_is_verified_by_a_read(gcp_repo: GitRepo, gcp: Indepe
     out = apply(gcp_repo, "2026-12-01T09:10:00Z")
     assert [r["ok"] for r in out["results"]] == [True]
     assert len(managed(gcp)) == 1
+
+
+def test_two_concurrent_applies_lose_nothing(
+    gcp_repo: GitRepo, gcp: IndependentGcp, tmp_path
+) -> None:
+    """Two runs racing on one scope (a late cron and a push): etags make the loser retry,
+    and neither run's grant or the other tools' bindings are lost."""
+    import subprocess
+
+    from tests.e2e.conftest import CLI, clean_env
+
+    gcp.seed(PROJECT, UNMANAGED)
+    before = unmanaged(gcp)
+    merge_request(gcp_repo, request_yaml(), "2026-12-01T09:00:00Z")
+    other = request_yaml(requester="carol", role="roles/logging.viewer")
+    merge_request(gcp_repo, other, "2026-12-01T09:00:00Z", "requests/carol/logs.yaml")
+    env = clean_env(**gcp_repo.env)
+    args = [
+        CLI,
+        "apply",
+        "--trust-git",
+        "--no-ledger",
+        "--at",
+        "2026-12-01T09:30:00Z",
+        "--format",
+        "json",
+    ]
+    procs = [
+        subprocess.Popen(
+            args,
+            cwd=gcp_repo.path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, (out, err)
+        assert "Traceback" not in err
+    titles = sorted(b["condition"]["title"] for b in managed(gcp))
+    assert titles == [
+        "accessctl:requests/alice/inc-4821.yaml",
+        "accessctl:requests/carol/logs.yaml",
+    ]
+    assert unmanaged(gcp) == before
