@@ -30,6 +30,7 @@ class PullRequestInfo:
     state: str
     merged_at: datetime | None
     merge_commit_sha: str | None
+    base_default_branch: str = ""  # the base repository's default branch ("" if not given)
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,9 @@ def _pull_info(pr: Any) -> PullRequestInfo:
         state=str(raw.get("state", "")),
         merged_at=_parse_time(raw.get("merged_at")),
         merge_commit_sha=raw.get("merge_commit_sha"),
+        base_default_branch=str(
+            ((raw.get("base") or {}).get("repo") or {}).get("default_branch") or ""
+        ),
     )
 
 

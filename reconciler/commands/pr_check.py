@@ -51,6 +51,10 @@ MIXED = (
     "request must be reviewed on its own: move the other changes to a separate pull request"
 )
 
+NOT_DEFAULT_BRANCH = (
+    "this pull request targets {base}, not {default}: access requests are only checked "
+    "against the policies of {default}; open it against {default}"
+)
 NO_REQUESTS_NOTE = "no access request files changed; nothing for accessctl to check"
 POLICY_NOTE = (
     "policy files changed: checked as they are at the head commit; the security team "
@@ -121,6 +125,11 @@ def check_pull_request(client: GitHubClient, repo: Path, number: int, now: datet
         checked = _policy_verdicts(repo, pull.head_sha, others)
         note = POLICY_NOTE if checked else NO_REQUESTS_NOTE
         return Report(**ids, verdicts=checked, notes=(note,), other_paths=others)  # type: ignore[arg-type]
+    if pull.base_default_branch and pull.base_ref != pull.base_default_branch:
+        # Requests are judged by the base branch's policies: a branch the author controls
+        # would judge them by policies nobody reviewed (and the status is per commit).
+        problem = NOT_DEFAULT_BRANCH.format(base=pull.base_ref, default=pull.base_default_branch)
+        return Report(**ids, problems=(problem,), other_paths=others)  # type: ignore[arg-type]
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         problem = MIXED.format(others=shown)

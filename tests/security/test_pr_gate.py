@@ -200,3 +200,27 @@ def test_a_file_name_ending_in_a_newline_is_not_a_request(world: World) -> None:
     code, out = verdict(world, number)
     assert code == 1
     assert "E-FILE-LAYOUT" in {f["code"] for f in out["findings"]}
+
+
+def test_a_request_pr_against_another_branch_is_not_judged_by_its_policies(world: World) -> None:
+    # mallory's branch loosens the policy; a PR against it would be judged by it, and the
+    # green status sits on the head commit, which a PR against main can share.
+    looser = (
+        (world.repo.root / "policies/p.yaml").read_text().replace("approvals: 1", "approvals: 0")
+    )
+    world.repo.git("checkout", "-q", "-b", "evil")
+    base = world.repo.commit({"policies/p.yaml": looser}, "looser", author="alice")
+    world.repo.git("checkout", "-q", "-b", "evil-pr")
+    head = world.repo.commit({MINE: request()}, "request", author="alice")
+    world.repo.git("checkout", "-q", "main")
+    number = world.github.add_pull(
+        "acme/access",
+        author="alice",
+        head_sha=head,
+        base_sha=base,
+        base_ref="evil",
+        files=world.repo.diff(base, head),
+    )
+    code, out = verdict(world, number)
+    assert code == 1 and out["state"] == "failure"
+    assert "not main" in " ".join(out["problems"])
