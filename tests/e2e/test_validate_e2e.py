@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import time
 import zlib
+from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import GitRepo, request_yaml
+from tests.e2e.conftest import POLICIES, GitRepo, request_yaml
 
 FINDING_KEYS = {"file", "line", "code", "message"}
 REQUEST_KEYS = {"file", "requester", "provider", "scope", "role", "policy"}
@@ -252,39 +253,56 @@ HOSTILE: list[tuple[str, str, str | bytes]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("path", "content"), [(p, c) for _, p, c in HOSTILE], ids=[n for n, _, _ in HOSTILE]
-)
-def test_hostile_file_is_a_finding(repo: GitRepo, path: str, content: str | bytes) -> None:
+def _batched_path(name: str, path: str) -> str:
+    return f"requests/alice/{name}.yaml" if path == "requests/alice/a.yaml" else path
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Every hostile request file side by side in one repo, validated once (fast, and it
+    shows one bad file never hides another)."""
+    root = tmp_path_factory.mktemp("batch") / "access"
+    repo = GitRepo(root)
+    repo.write("policies/main.yaml", POLICIES)
+    repo.write("requests/alice/good.yaml", BASE)
+    for name, path, content in HOSTILE:
+        if path.startswith("requests/"):
+            repo.write(_batched_path(name, path), content)
+    data = _validate(repo)
+    data["_root"] = root
+    return data
+
+
+@pytest.mark.parametrize(("name", "path", "content"), HOSTILE, ids=[n for n, _, _ in HOSTILE])
+def test_hostile_file_is_a_finding(
+    batch: dict, tmp_path: Path, name: str, path: str, content: str | bytes
+) -> None:
+    if path.startswith("requests/"):
+        target = _batched_path(name, path)
+        assert batch["_code"] == 1 and batch["ok"] is False
+        mine = [f for f in batch["findings"] if f["file"] == target]
+        assert mine, (target, batch["findings"])
+        assert all(f["line"] >= 1 for f in mine), mine
+        assert not list(batch["_root"].rglob("PWNED"))
+        assert any(r["file"] == "requests/alice/good.yaml" for r in batch["requests"])
+        # sampled: the file alone in a repo, whole-repo and given as a path (as a PR check)
+        if zlib.crc32(path.encode() + repr(content).encode()) % 4:
+            return
+    repo = GitRepo(tmp_path)
+    repo.write("policies/main.yaml", POLICIES)
     repo.write("requests/alice/good.yaml", BASE)
     repo.write(path, content)
-    data = _validate(repo)
-    assert data["_code"] == 1, data
-    assert data["ok"] is False
-    # a duplicate is reported on one of the two definitions
     same_dir = path.split("/", maxsplit=1)[0]
-    mine = [
-        f
-        for f in data["findings"]
-        if f["file"] == path or (same_dir == "policies" and f["file"].startswith("policies/"))
-    ]
-    assert mine, data["findings"]
-    assert all(f["line"] >= 1 for f in mine), mine
-    assert not (repo.path / "PWNED").exists()
-    assert not (repo.path / "requests" / "alice" / "PWNED").exists()
-    # the good file is still reported (one bad file does not hide the others)
-    if path.startswith("requests/"):
-        assert any(r["file"] == "requests/alice/good.yaml" for r in data["requests"]), data
-    # and the same file given explicitly as a path (as a PR check does) also fails with a
-    # finding on it; sampled to keep the suite fast
-    if zlib.crc32(path.encode() + repr(content).encode()) % 4:
-        return
-    data2 = _validate(repo, path)
-    assert data2["_code"] == 1
-    assert any(
-        f["file"] == path or (same_dir == "policies" and f["file"].startswith("policies/"))
-        for f in data2["findings"]
-    ), data2
+
+    def on_it(f: dict) -> bool:
+        # a duplicate definition may be reported on either of the two policy files
+        return f["file"] == path or (same_dir == "policies" and f["file"].startswith("policies/"))
+
+    for data in (_validate(repo), _validate(repo, path)):
+        assert data["_code"] == 1 and data["ok"] is False, data
+        mine = [f for f in data["findings"] if on_it(f)]
+        assert mine and all(f["line"] >= 1 for f in mine), data["findings"]
+    assert not list(tmp_path.rglob("PWNED"))
 
 
 def test_symlinked_request_is_refused(repo: GitRepo, tmp_path) -> None:
