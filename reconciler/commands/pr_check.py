@@ -51,6 +51,11 @@ MIXED = (
     "request must be reviewed on its own: move the other changes to a separate pull request"
 )
 
+GITHUB_MAX_FILES = 3000  # what GET /pulls/{n}/files lists at most
+TOO_MANY_FILES = (
+    "GitHub lists {n} changed files, its maximum: the rest cannot be checked; split this pull "
+    "request (access requests go in a pull request of their own)"
+)
 NOT_DEFAULT_BRANCH = (
     "this pull request targets {base}, not {default}: access requests are only checked "
     "against the policies of {default}; open it against {default}"
@@ -118,7 +123,12 @@ def check_pull_request(client: GitHubClient, repo: Path, number: int, now: datet
     """Everything the gate decides about pull request ``number``."""
     pull = client.pull(number)
     ids = {"pr": number, "head": pull.head_sha, "base": pull.base_sha, "author": pull.author}
-    changes = split_changes((f.path, f.status, f.previous) for f in client.pull_files(number))
+    files = client.pull_files(number)
+    if len(files) >= GITHUB_MAX_FILES:
+        # GitHub lists at most 3000 files: a request file past them would go unchecked.
+        problem = TOO_MANY_FILES.format(n=len(files))
+        return Report(**ids, problems=(problem,))  # type: ignore[arg-type]
+    changes = split_changes((f.path, f.status, f.previous) for f in files)
     in_requests = [c for c in changes if is_request_path(c.path)]
     others = tuple(sorted({c.path for c in changes if not is_request_path(c.path)}))
     if not in_requests:

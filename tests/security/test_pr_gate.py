@@ -224,3 +224,13 @@ def test_a_request_pr_against_another_branch_is_not_judged_by_its_policies(world
     code, out = verdict(world, number)
     assert code == 1 and out["state"] == "failure"
     assert "not main" in " ".join(out["problems"])
+
+
+def test_a_pr_with_more_files_than_github_lists_fails(world: World) -> None:
+    # GitHub's file list stops at 3000: a request hidden after them would pass unseen.
+    number, head = world.open_pr({MINE: request()})
+    listed = [{"filename": f"docs/f{i}.md", "status": "added"} for i in range(3000)]
+    world.github.push("acme/access", number, head, files=listed)
+    code, out = verdict(world, number)
+    assert code == 1 and out["state"] == "failure"
+    assert "3000" in " ".join(out["problems"])
