@@ -58,3 +58,13 @@ def markdown_code(text: str, limit: int = 200) -> str:
         text = text[: limit - 1] + "…"
     text = text.replace("`", "\u02cb")  # a look-alike that cannot close the span
     return f"`{text}`" if text else "``"
+
+
+_TERMINAL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_text(text: str) -> str:
+    """Text from a file (a path, a value) on one line of terminal or log output: newlines,
+    ANSI escapes and bidi overrides are shown as escapes (``\\n``, ``\\x1b``), so none can
+    start a workflow command, move the cursor or reorder what a person reads."""
+    return _TERMINAL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
