@@ -16,7 +16,7 @@ import click
 
 from reconciler.commands.common import handle_errors, write_step_summary
 from reconciler.core.audit import AuditEntry, AuditFilter, LedgerEntry, PullInfo, Version, short
-from reconciler.core.escape import annotation, markdown_code, markdown_text
+from reconciler.core.escape import annotation, markdown_code, markdown_text, terminal_text
 from reconciler.core.timeutil import format_duration, format_rfc3339, parse_rfc3339
 from reconciler.options import at_option, format_option, repo_option, trust_git_option
 
@@ -199,7 +199,9 @@ def _text_block(e: AuditEntry, now: datetime) -> str:
     if e.state == "active" and e.end:
         lines.append(f"   {format_duration(e.end - now)} left")
     lines += [f"  ! {a}" for a in e.anomalies]
-    return "\n".join(lines)
+    # Paths, reasons, authors and subjects come from git: none may start a log line (a
+    # "::error::" workflow command in a scheduled job) or carry terminal escapes.
+    return "\n".join(terminal_text(line) for line in lines)
 
 
 def render_csv(entries: Sequence[AuditEntry]) -> str:

@@ -11,6 +11,7 @@ import click
 
 from reconciler.commands.common import echo_json, handle_errors
 from reconciler.core.audit import AuditEntry, State
+from reconciler.core.escape import terminal_text
 from reconciler.core.timeutil import format_duration, format_rfc3339
 from reconciler.errors import ConfigError
 from reconciler.options import at_option, format_option, repo_option, trust_git_option
@@ -138,14 +139,16 @@ def whoami(repo: Path) -> str:
 def render_text(rows: list[Row], now: datetime) -> str:
     if not rows:
         return "No requests."
-    width = max(len(r.file) for r in rows)
+    # Paths and values come from files: a newline in a name must not start a log line.
+    width = max(len(terminal_text(r.file)) for r in rows)
     lines = []
     for r in rows:
         what = f"{r.requester or '?'}: {r.provider} {r.role} on {r.scope}" if r.provider else ""
         left = r.time_left(now) if r.state in ("active", "scheduled", "expired") else ""
-        lines.append(f"{r.file:<{width}}  {r.state:<9}  {left:<16}  {what}".rstrip())
+        file, what = terminal_text(r.file), terminal_text(what)
+        lines.append(f"{file:<{width}}  {r.state:<9}  {left:<16}  {what}".rstrip())
         if r.note and r.state in ("pending", "rejected", "revoked"):
-            lines.append(f"{'':<{width}}  ! {r.note}")
+            lines.append(f"{'':<{width}}  ! {terminal_text(r.note)}")
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.state] = counts.get(r.state, 0) + 1

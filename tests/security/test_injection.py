@@ -15,7 +15,7 @@ HOSTILE_REASON = (
     "| a | b | </table> <!-- ::error::reason --> %0A::error::encoded `code` **bold**"
 )
 # Our own workflow commands: a level, optional properties, then the message on one line.
-OURS = re.compile(r"^::(error|warning|notice)( file=[^:]*)?::[^\n]*$")
+OURS = re.compile(r"^::(error|warning|notice)( [a-z]+=[^:,]*(,[a-z]+=[^:,]*)*)?::[^\n]*$")
 
 
 def check_output(text: str) -> None:
