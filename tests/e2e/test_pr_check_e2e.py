@@ -292,3 +292,18 @@ def test_rename_of_someone_elses_request_fails(repo: GitRepo, gh: IndependentGit
     res = pr_check(repo, gh)
     assert res.code == 1, res
     assert status(gh, gh.pulls[7]) == "failure"
+
+
+def test_edit_by_requester_passes_by_stranger_fails(repo: GitRepo, gh: IndependentGitHub) -> None:
+    repo.write(REQ, request_yaml())
+    repo.commit("merged earlier", "2026-12-01T07:00:00Z")
+    mine = open_pr(repo, gh, {REQ: request_yaml(extra="duration: 3h\n")}, author="alice", number=8)
+    assert mine.files[0]["status"] == "modified"
+    gh.review(8, "erin", "APPROVED", mine.head)
+    assert pr_check(repo, gh, number=8).code == 0
+    theirs = open_pr(
+        repo, gh, {REQ: request_yaml(extra="duration: 4h\n")}, author="carol", number=9
+    )
+    gh.review(9, "erin", "APPROVED", theirs.head)
+    assert pr_check(repo, gh, number=9).code == 1
+    assert status(gh, theirs) == "failure"
