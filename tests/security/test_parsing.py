@@ -120,3 +120,43 @@ def test_many_request_files_are_checked_without_a_crash(tmp_path: Path) -> None:
     code, out = validate(tmp_path, files)
     assert code == 1
     assert {f["file"] for f in out["findings"]} == {"requests/alice/r-7.yaml"}
+
+
+BODY = (
+    "provider: gcp\nscope: projects/payments-prod\nrole: roles/cloudsql.viewer\n"
+    "reason: Investigate INC-4821 slow\nduration: 2h\n"
+)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        "requester: bob\nrequester: alice\n",
+        "requester: alice\nrequester : bob\n",
+        '"requester": alice\nrequester: bob\n',
+        '"req\\u0075ester": bob\nrequester: alice\n',
+        "requester: alice\n---\nrequester: bob\n",
+        "requester: alice\n...\n---\nrequester: bob\n",
+        "requester: alice\n%YAML 1.1\n",
+        "requester: alice\x00\n",
+        "requester: !!str alice\n",
+        "requester: &a alice\nticket: *a\n",
+    ],
+    ids=[
+        "dup",
+        "dup-space",
+        "dup-quoted",
+        "dup-escaped",
+        "multidoc",
+        "docend",
+        "directive",
+        "nul",
+        "tag",
+        "alias",
+    ],
+)
+def test_yaml_tricks_that_could_change_who_asks_are_errors(tmp_path: Path, head: str) -> None:
+    code, out = validate(tmp_path, {MINE: head + BODY})
+    assert code == 1
+    assert codes(out)
+    assert not any(r["policy"] for r in out["requests"])

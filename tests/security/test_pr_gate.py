@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from .conftest import World, request, run_cli
@@ -234,3 +236,17 @@ def test_a_pr_with_more_files_than_github_lists_fails(world: World) -> None:
     code, out = verdict(world, number)
     assert code == 1 and out["state"] == "failure"
     assert "3000" in " ".join(out["problems"])
+
+
+def test_a_policy_only_pr_is_left_to_codeowners_and_the_docs_say_so(world: World) -> None:
+    # The reconciler trusts the policies on main; what guards them is the security team's
+    # required review (CODEOWNERS + "Require review from Code Owners"), not pr-check.
+    text = (world.repo.root / "policies/p.yaml").read_text()
+    number, _ = world.open_pr({"policies/p.yaml": text.replace("approvals: 1", "approvals: 0")})
+    code, out = verdict(world, number)
+    assert code == 0 and "CODEOWNERS" in " ".join(out["notes"])
+    root = Path(__file__).resolve().parents[2]
+    owners = (root / ".github/CODEOWNERS").read_text()
+    assert "/policies/" in owners and "/.github/" in owners
+    setup = (root / "docs/github-setup.md").read_text()
+    assert "Require review from Code Owners" in setup
