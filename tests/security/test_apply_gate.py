@@ -5,6 +5,7 @@ for IAM; the CLI runs as the reconcile workflow runs it (real clock)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from .conftest import REPO, SCOPE, World, request
@@ -27,6 +28,10 @@ def test_the_approved_pr_is_granted(world: World) -> None:
     world.squash(number, "pr1")
     assert world.apply().code == 0
     assert world.members() == {ALICE}
+    (binding,) = world.gcp.get_policy(SCOPE)["bindings"]
+    assert binding["condition"]["title"] == f"accessctl:{MINE}"
+    stamp = r'timestamp\("\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"\)'
+    assert re.fullmatch(rf"request\.time < {stamp}", binding["condition"]["expression"])
 
 
 def test_an_approval_before_a_force_push_does_not_cover_the_new_content(world: World) -> None:
