@@ -198,6 +198,20 @@ def request_notes(
     return notes
 
 
+def former_grants(decisions: Iterable[Decision], loaded: LoadedRepo) -> list[Grant]:
+    """What each request on the branch would hold, whether or not it holds now: lets a
+    revoke of an AWS assignment (which names no request) say which request it ends."""
+    out = []
+    for d in decisions:
+        r = d.request
+        principal = d.principal or loaded.config.principal(r.requester, r.provider)
+        if principal is None or d.window is None:
+            continue
+        begin, end = _second_ceil(d.window.begin), _second_floor(d.window.end)
+        out.append(Grant(r.provider, r.scope, r.role, principal, r.path, begin, end))
+    return out
+
+
 def held_grants(
     loaded: LoadedRepo,
     records: Mapping[str, ApprovalRecord],
@@ -458,7 +472,8 @@ def reconcile(settings: Settings) -> Outcome:
     observed = [g for found in actual.values() for g in found]
     desired |= held_grants(loaded, records, observed, now, history.changes)
     readable = [g for g in desired if (g.provider, g.scope) not in failed]
-    the_plan = make_plan(readable, observed, now, notes=notes)
+    former = former_grants(decisions, loaded)
+    the_plan = make_plan(readable, observed, now, notes=notes, former=former)
     the_plan = replace(the_plan, errors=tuple(str(p) for p in problems if p.severity == "error"))
     outcome = Outcome(now, the_plan, problems, failed_scopes=failed, calls=calls)
     if settings.apply:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from reconciler.core.models import Change, ChangeKind, Grant, Plan
@@ -23,6 +24,7 @@ def plan(
     now: datetime,
     *,
     notes: Mapping[str, str] | None = None,
+    former: Iterable[Grant] = (),
 ) -> Plan:
     """Compare by key: desired and absent -> grant; present and not desired -> revoke.
 
@@ -30,8 +32,12 @@ def plan(
     ...", "file is invalid"), used as the reason of the changes that concern that request.
     Desired grants already over (``end <= now``), or AWS grants not yet begun (AWS cannot
     schedule a start), are not desired: the planner never grants what would not hold now.
+    ``former`` are grants that requests still on the branch would hold but no longer do
+    (expired, refused): an AWS assignment carries no request of its own, so a revoke is
+    traced to the request it matches.
     """
     notes = notes or {}
+    traced = _by_key(g for g in former if g.provider == "aws")
     wanted = _by_key(g for g in desired if _wanted_now(g, now))
     present = {g.key(): g for g in actual}
     ordered = sorted(wanted.items(), key=_sort_key)
@@ -48,10 +54,21 @@ def plan(
     desired_requests = {g.request for gs in wanted.values() for g in gs}
     revokes = tuple(
         Change(ChangeKind.REVOKE, g, _revoke_reason(g, now, notes, desired_requests))
-        for key, g in sorted(present.items(), key=lambda kv: _grant_order(kv[1]))
-        if key not in wanted
+        for g in (
+            _traced(g, traced.get(key))
+            for key, g in sorted(present.items(), key=lambda kv: _grant_order(kv[1]))
+            if key not in wanted
+        )
     )
     return Plan(grant=grants, revoke=revokes, keep=keeps)
+
+
+def _traced(observed: Grant, former: list[Grant] | None) -> Grant:
+    """An observed AWS assignment named after the request that last held it."""
+    if observed.request is not None or not former:
+        return observed
+    last = _representative(former)
+    return replace(observed, request=last.request, begin=last.begin, end=last.end, pr=last.pr)
 
 
 def _wanted_now(grant: Grant, now: datetime) -> bool:
@@ -122,6 +139,8 @@ def _revoke_reason(
         return "managed binding with an unreadable end time: replaced or removed"
     if g.end is not None and g.end <= now:
         return f"expired at {format_rfc3339(g.end)}"
+    if g.provider == "aws" and g.request is not None and g.request in notes:
+        return notes[g.request]
     if g.request is None:
         return "no active approved request: standing assignment of an owned permission set"
     if g.request in desired_requests:

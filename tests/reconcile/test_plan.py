@@ -190,3 +190,30 @@ def test_plan_only_touches_observed_or_desired(desired, actual) -> None:
     assert all(c.grant.key() in actual_keys for c in p.revoke)
     assert all(c.grant.key() not in actual_keys for c in p.grant)
     assert all(c.reason for c in (*p.grant, *p.revoke, *p.keep))
+
+
+def test_aws_revoke_names_the_request_it_ends() -> None:
+    """An AWS assignment holds no request; the revoke is traced to the expired request."""
+    t0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    expired = Grant(
+        "aws",
+        "111111111111",
+        "ReadOnly",
+        "alice",
+        "requests/alice/a.yaml",
+        t0 - timedelta(hours=3),
+        t0 - timedelta(hours=1),
+    )
+    observed = Grant("aws", "111111111111", "ReadOnly", "alice")
+    result = plan(
+        [], [observed], t0, notes={"requests/alice/a.yaml": "expired at X"}, former=[expired]
+    )
+    (change,) = result.revoke
+    assert change.grant.request == "requests/alice/a.yaml"
+    assert change.grant.end == expired.end
+    assert change.reason.startswith("expired at")
+    # an assignment no request ever held stays anonymous: a standing assignment
+    other = Grant("aws", "111111111111", "ReadOnly", "bob")
+    (anon,) = plan([], [other], t0, former=[expired]).revoke
+    assert anon.grant.request is None
+    assert "standing assignment" in anon.reason
