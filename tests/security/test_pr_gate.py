@@ -69,12 +69,22 @@ def test_path_and_lookalike_tricks_fail(world: World, path: str, body: str) -> N
     assert code == 1 and out["state"] == "failure", out
 
 
-def test_a_symlink_to_the_policies_fails(world: World) -> None:
-    link = world.repo.root / "requests/alice/inc-1.yaml"
+@pytest.mark.parametrize(
+    "link, target, listed",
+    [
+        ("requests/alice/inc-1.yaml", "../../policies/p.yaml", "requests/alice/inc-1.yaml"),
+        ("requests/alice", "bob", "requests/alice"),  # a directory symlink to bob's requests
+    ],
+    ids=["file-to-policies", "dir-to-other-user"],
+)
+def test_symlinks_under_requests_fail(world: World, link: str, target: str, listed: str) -> None:
     world.repo.git("checkout", "-q", "-b", "link")
-    link.parent.mkdir(parents=True)
-    link.symlink_to("../../policies/p.yaml")
-    world.repo.git("add", "--", "requests/alice/inc-1.yaml")
+    world.repo.commit({"requests/bob/inc-1.yaml": request("bob")}, "bob", author="bob")
+    base = world.repo.head()
+    path = world.repo.root / link
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+    world.repo.git("add", "--", link)
     world.repo.git("commit", "-q", "-m", "link", author="alice")
     head = world.repo.head()
     world.repo.git("checkout", "-q", "main")
@@ -82,12 +92,12 @@ def test_a_symlink_to_the_policies_fails(world: World) -> None:
         "acme/access",
         author="alice",
         head_sha=head,
-        base_sha=world.repo.head(),
-        files=[{"filename": "requests/alice/inc-1.yaml", "status": "added"}],
+        base_sha=base,
+        files=[{"filename": listed, "status": "added"}],
     )
     world.github.add_review("acme/access", number, "dave", "APPROVED")
     code, out = verdict(world, number)
-    assert code == 1
+    assert code == 1 and out["state"] == "failure", out
     assert "E-FILE-SYMLINK" in {f["code"] for f in out["findings"]}
 
 
