@@ -46,6 +46,4 @@ class TrustGit:
     """``--trust-git``: approved at the committer time of the last first-parent change."""
 
     def lookup(self, changes: Sequence[FileChange]) -> dict[str, ApprovalRecord]:
-        return {
-            c.path: ApprovalRecord(c.path, c.commit, c.committed_at, None) for c in changes
-        }
+        return {c.path: ApprovalRecord(c.path, c.commit, c.committed_at, None) for c in changes}
