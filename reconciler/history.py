@@ -303,7 +303,9 @@ def map_versions(
     contents = read_blobs(repo, [*needed, *heads])
     pending = _scan(history)
     if current_only:
-        pending = [p for p in pending if p.removal is None]
+        # Deleted versions stay too: `status` shows an early revocation until its window
+        # would have ended. Superseded versions (edited since) are audit-only.
+        pending = [p for p in pending if p.removal is None or p.removal.deleted]
     count = _worker_count(len(pending), workers)
     if count < 2:
         return fn(_build(pending, contents))

@@ -116,7 +116,8 @@ def collect(
 ) -> tuple[list[AuditEntry], list[str]]:
     """Read history, ledger and (maybe) GitHub; return the entries and notes for stderr.
 
-    ``only_current``: just the versions still on the branch (what ``status`` shows)."""
+    ``only_current``: just the versions still on the branch, plus deleted ones (what
+    ``status`` shows)."""
     from reconciler import history, ledger
 
     notes: list[str] = []

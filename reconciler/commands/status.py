@@ -60,10 +60,13 @@ def _git(repo: Path, *args: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
-def committed_rows(entries: list[AuditEntry]) -> list[Row]:
+def committed_rows(entries: list[AuditEntry], now: datetime) -> list[Row]:
+    """Requests on the branch, and deleted ones whose window would still be open: an early
+    revocation stays visible (state revoked) until then."""
     return [
         Row(e.file, e.requester, e.provider, e.scope, e.role, e.state, e.begin, e.end, _note(e))
         for e in entries
+        if e.removal is None or (e.state == "revoked" and e.end is not None and e.end > now)
     ]
 
 
@@ -182,7 +185,8 @@ def status_command(  # noqa: PLR0917 - click passes options as arguments
     mine: bool,
     ref: str,
 ) -> None:
-    """Every request on the branch with its state and the time it has left.
+    """Every request on the branch with its state and the time it has left; requests
+    deleted early stay listed as revoked until their window would have ended.
 
     States: pending (not merged yet, or merged after --at), scheduled (starts later),
     active, expired, revoked (the reconciler recorded a revoke), rejected (invalid or not
@@ -197,7 +201,7 @@ def status_command(  # noqa: PLR0917 - click passes options as arguments
     if mine and not requester:
         requester = whoami(repo)
     entries, notes = collect(repo, now=now, trust_git=trust_git, ref=ref, only_current=True)
-    rows = committed_rows(entries)
+    rows = committed_rows(entries, now)
     if ref == "HEAD":
         rows += uncommitted_rows(repo, now)
     if requester:

@@ -44,6 +44,7 @@ def test_status_states_at_a_point_in_time(access_repo: GitRepo) -> None:
         "requests/alice/old.yaml": "expired",
         "requests/alice/long.yaml": "rejected",
         "requests/carol/draft.yaml": "pending",
+        "requests/carol/gone.yaml": "revoked",  # deleted early, window still open
     }
     assert set(rows[0]) == {
         "file",
@@ -60,6 +61,10 @@ def test_status_states_at_a_point_in_time(access_repo: GitRepo) -> None:
 
     text = run_cli("status", "--repo", str(access_repo.root), "--at", "2026-12-01T10:00:00Z").stdout
     assert "1h left" in text and "starts in 5h" in text
+
+    # once the deleted request's window would have ended, it leaves the list
+    later = {r["file"] for r in status(access_repo, at="2026-12-01T11:30:00Z")}
+    assert "requests/carol/gone.yaml" not in later
 
 
 def test_status_mine_uses_the_git_github_user(access_repo: GitRepo) -> None:
