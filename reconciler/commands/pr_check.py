@@ -275,9 +275,16 @@ class _Gate:
 
 # ------------------------------------------------------------------------ reporting
 def _publish(client: GitHubClient, report: Report, markdown: str) -> None:
-    """The commit status first (it gates the merge), then the one comment."""
+    """The commit status first (it gates the merge), then the one comment. Neither failing
+    changes the verdict (the exit code): a status that cannot be set leaves a required
+    check missing, which blocks the merge anyway (e.g. a fork's read-only token)."""
     state = report.state
-    client.create_status(report.head, state, status_description(report), STATUS_CONTEXT, _run_url())
+    try:
+        client.create_status(
+            report.head, state, status_description(report), STATUS_CONTEXT, _run_url()
+        )
+    except GitHubError as exc:
+        click.echo(f"warning: could not set the {STATUS_CONTEXT} status: {exc}", err=True)
     try:
         client.upsert_comment(report.pr, MARKER, markdown)
     except GitHubError as exc:

@@ -179,6 +179,18 @@ def test_eligible_approval_on_head_passes(pr: Scenario) -> None:
     assert "accessctl: may merge" in run.summary
 
 
+def test_a_status_that_cannot_be_set_does_not_change_the_verdict(pr: Scenario) -> None:
+    """A fork's read-only token gets 403 on statuses: warn, still comment, exit by verdict."""
+    pr.open({MINE: request()})
+    pr.review("dave")
+    pr.emulator.fail(r"POST /repos/.*/statuses/", 403, times=10, message="Resource not accessible")
+    run = pr.run()
+    assert run.code == 0, run.stdout + run.stderr
+    assert "could not set the accessctl/approval status" in run.stderr
+    assert pr.status is None
+    assert len(pr.comments) == 1
+
+
 def test_no_review_is_pending_with_who_is_needed(pr: Scenario) -> None:
     pr.open({MINE: request()})
     run = pr.run()
