@@ -160,6 +160,18 @@ def build_desired(
             why = record.error if record and record.error else "approval could not be established"
             problems.append(Problem("E-APPROVAL", why, file=request.path, line=1))
             continue
+        if (author := _foreign_author(request.requester, record)) is not None:
+            # pr-check enforces this before merge; an admin merge past it grants nothing.
+            problems.append(
+                Problem(
+                    "E-APPROVAL-AUTHOR",
+                    f"pull request #{record.pr} was opened by {author}, not by the requester "
+                    f"{request.requester}: access is only granted to the person who asked",
+                    file=request.path,
+                    line=request.line_of("requester"),
+                )
+            )
+            continue
         try:
             decision = evaluate(
                 request, loaded.config, approved_at=record.approved_at, approvals=record.approvals
@@ -173,6 +185,12 @@ def build_desired(
         elif _wanted(decision, now):
             desired.add(_grant_of(decision, record))
     return desired, decisions, problems
+
+
+def _foreign_author(requester: str, record: ApprovalRecord) -> str | None:
+    """The PR author when it is not the requester (logins compare case-insensitively)."""
+    author = record.approvals.pr_author if record.approvals else None
+    return author if author and author.lower() != requester.lower() else None
 
 
 def request_notes(

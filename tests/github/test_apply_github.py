@@ -54,15 +54,18 @@ def gcp() -> Iterator[GcpEmulator]:
         emu.stop()
 
 
-def merge_pr(emulator: GitHubEmulator, repo: GitRepo, login: str, reviewer: str) -> None:
-    """A PR by ``login`` adding its request, reviewed, squash-merged into main."""
+def merge_pr(
+    emulator: GitHubEmulator, repo: GitRepo, login: str, reviewer: str, author: str = ""
+) -> None:
+    """A PR by ``author`` (default ``login``) adding ``login``'s request, reviewed,
+    squash-merged into main."""
     path = f"requests/{login}/inc-4821.yaml"
     base = repo.head()
     repo.checkout(f"pr-{login}", new=True)
-    head = repo.commit({path: request(login)}, author=login)
+    head = repo.commit({path: request(login)}, author=author or login)
     n = emulator.add_pull(
         REPO,
-        author=login,
+        author=author or login,
         head_sha=head,
         base_sha=base,
         files=[{"filename": path, "status": "added"}],
@@ -126,3 +129,17 @@ def test_idle_apply_makes_no_github_calls(
     assert apply(git_repo, gcp, github_env)[0] == 0
     assert emulator.total_calls == 0
     assert members(gcp) == {"user:alice@example.com"}
+
+
+def test_a_request_merged_from_someone_elses_pull_request_grants_nothing(
+    emulator: GitHubEmulator, git_repo: GitRepo, github_env: dict[str, str], gcp: GcpEmulator
+) -> None:
+    """pr-check refuses it; if an admin merges past the gate, apply refuses it too."""
+    git_repo.commit({"policies/p.yaml": POLICY}, "policies", author="admin")
+    merge_pr(emulator, git_repo, "alice", reviewer="dave", author="bob")
+
+    code, out, err = apply(git_repo, gcp, github_env)
+
+    assert code == 1
+    assert members(gcp) == set()
+    assert "opened by bob, not by the requester alice" in json.dumps(out) + err
