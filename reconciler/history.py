@@ -5,8 +5,9 @@ new blob of each changed path under ``requests/`` and ``policies/``; one ``git c
 --batch`` then reads every needed blob. Nothing here runs git once per file or per commit,
 so a history of 50,000 commits is read in seconds.
 
-``load_versions`` turns that into parsed request versions, each judged against the
-policies as they stood at its own commit (what the reconciler saw then).
+``load_versions`` turns that into parsed request versions, each paired with the policies
+as they stood at its own commit (what the reconciler saw then) and, while it is still on
+the branch, with the policies at the tip (what plan/apply judge it by today).
 """
 
 from __future__ import annotations
@@ -250,14 +251,17 @@ class MemorySource:
         return path in self.symlinks
 
 
+_PolicyKey = frozenset[tuple[str, str]]  # (path, blob) of every policy file at a commit
+
+
 class _PolicyConfigs:
     """The policies as of some commit, loaded once per distinct set of policy blobs."""
 
     def __init__(self) -> None:
-        self.cache: dict[frozenset[tuple[str, str]], tuple[Config, list[Finding]]] = {}
+        self.cache: dict[_PolicyKey, tuple[Config, list[Finding]]] = {}
 
     def config_for(
-        self, key: frozenset[tuple[str, str]], contents: Mapping[str, bytes]
+        self, key: _PolicyKey, contents: Mapping[str, bytes]
     ) -> tuple[Config, list[Finding]]:
         from reconciler.repo import load_config
 
@@ -301,16 +305,16 @@ def map_versions(
         if c.commit.is_merge and is_request_path(c.path)
     ]
     contents = read_blobs(repo, [*needed, *heads])
-    pending = _scan(history)
+    pending, tip = _scan(history)
     if current_only:
         # Deleted versions stay too: `status` shows an early revocation until its window
         # would have ended. Superseded versions (edited since) are audit-only.
         pending = [p for p in pending if p.removal is None or p.removal.deleted]
     count = _worker_count(len(pending), workers)
     if count < 2:
-        return fn(_build(pending, contents))
+        return fn(_build(pending, contents, tip))
     global _JOB
-    _JOB = (pending, contents, fn)
+    _JOB = (pending, contents, tip, fn)
     size = -(-len(pending) // count)
     bounds = [(i, min(i + size, len(pending))) for i in range(0, len(pending), size)]
     try:
@@ -324,7 +328,10 @@ def map_versions(
 
 
 _PARALLEL_FROM = 4000  # versions; below this, forking costs more than it saves
-_JOB: tuple[list[_Pending], Mapping[str, bytes], Callable[[list[Version]], list[Any]]] | None = None
+_JOB: (
+    tuple[list[_Pending], Mapping[str, bytes], _PolicyKey, Callable[[list[Version]], list[Any]]]
+    | None
+) = None
 
 
 def _worker_count(versions: int, workers: int | None) -> int:
@@ -338,8 +345,8 @@ def _worker_count(versions: int, workers: int | None) -> int:
 
 def _run_chunk(bounds: tuple[int, int]) -> list[Any]:
     assert _JOB is not None  # set by the parent before forking
-    pending, contents, fn = _JOB
-    return fn(_build(pending[bounds[0] : bounds[1]], contents))
+    pending, contents, tip, fn = _JOB
+    return fn(_build(pending[bounds[0] : bounds[1]], contents, tip))
 
 
 @dataclass
@@ -347,12 +354,14 @@ class _Pending:
     """A request version found in the log, before its content is parsed."""
 
     change: PathChange
-    policies: frozenset[tuple[str, str]]
+    policies: _PolicyKey
     removal: Removal | None = None
 
 
-def _scan(history: History) -> list[_Pending]:
-    """Walk the changes in order: each version, the policies of its commit, its end."""
+def _scan(history: History) -> tuple[list[_Pending], _PolicyKey]:
+    """Walk the changes in order: each version, the policies of its commit, its end; and
+    the policies at the tip (every first-parent change to policies/ applied, so the same
+    set of blobs ``ref`` holds: no extra read of the tree)."""
     policy_blobs: dict[str, str] = {}
     live: dict[str, _Pending] = {}
     pending: list[_Pending] = []
@@ -375,14 +384,21 @@ def _scan(history: History) -> list[_Pending]:
         if change.new_blob is not None:
             live[change.path] = _Pending(change, frozenset(policy_blobs.items()))
             pending.append(live[change.path])
-    return pending
+    return pending, frozenset(policy_blobs.items())
 
 
-def _build(pending: list[_Pending], contents: Mapping[str, bytes]) -> list[Version]:
+def _build(
+    pending: list[_Pending], contents: Mapping[str, bytes], tip: _PolicyKey
+) -> list[Version]:
     policies = _PolicyConfigs()
+    # Loaded once (per worker): the cache hands every current version the same Config, so
+    # the evaluator's per-Config index is built once too.
+    tip_config, tip_findings = policies.config_for(tip, contents)
+    tip_broken = any(f.severity == "error" for f in tip_findings)
     out = []
     for item, (request, errors) in zip(pending, _parse_all(pending, contents), strict=True):
         config, config_findings = policies.config_for(item.policies, contents)
+        current = item.removal is None
         commit = item.change.commit
         out.append(
             Version(
@@ -399,6 +415,8 @@ def _build(pending: list[_Pending], contents: Mapping[str, bytes]) -> list[Versi
                 fields=_best_effort_fields(request, contents, item.change),
                 config_broken=any(f.severity == "error" for f in config_findings),
                 removal=item.removal,
+                tip_config=tip_config if current else None,
+                tip_config_broken=tip_broken and current,
             )
         )
     return out

@@ -96,12 +96,18 @@ class _Builder:
     at: datetime
     ledger: list[LedgerEntry] | None
     pulls: dict[tuple[str, str], PullInfo] | None
+    at_tip: bool = False
 
     def __call__(self, versions: list[Version]) -> list[AuditEntry]:
         from reconciler.core.audit import build_audit
 
         return build_audit(
-            versions, at=self.at, trust_git=self.pulls is None, ledger=self.ledger, pulls=self.pulls
+            versions,
+            at=self.at,
+            trust_git=self.pulls is None,
+            ledger=self.ledger,
+            pulls=self.pulls,
+            at_tip=self.at_tip,
         )
 
 
@@ -117,7 +123,8 @@ def collect(
     """Read history, ledger and (maybe) GitHub; return the entries and notes for stderr.
 
     ``only_current``: just the versions still on the branch, plus deleted ones (what
-    ``status`` shows)."""
+    ``status`` shows), those on the branch judged by the policies at ``ref`` as plan/apply
+    judge them; otherwise every version by the policies of its own commit."""
     from reconciler import history, ledger
 
     notes: list[str] = []
@@ -131,10 +138,10 @@ def collect(
     if github_configured(trust_git):
         versions = history.load_versions(repo, ref, current_only=only_current)
         pulls = pull_infos(repo, versions)
-        return _Builder(now, entries_ledger, pulls)(versions), notes
+        return _Builder(now, entries_ledger, pulls, only_current)(versions), notes
     if not trust_git:
         notes.append("no GitHub credentials: approvals not verified, pull requests not shown")
-    build = _Builder(now, entries_ledger, None)
+    build = _Builder(now, entries_ledger, None, only_current)
     return history.map_versions(repo, ref, build, current_only=only_current), notes
 
 

@@ -49,6 +49,10 @@ class Version:
     removal: Removal | None = None
     # what an invalid file says it asks for (best effort, shown but never trusted)
     fields: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    # The policies at the tip of the branch, for versions still on it (removal is None):
+    # what plan/apply judge them by today. None for superseded or deleted versions.
+    tip_config: Config | None = field(default=None, compare=False, hash=False)
+    tip_config_broken: bool = field(default=False, compare=False, hash=False)
 
     def ended_by(self, removal: Removal) -> Version:
         return replace(self, removal=removal)
@@ -162,11 +166,23 @@ class _Judged:
     anomalies: tuple[str, ...]
 
 
-def judge(version: Version, pull: PullInfo | None, *, trust_git: bool) -> _Judged:
-    """Evaluate one version against the policies of its commit."""
+def judge(
+    version: Version, pull: PullInfo | None, *, trust_git: bool, at_tip: bool = False
+) -> _Judged:
+    """Evaluate one version against the policies of its commit, or (``at_tip``, for a
+    version still on the branch) against the policies at the tip, as plan/apply do."""
+    config, broken, refused = version.config, version.config_broken, "refused"
+    if at_tip and version.tip_config is not None:
+        config, broken = version.tip_config, version.tip_config_broken
+        if config is not version.config:  # the cache hands out one object per policy set
+            refused = "refused under current policies"
     anomalies: list[str] = [f"invalid: {f}" for f in version.findings]
-    if version.config_broken:
-        anomalies.append("policies on the branch were invalid at this commit")
+    if broken:
+        anomalies.append(
+            "policies on the branch were invalid at this commit"
+            if config is version.config
+            else "policies at the tip of the branch are invalid"
+        )
     approved_at: datetime | None = version.committed_at
     approvals: Approvals | None = None
     pr = approvers = None
@@ -186,14 +202,14 @@ def judge(version: Version, pull: PullInfo | None, *, trust_git: bool) -> _Judge
         return _Judged(
             version, approved_at, None, False, None, None, approvers, pr, tuple(anomalies)
         )
-    decision = evaluate(request, version.config, approved_at=approved_at, approvals=approvals)
+    decision = evaluate(request, config, approved_at=approved_at, approvals=approvals)
     window = decision.window or compute_window(request, approved_at)
     allowed = decision.allowed and not version.findings and (pull is None or not pull.error)
     if decision.allowed and approvals is not None:
         approvers = decision.approvers_counted or approvers
     if not decision.allowed:
-        anomalies.extend(f"refused: {r.message}" for r in decision.refusals[:3])
-    principal = decision.principal or version.config.principal(request.requester, request.provider)
+        anomalies.extend(f"{refused}: {r.message}" for r in decision.refusals[:3])
+    principal = decision.principal or config.principal(request.requester, request.provider)
     return _Judged(
         version,
         approved_at,
@@ -205,6 +221,26 @@ def judge(version: Version, pull: PullInfo | None, *, trust_git: bool) -> _Judge
         pr,
         tuple(anomalies),
     )
+
+
+def _tip_anomalies(
+    judged: _Judged, pull: PullInfo | None, at: datetime, *, trust_git: bool
+) -> list[str]:
+    """For audit, which judges by each commit's policies: a version still on the branch whose
+    verdict under the policies at the tip differs, while its window is still open (what
+    plan/apply will do about it now). Free when the policies never changed since."""
+    version, window = judged.version, judged.window
+    if version.tip_config is None or version.tip_config is version.config:
+        return []
+    if window is None or window.end <= at or version.findings:
+        return []
+    now = judge(version, pull, trust_git=trust_git, at_tip=True)
+    if now.allowed == judged.allowed:
+        return []
+    if now.allowed:
+        return [f"allowed under current policies (policy {now.policy}): plan would grant it"]
+    refusals = [a for a in now.anomalies if a.startswith("refused under current policies")]
+    return refusals[:1] or ["refused under current policies"]
 
 
 def state_at(judged: _Judged, at: datetime, revoked_by_ledger: datetime | None) -> State:
@@ -333,19 +369,26 @@ def build_audit(
     trust_git: bool = True,
     ledger: Sequence[LedgerEntry] | None = None,
     pulls: Mapping[tuple[str, str], PullInfo] | None = None,
+    at_tip: bool = False,
 ) -> list[AuditEntry]:
     """One entry per version, in the order the versions reached the branch.
 
     ``ledger=None`` means no ledger exists: granted_at/revoked_at stay null and no
     ledger-based anomaly is raised. ``pulls`` maps (commit, path) -> PullInfo (GitHub mode).
+    ``at_tip`` (status): versions still on the branch are judged by the policies at its
+    tip, as plan/apply judge them; otherwise (audit) each by the policies of its commit,
+    with an anomaly when the tip's verdict on a still-open version differs.
     """
     index = _LedgerIndex(ledger) if ledger is not None else None
     ledger_start = min((e.time for e in ledger), default=None) if ledger else None
     out = []
     for version in versions:
         pull = pulls.get((version.commit, version.path)) if pulls is not None else None
-        judged = judge(version, pull, trust_git=trust_git or pulls is None)
+        git_only = trust_git or pulls is None
+        judged = judge(version, pull, trust_git=git_only, at_tip=at_tip)
         anomalies = list(judged.anomalies) + _removal_anomalies(judged)
+        if not at_tip:
+            anomalies += _tip_anomalies(judged, pull, at, trust_git=git_only)
         granted_at = revoked_at = None
         events: list[tuple[datetime, str]] = []
         if index is not None:
