@@ -189,8 +189,9 @@ def status_command(  # noqa: PLR0917 - click passes options as arguments
     deleted early stay listed as revoked until their window would have ended.
 
     States: pending (not merged yet, or merged after --at), scheduled (starts later),
-    active, expired, revoked (the reconciler recorded a revoke), rejected (invalid or not
-    allowed by the policies). Reads git (and the ledger branch when present); approvals
+    active, expired, revoked (the file was deleted before its end, or the reconciler
+    recorded a revoke), rejected (invalid, or not allowed by the policies at the tip of
+    the branch, as plan judges it). Reads git (and the ledger branch when present); approvals
     come from GitHub when GITHUB_TOKEN/GITHUB_REPOSITORY are set, else from git alone.
     Needs no cloud access.
 
