@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import support
+
 ROOT = Path(__file__).resolve().parents[2]
 
 POLICIES = """\
@@ -71,80 +73,24 @@ def request_yaml(
     return "\n".join(lines) + "\n"
 
 
-class GitRepo:
-    """A real repository; every commit takes an explicit time so windows are predictable."""
+class GitRepo(support.GitRepo):
+    """A real repository; every commit takes an explicit time so windows are predictable.
+    GitHub commits (merges, squashes), so it is the committer; authors are the PR authors."""
 
-    def __init__(self, root: Path, *, bare: bool = False) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.git("init", "-q", *(["--bare"] if bare else []), "-b", "main")
-        self.git("config", "commit.gpgsign", "false")
-        self.git("config", "user.name", "Test")
-        self.git("config", "user.email", "test@example.com")
+    committer = ("GitHub", "noreply@github.com")
 
     def git(self, *args: str, when: str | None = None, author: str = "alice") -> str:
-        env = {
-            **os.environ,
-            "GIT_AUTHOR_NAME": author,
-            "GIT_AUTHOR_EMAIL": f"{author}@example.com",
-            "GIT_COMMITTER_NAME": "GitHub",
-            "GIT_COMMITTER_EMAIL": "noreply@github.com",
-        }
-        if when:
-            env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = when
-        proc = subprocess.run(
-            ["git", "-C", str(self.root), *args], env=env, capture_output=True, text=True
-        )
-        assert proc.returncode == 0, f"git {args}: {proc.stderr}"
-        return proc.stdout.strip()
+        return self.run_git(*args, author=author, date=when)
 
-    def write(self, files: dict[str, str | None]) -> None:
-        for rel, text in files.items():
-            path = self.root / rel
-            if text is None:
-                path.unlink()
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-
-    def commit(
+    def commit(  # type: ignore[override]  # the audit tests pass the time second
         self,
         files: dict[str, str | None],
         when: str,
         message: str = "change",
         author: str = "alice",
     ) -> str:
-        self.write(files)
-        self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message, when=when, author=author)
-        return self.head()
-
-    def merge_pr(
-        self, number: int, files: dict[str, str | None], when: str, author: str = "alice"
-    ) -> str:
-        """A feature branch with the change, merged into main with a merge commit."""
-        branch = f"pr-{number}"
-        self.git("checkout", "-q", "-b", branch)
-        self.commit(files, when, message=f"request {number}", author=author)
-        self.git("checkout", "-q", "main")
-        self.git(
-            "merge",
-            "-q",
-            "--no-ff",
-            branch,
-            "-m",
-            f"Merge pull request #{number} from {author}/{branch}",
-            when=when,
-        )
-        return self.head()
-
-    def squash_pr(
-        self, number: int, files: dict[str, str | None], when: str, author: str = "alice"
-    ) -> str:
-        return self.commit(files, when, message=f"Request access (#{number})", author=author)
-
-    def head(self) -> str:
-        return self.git("rev-parse", "HEAD")
+        self.stage(files)
+        return self.commit_staged(message, author=author, date=when)
 
 
 def run_cli(
