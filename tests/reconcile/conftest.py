@@ -4,8 +4,6 @@ HTTP, and the CLI run the way a user runs it."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +15,7 @@ from click.testing import CliRunner
 from reconciler.cli import cli
 from reconciler.core.timeutil import format_rfc3339
 from reconciler.sandbox.gcp_emulator import GcpEmulator
+from tests import support
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -70,39 +69,21 @@ def request_yaml(
     return "\n".join(lines) + "\n"
 
 
-class GitRepo:
-    """An access repo with commits at chosen committer times."""
+class GitRepo(support.GitRepo):
+    """An access repo with commits at chosen committer times (by git's configured user)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.git("init", "-q", "-b", "main")
-        self.git("config", "user.name", "Test")
-        self.git("config", "user.email", "test@example.com")
-        self.git("config", "commit.gpgsign", "false")
+    author = None
+    strip = False
 
-    def git(self, *args: str, at: datetime | None = None) -> str:
-        env = dict(os.environ)
-        if at is not None:
-            stamp = f"@{int(at.timestamp())} +0000"
-            env.update(GIT_AUTHOR_DATE=stamp, GIT_COMMITTER_DATE=stamp)
-        proc = subprocess.run(
-            ["git", *args], cwd=self.root, env=env, capture_output=True, text=True, check=True
-        )
-        return proc.stdout
+    def git(self, *args: str, at: datetime | None = None) -> str:  # type: ignore[override]
+        return self.run_git(*args, date=at)
 
-    def write(self, rel: str, text: str) -> None:
-        path = self.root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    def write(self, rel: str, text: str) -> None:  # type: ignore[override]
+        self.write_file(rel, text)
 
-    def remove(self, rel: str) -> None:
-        (self.root / rel).unlink()
-
-    def commit(self, message: str, at: datetime) -> str:
-        self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message, at=at)
-        return self.git("rev-parse", "HEAD").strip()
+    def commit(self, message: str, at: datetime) -> str:  # type: ignore[override]
+        self.run_git("add", "-A")
+        return self.commit_staged(message, date=at)
 
 
 @pytest.fixture
