@@ -15,6 +15,7 @@ import pytest
 
 from reconciler.sandbox.gcp_emulator import GcpEmulator
 from reconciler.sandbox.github_emulator import DEFAULT_TOKEN, GitHubEmulator
+from tests import support
 
 ACCESSCTL = str(Path(sys.executable).parent / "accessctl")
 REPO = "acme/access"
@@ -81,72 +82,11 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-class GitRepo:
-    """A real git repository in a tmp dir."""
+class GitRepo(support.GitRepo):
+    """A real git repository in a tmp dir; commits stage only the files they name."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        self.git("init", "-q", "-b", "main")
-
-    def git(self, *args: str, author: str = "admin", date: str | None = None) -> str:
-        env = {
-            **os.environ,
-            **({"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else {}),
-            "GIT_AUTHOR_NAME": author,
-            "GIT_AUTHOR_EMAIL": f"{author}@example.com",
-            "GIT_COMMITTER_NAME": author,
-            "GIT_COMMITTER_EMAIL": f"{author}@example.com",
-        }
-        proc = subprocess.run(
-            ["git", "-C", str(self.root), "-c", "commit.gpgsign=false", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return proc.stdout.strip()
-
-    def commit(
-        self,
-        files: dict[str, str | None],
-        message: str = "change",
-        author: str = "admin",
-        date: str | None = None,
-    ) -> str:
-        written = []
-        for rel, text in files.items():
-            path = self.root / rel
-            if text is None:
-                self.git("rm", "-q", "--", rel)
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            written.append(rel)
-        if written:
-            self.git("add", "--", *written)
-        self.git("commit", "-q", "--allow-empty", "-m", message, author=author, date=date)
-        return self.head()
-
-    def head(self) -> str:
-        return self.git("rev-parse", "HEAD")
-
-    def blob(self, ref: str, path: str) -> str:
-        return self.git("rev-parse", f"{ref}:{path}")
-
-    def diff(self, base: str, head: str) -> list[dict]:
-        """The PR's files as GitHub lists them, with the blob SHA at head."""
-        out = []
-        for line in self.git(
-            "-c", "core.quotepath=false", "diff", "--name-status", "--no-renames", base, head
-        ).splitlines():
-            status, path = line.split("\t")
-            kind = {"A": "added", "D": "removed"}.get(status[0], "modified")
-            entry = {"filename": path, "status": kind}
-            if kind != "removed":
-                entry["sha"] = self.blob(head, path)
-            out.append(entry)
-        return out
+    author = "admin"
+    stage_all = False
 
 
 class World:
