@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import support
 from tests.e2e.independent_gcp import IndependentGcp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,45 +121,31 @@ def run_cli(
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
-@dataclass
-class GitRepo:
-    path: Path
-    env: dict[str, str] = field(default_factory=dict)
+class GitRepo(support.GitRepo):
+    """A repo the test initialises itself; git runs in the clean user environment, and
+    ``env`` is what the CLI gets on top of it (see ``run``)."""
+
+    def __init__(self, path: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__(path, init=False)
+        self.env = env if env is not None else {}
+
+    def base_env(self) -> dict[str, str]:
+        return clean_env()
 
     def git(self, *args: str, date: str | None = None, author: str = "alice") -> str:
-        env = clean_env(
-            GIT_AUTHOR_NAME=author,
-            GIT_AUTHOR_EMAIL=f"{author}@example.com",
-            GIT_COMMITTER_NAME=author,
-            GIT_COMMITTER_EMAIL=f"{author}@example.com",
-        )
-        if date:
-            env["GIT_AUTHOR_DATE"] = date
-            env["GIT_COMMITTER_DATE"] = date
-        proc = subprocess.run(
-            ["git", *args], cwd=self.path, env=env, capture_output=True, text=True
-        )
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout.strip()
+        return self.run_git(*args, author=author, date=date)
 
-    def write(self, rel: str, text: str | bytes) -> Path:
-        p = self.path / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(text, bytes):
-            p.write_bytes(text)
-        else:
-            p.write_text(text)
-        return p
+    def write(self, rel: str, text: str | bytes) -> Path:  # type: ignore[override]
+        return self.write_file(rel, text)
 
-    def commit(
+    def commit(  # type: ignore[override]  # e2e tests pass the message first
         self, message: str, date: str, author: str = "alice", paths: tuple[str, ...] = (".",)
     ) -> str:
-        self.git("add", "-A", *paths)
-        self.git("commit", "-q", "--allow-empty", "-m", message, date=date, author=author)
-        return self.git("rev-parse", "HEAD")
+        self.run_git("add", "-A", *paths)
+        return self.commit_staged(message, author=author, date=date)
 
     def remove(self, rel: str) -> None:
-        self.git("rm", "-q", rel)
+        self.run_git("rm", "-q", rel)
 
     def run(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Result:
         return run_cli(
