@@ -9,6 +9,7 @@ import pytest
 
 from reconciler.sandbox.github_emulator import DEFAULT_TOKEN, GitHubEmulator
 from tests.support import GitRepo
+from tests.support.emulators import running_github
 
 __all__ = ["REPO", "GitRepo"]
 
@@ -17,8 +18,7 @@ REPO = "acme/access"
 
 @pytest.fixture
 def emulator() -> Iterator[GitHubEmulator]:
-    with GitHubEmulator() as emu:
-        emu.add_repo(REPO)
+    with running_github(REPO) as emu:
         yield emu
 
 

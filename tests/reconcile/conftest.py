@@ -16,6 +16,7 @@ from reconciler.cli import cli
 from reconciler.core.timeutil import format_rfc3339
 from reconciler.sandbox.gcp_emulator import GcpEmulator
 from tests import support
+from tests.support.emulators import running_gcp
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -88,13 +89,8 @@ class GitRepo(support.GitRepo):
 
 @pytest.fixture
 def emulator() -> Iterator[GcpEmulator]:
-    emu = GcpEmulator(port=0).start()
-    for name in PROJECTS:
-        emu.add_resource(name)
-    try:
+    with running_gcp(*PROJECTS) as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture

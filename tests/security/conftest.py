@@ -16,6 +16,7 @@ import pytest
 from reconciler.sandbox.gcp_emulator import GcpEmulator
 from reconciler.sandbox.github_emulator import DEFAULT_TOKEN, GitHubEmulator
 from tests import support
+from tests.support.emulators import running_gcp, running_github
 
 ACCESSCTL = str(Path(sys.executable).parent / "accessctl")
 REPO = "acme/access"
@@ -150,19 +151,14 @@ class World:
 
 @pytest.fixture
 def github() -> Iterator[GitHubEmulator]:
-    with GitHubEmulator() as emu:
-        emu.add_repo(REPO)
+    with running_github(REPO) as emu:
         yield emu
 
 
 @pytest.fixture
 def gcp() -> Iterator[GcpEmulator]:
-    emu = GcpEmulator(port=0).start()
-    emu.add_resource(SCOPE)
-    try:
+    with running_gcp(SCOPE) as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture
