@@ -112,18 +112,23 @@ def _wanted(decision: Decision, now: datetime) -> bool:
 
 
 def _grant_of(decision: Decision, record: ApprovalRecord) -> Grant:
+    assert decision.principal is not None
+    return _window_grant(decision, decision.principal, record.pr)
+
+
+def _window_grant(decision: Decision, principal: str, pr: int | None = None) -> Grant:
     request, window = decision.request, decision.window
-    assert window is not None and decision.principal is not None
+    assert window is not None
     # Clouds keep whole seconds: shorten rather than stretch a fractional window.
     return Grant(
         provider=request.provider,
         scope=request.scope,
         role=request.role,
-        principal=decision.principal,
+        principal=principal,
         request=request.path,
         begin=_second_ceil(window.begin),
         end=_second_floor(window.end),
-        pr=record.pr,
+        pr=pr,
     )
 
 
@@ -221,12 +226,9 @@ def former_grants(decisions: Iterable[Decision], loaded: LoadedRepo) -> list[Gra
     revoke of an AWS assignment (which names no request) say which request it ends."""
     out = []
     for d in decisions:
-        r = d.request
-        principal = d.principal or loaded.config.principal(r.requester, r.provider)
-        if principal is None or d.window is None:
-            continue
-        begin, end = _second_ceil(d.window.begin), _second_floor(d.window.end)
-        out.append(Grant(r.provider, r.scope, r.role, principal, r.path, begin, end))
+        principal = d.principal or loaded.config.principal(d.request.requester, d.request.provider)
+        if principal is not None and d.window is not None:
+            out.append(_window_grant(d, principal))
     return out
 
 
