@@ -353,11 +353,7 @@ def make_providers(
     providers: dict[str, base.Provider] = {}
     for name in sorted(names):
         try:
-            factory = base.factory(name)
-        except (ImportError, KeyError) as exc:
-            raise ConfigError(f"the {name} provider is not available: {exc}") from None
-        try:
-            providers[name] = factory(loaded.config, options)
+            providers[name] = base.make(name, loaded.config, options)
         except ConfigError as exc:
             if unusable is None or any(r.provider == name for r in loaded.requests):
                 raise

@@ -6,18 +6,17 @@ All frozen; sets of them are state, and the diff between states is set arithmeti
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
+from reconciler.core import providers
 from reconciler.core.timeutil import format_rfc3339
 
-ProviderName = Literal["gcp", "aws"]
-PROVIDERS: tuple[ProviderName, ...] = ("gcp", "aws")
-GCP_BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
-MANAGED_TITLE_PREFIX = "accessctl:"
+# A registered provider's name (reconciler.core.providers): "gcp", "aws", or a plug-in's.
+ProviderName = str
 
 
 @dataclass(frozen=True)
@@ -180,25 +179,11 @@ class Decision:
         return Reason.ALLOWED if self.allowed else self.refusals[0].reason
 
 
-_GCP_CASELESS = frozenset({"user", "group", "serviceAccount", "domain", "deleted"})
-
-
-def gcp_member_id(member: str) -> str:
-    """A GCP member as IAM compares it: e-mail and domain values ignore case (IAM may hand
-    back ``user:jane.doe@example.com`` for ``user:Jane.Doe@example.com``), so a mixed-case
-    identity must not plan a revoke and a grant on every run; types and ``principal://``
-    identifiers keep their case."""
-    kind, sep, value = member.partition(":")
-    if sep and kind in _GCP_CASELESS and not value.startswith("//"):
-        return f"{kind}:{value.lower()}"
-    return member
-
-
 @dataclass(frozen=True)
 class Grant:
     """A managed grant as desired by a request or as observed in a cloud.
 
-    GCP: one binding (scope, role, member, condition ``accessctl:<request>``).
+    GCP: one binding (scope, role, member, condition naming the request and its window).
     AWS: one account assignment (account, permission set, user); ``request``/``begin``/
     ``end`` are unknown (None) when observed, since AWS holds no such metadata.
     """
@@ -211,12 +196,16 @@ class Grant:
     begin: datetime | None = None
     end: datetime | None = None
     pr: int | None = None  # pull request number, for the description/summary
+    # The cloud's own id of the principal when the provider resolved it (AWS: the identity
+    # store user id), so grants compare by who they are, never by a case-folded name.
+    principal_id: str | None = None
+    # Why a desired grant is kept without a verified approval (held during an outage).
+    held: bool = field(default=False, compare=False)
 
-    def key(self) -> tuple[object, ...]:
-        """What makes two grants the same thing in the cloud."""
-        if self.provider == "aws":
-            return ("aws", self.scope, self.role, self.principal.lower())
-        return ("gcp", self.scope, self.role, gcp_member_id(self.principal), self.request, self.end)
+    def key(self, now: datetime) -> Hashable:
+        """What makes two grants the same thing in the cloud at ``now``: the provider's
+        identity, which covers every field that changes what the cloud allows."""
+        return providers.identity(self, now)
 
     def to_json(self) -> dict[str, object]:
         return {

@@ -8,14 +8,15 @@ the plan can never touch it.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
 
+from reconciler.core import providers
 from reconciler.core.models import Change, ChangeKind, Grant, Plan
 from reconciler.core.timeutil import format_rfc3339
 
-GrantKey = tuple[object, ...]
+GrantKey = Hashable
 
 
 def plan(
@@ -37,9 +38,9 @@ def plan(
     traced to the request it matches.
     """
     notes = notes or {}
-    traced = _by_key(g for g in former if g.provider == "aws")
-    wanted = _by_key(g for g in desired if _wanted_now(g, now))
-    present = {g.key(): g for g in actual}
+    traced = _by_key((g for g in former if not providers.spec(g.provider).future_start), now)
+    wanted = _by_key((g for g in desired if _wanted_now(g, now)), now)
+    present = {g.key(now): g for g in actual}
     ordered = sorted(wanted.items(), key=_sort_key)
     grants = tuple(
         Change(ChangeKind.GRANT, _representative(gs), _grant_reason(gs, notes))
@@ -72,19 +73,17 @@ def _traced(observed: Grant, former: list[Grant] | None) -> Grant:
 
 
 def _wanted_now(grant: Grant, now: datetime) -> bool:
-    if grant.end is not None and grant.end <= now:
-        return False
-    # AWS assignments take effect at once, so one that begins later is not granted yet;
-    # GCP bindings carry the begin bound in their condition and may be written early.
-    return not (grant.provider == "aws" and grant.begin is not None and grant.begin > now)
+    # A cloud that enforces the begin itself (a GCP condition) may be written early; any
+    # other grant that begins later is not granted yet. Nothing past its end is wanted.
+    return providers.spec(grant.provider).writable_now(grant, now)
 
 
-def _by_key(grants: Iterable[Grant]) -> dict[GrantKey, list[Grant]]:
+def _by_key(grants: Iterable[Grant], now: datetime) -> dict[GrantKey, list[Grant]]:
     """Desired grants grouped by what they are in the cloud: on AWS several overlapping
     requests map to one assignment, which stays while any of them holds."""
     out: dict[GrantKey, list[Grant]] = defaultdict(list)
     for g in grants:
-        out[g.key()].append(g)
+        out[g.key(now)].append(g)
     for gs in out.values():
         if len(gs) > 1:
             gs.sort(key=_grant_order)
@@ -135,11 +134,12 @@ def _until(g: Grant) -> str:
 def _revoke_reason(
     g: Grant, now: datetime, notes: Mapping[str, str], desired_requests: set[str | None]
 ) -> str:
-    if g.provider != "aws" and g.end is None:
+    traced = not providers.spec(g.provider).future_start  # a grant that names no request
+    if not traced and g.end is None:
         return "managed binding with an unreadable end time: replaced or removed"
     if g.end is not None and g.end <= now:
         return f"expired at {format_rfc3339(g.end)}"
-    if g.provider == "aws" and g.request is not None and g.request in notes:
+    if traced and g.request is not None and g.request in notes:
         return notes[g.request]
     if g.request is None:
         return "no active approved request: standing assignment of an owned permission set"

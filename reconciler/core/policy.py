@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from fnmatch import translate
 
+from reconciler.core import providers
 from reconciler.core.models import (
-    GCP_BASIC_ROLES,
     AccessRequest,
     Approvals,
     Config,
@@ -207,15 +207,9 @@ def _request_refusals(request: AccessRequest) -> list[Refusal]:
                 key="requester",
             )
         )
-    if request.provider == "gcp" and request.role in GCP_BASIC_ROLES:
-        out.append(
-            Refusal(
-                Reason.BASIC_ROLE,
-                f"{request.role} is a basic role; GCP cannot put a time condition on it, so "
-                "it cannot be granted temporarily (ask for a predefined role instead)",
-                key="role",
-            )
-        )
+    problem = providers.spec(request.provider).role_refusal(request.role)
+    if problem is not None:
+        out.append(Refusal(Reason.BASIC_ROLE, problem, key="role"))
     return out
 
 

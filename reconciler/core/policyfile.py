@@ -11,8 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reconciler.core import providers
 from reconciler.core.loader import Document, Path_
-from reconciler.core.models import GCP_BASIC_ROLES, Config, Policy
+from reconciler.core.models import Config, Policy
 from reconciler.core.timeutil import parse_duration
 from reconciler.core.validate import SchemaChecker, as_mapping, ints_to_text, where
 from reconciler.errors import Finding
@@ -165,17 +166,19 @@ def _check_scopes(doc: Document, entry: Mapping[str, Any], here: Path_, bad: set
 
 
 def _check_basic_roles(doc: Document, entry: Mapping[str, Any], here: Path_) -> None:
-    if entry.get("provider") != "gcp":
+    name = entry.get("provider")
+    if not providers.known(name):
         return
+    spec = providers.spec(str(name))
     for j, role in _strings(entry, "roles"):
-        if role in GCP_BASIC_ROLES:
+        problem = spec.role_refusal(role)
+        if problem is not None:
             doc.findings.append(
                 Finding(
                     doc.file,
                     doc.line((*here, "roles", j)),
                     "E-CONFIG-BASIC-ROLE",
-                    f"{where((*here, 'roles', j))}{role} is a basic role; GCP cannot put a time condition on it, "
-                    "so accessctl cannot grant it temporarily",
+                    f"{where((*here, 'roles', j))}{problem}",
                 )
             )
 

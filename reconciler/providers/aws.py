@@ -22,9 +22,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core.models import Change, ChangeKind, ChangeResult, Config, Grant
+from reconciler.core.providers import ProviderSpec, register
 from reconciler.core.timeutil import parse_duration
 from reconciler.errors import ConfigError
-from reconciler.providers.base import Observation, register
+from reconciler.providers.base import Observation
 
 if TYPE_CHECKING:
     from mypy_boto3_identitystore import IdentityStoreClient
@@ -668,4 +669,51 @@ def build_provider(config: Config, options: Mapping[str, Any]) -> AwsProvider:
     )
 
 
-make_provider = register("aws")(build_provider)
+make_provider = build_provider
+
+
+@register
+class Aws(ProviderSpec):
+    """AWS IAM Identity Center: account assignments of owned permission sets to users."""
+
+    name = "aws"
+    title = "AWS IAM Identity Center"
+    scope_pattern = r"^[0-9]{12}$"
+    scope_help = "a 12-digit account id"
+    principal_pattern = r"^\S{1,128}$"
+    principal_help = "an Identity Center user name"
+    role_pattern = r"^[A-Za-z0-9_+=,.@-]{1,32}$"
+    role_help = "a permission set name (at most 32 of letters, digits and _+=,.@-)"
+    future_start = False  # an assignment holds from the moment it exists
+    settings_required = True
+    settings_schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["instance_arn", "identity_store_id", "region"],
+        "properties": {
+            "instance_arn": {
+                "type": "string",
+                "pattern": "^arn:aws[a-z-]*:sso:::instance/[A-Za-z0-9-]{1,64}$",
+                "x-message": "must be an IAM Identity Center instance ARN (arn:aws:sso:::instance/ssoins-...)",
+            },
+            "identity_store_id": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9-]{1,64}$",
+                "x-message": "must be an identity store id (d-...)",
+            },
+            "region": {
+                "type": "string",
+                "pattern": "^[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}$",
+                "x-message": "must be an AWS region like us-east-1",
+            },
+        },
+    }
+
+    def identity(self, grant: Grant, now: datetime) -> tuple[object, ...]:
+        # One assignment per (account, permission set, user): matched by the identity
+        # store user id, never by a case-folded user name (a case twin is another user).
+        who = grant.principal_id or f"name:{grant.principal}"
+        return ("aws", grant.scope, grant.role, who)
+
+    def adapter(self, config: Config, options: Mapping[str, Any]) -> AwsProvider:
+        return build_provider(config, options)

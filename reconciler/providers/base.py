@@ -11,11 +11,12 @@ the result and never raised, so the others go on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from reconciler.core import providers
 from reconciler.core.models import Change, ChangeResult, Config, Grant
 
 
@@ -41,26 +42,7 @@ class Provider(Protocol):
         ...
 
 
-ProviderFactory = Callable[[Config, Mapping[str, Any]], Provider]
-_REGISTRY: dict[str, ProviderFactory] = {}
-
-
-def register(name: str) -> Callable[[ProviderFactory], ProviderFactory]:
-    def deco(factory: ProviderFactory) -> ProviderFactory:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
-
-
-def factory(name: str) -> ProviderFactory:
-    if name not in _REGISTRY:
-        # Import lazily so `accessctl validate` never loads cloud SDKs.
-        import importlib
-
-        importlib.import_module(f"reconciler.providers.{name}")
-    return _REGISTRY[name]
-
-
-def names() -> Iterable[str]:
-    return ("gcp", "aws")
+def make(name: str, config: Config, options: Mapping[str, Any]) -> Provider:
+    """The runtime provider registered as ``name`` (see reconciler.core.providers)."""
+    adapter: Provider = providers.spec(name).adapter(config, options)
+    return adapter

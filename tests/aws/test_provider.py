@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime
 
 from reconciler.core.models import Change, ChangeKind, Grant
-from reconciler.providers.base import factory
+from reconciler.providers.base import make
 from reconciler.sandbox.aws import AwsSandbox, SeededInstance
 
 from .conftest import (
@@ -34,7 +34,7 @@ def change(kind: ChangeKind, account: str, role: str, user: str) -> Change:
 
 
 def test_registered_factory_builds_the_provider_from_policies(seeded: SeededInstance) -> None:
-    provider = factory("aws")(aws_config(seeded), {})
+    provider = make("aws", aws_config(seeded), {})
     assert provider.name == "aws"
     assert provider.observe([ACCOUNT_A], NOW).grants == {ACCOUNT_A: frozenset()}
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reconciler.core.models import Change, ChangeKind, Config, Grant
-from reconciler.providers.base import factory
+from reconciler.providers.base import make
 from reconciler.providers.gcp import GcpProvider
 from reconciler.sandbox.gcp_emulator import GcpEmulator
 
@@ -29,7 +29,7 @@ def make_provider(emulator: GcpEmulator) -> Callable[..., GcpProvider]:
     def build(**options: object) -> GcpProvider:
         merged = {"endpoint": emulator.url, "backoff_base": 0.005, "backoff_max": 0.02}
         merged.update(options)
-        provider = factory("gcp")(Config(), merged)
+        provider = make("gcp", Config(), merged)
         assert isinstance(provider, GcpProvider)
         return provider
 

@@ -89,7 +89,7 @@ def test_second_run_observes_the_grant_and_writes_nothing(
     obs = provider.observe([P], NOW)
 
     [seen] = obs.grants[P]
-    assert seen.key() == grant().key()
+    assert seen.key(NOW) == grant().key(NOW)
     assert seen.pr == 12 and seen.begin is None
     assert obs.calls == {"reads": 1, "writes": 0}
     # Applying the same grant again (e.g. a racing run) is a no-op, not a duplicate.
@@ -250,7 +250,7 @@ def test_folders_and_organizations(emulator: GcpEmulator, provider: GcpProvider,
     [revoked] = provider.apply(scope, [revoke(seen)], NOW)
 
     assert obs.grants[scope] == frozenset()
-    assert granted.ok and revoked.ok and seen.key() == g.key()
+    assert granted.ok and revoked.ok and seen.key(NOW) == g.key(NOW)
     assert emulator.get_policy(scope)["bindings"] == UNMANAGED["bindings"]
 
 
@@ -282,11 +282,11 @@ def test_unparseable_managed_binding_is_observed_without_end_and_revocable(
 
 def test_endpoint_from_the_environment(emulator: GcpEmulator, monkeypatch):
     from reconciler.core.models import Config
-    from reconciler.providers.base import factory
+    from reconciler.providers.base import make
 
     monkeypatch.setenv(ENDPOINT_ENV, emulator.url)
     emulator.add_resource(P)
-    provider = factory("gcp")(Config(), {"backoff_base": 0.001})
+    provider = make("gcp", Config(), {"backoff_base": 0.001})
 
     [result] = provider.apply(P, [add(grant())], NOW)
 
@@ -329,11 +329,11 @@ def test_observe_reads_scopes_concurrently(emulator: GcpEmulator, make_provider)
 
 def test_missing_credentials_fail_every_scope_with_one_clear_message(monkeypatch, tmp_path):
     from reconciler.core.models import Config
-    from reconciler.providers.base import factory
+    from reconciler.providers.base import make
 
     monkeypatch.delenv(ENDPOINT_ENV, raising=False)
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
-    provider = factory("gcp")(Config(), {"backoff_base": 0.001})
+    provider = make("gcp", Config(), {"backoff_base": 0.001})
 
     obs = provider.observe([P, "projects/other-prod"], NOW)
     [result] = provider.apply(P, [add(grant())], NOW)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from reconciler.core.models import Config
-from reconciler.providers.base import factory
+from reconciler.providers.base import make
 from reconciler.providers.gcp import expression_for
 from reconciler.sandbox.gcp_emulator import GcpEmulator
 
@@ -51,8 +51,8 @@ class ProviderMachine(RuleBasedStateMachine):
     @initialize()
     def start(self):
         self.emulator = GcpEmulator().start()
-        self.provider = factory("gcp")(
-            Config(), {"endpoint": self.emulator.url, "backoff_base": 0.0005, "attempts": 4}
+        self.provider = make(
+            "gcp", Config(), {"endpoint": self.emulator.url, "backoff_base": 0.0005, "attempts": 4}
         )
         self.held: dict[str, dict[tuple, object]] = {s: {} for s in SCOPES}
         self.unmanaged: dict[str, list[dict]] = {}

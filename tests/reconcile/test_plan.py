@@ -56,13 +56,31 @@ CASES = [
     ("future-aws-waits", [aws(request="r", begin=NOW + H, end=NOW + 2 * H)], [], 0, 0, 0, None),
     ("aws-standing-revoked", [], [aws()], 0, 1, 0, "standing assignment"),
     (
-        "aws-kept-case-insensitive",
-        [aws(request="r", end=NOW + H, principal="Alice@Example.com")],
-        [aws()],
+        "aws-kept-same-user-id",
+        [aws(request="r", end=NOW + H, principal="Alice@Example.com", principal_id="u-1")],
+        [aws(principal_id="u-1")],
         0,
         0,
         1,
         None,
+    ),
+    (
+        "aws-case-twin-is-another-user",
+        [aws(request="r", end=NOW + H, principal="Alice@Example.com", principal_id="u-2")],
+        [aws(principal_id="u-1")],
+        1,
+        1,
+        0,
+        "standing assignment",
+    ),
+    (
+        "gcp-start-moved-later-is-a-new-grant",
+        [gcp(begin=NOW + H, end=NOW + 2 * H)],
+        [gcp(end=NOW + 2 * H)],
+        1,
+        1,
+        0,
+        "superseded",
     ),
     (
         "aws-overlap-one-assignment",
@@ -153,16 +171,16 @@ def _desired_now(desired):
             continue
         if g.provider == "aws" and g.begin is not None and g.begin > NOW:
             continue
-        keep.add(g.key())
+        keep.add(g.key(NOW))
     return keep
 
 
 def _applied(p, actual):
-    state = {g.key(): g for g in actual}
+    state = {g.key(NOW): g for g in actual}
     for c in p.revoke:
-        state.pop(c.grant.key(), None)
+        state.pop(c.grant.key(NOW), None)
     for c in p.grant:
-        state[c.grant.key()] = c.grant
+        state[c.grant.key(NOW)] = c.grant
     return set(state.values())
 
 
@@ -171,7 +189,7 @@ def _applied(p, actual):
 def test_applying_the_plan_converges(desired, actual) -> None:
     p = plan(desired, actual, NOW)
     after = _applied(p, actual)
-    assert {g.key() for g in after} == _desired_now(desired)
+    assert {g.key(NOW) for g in after} == _desired_now(desired)
 
 
 @settings(max_examples=300, deadline=None)
@@ -186,9 +204,9 @@ def test_plan_is_idempotent(desired, actual) -> None:
 @given(desired=grant_sets, actual=grant_sets)
 def test_plan_only_touches_observed_or_desired(desired, actual) -> None:
     p = plan(desired, actual, NOW)
-    actual_keys = {g.key() for g in actual}
-    assert all(c.grant.key() in actual_keys for c in p.revoke)
-    assert all(c.grant.key() not in actual_keys for c in p.grant)
+    actual_keys = {g.key(NOW) for g in actual}
+    assert all(c.grant.key(NOW) in actual_keys for c in p.revoke)
+    assert all(c.grant.key(NOW) not in actual_keys for c in p.grant)
     assert all(c.reason for c in (*p.grant, *p.revoke, *p.keep))
 
 
