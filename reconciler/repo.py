@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import re
 import stat
@@ -16,16 +15,17 @@ import subprocess
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
 from reconciler.core.loader import MAX_BYTES, load
 from reconciler.core.models import AccessRequest, Config
 from reconciler.core.policyfile import PolicyFile, check_policy_file, merge_config
-from reconciler.core.validate import SchemaChecker, check_request
+from reconciler.core.validate import check_request
 from reconciler.errors import AccessctlError, ConfigError, Finding
+from reconciler.schema import checker, schema
+
+__all__ = ["checker", "schema"]  # re-exported: the schemas come from reconciler.schema
 
 REQUESTS = "requests"
 POLICIES = "policies"
@@ -238,22 +238,6 @@ def _git(root: Path, *args: str) -> bytes:
         message = proc.stderr.decode(errors="replace").strip()
         raise ConfigError(f"git {' '.join(args[:1])} failed: {message}")
     return proc.stdout
-
-
-# --- schemas (loaded once per process) -------------------------------------------------------
-
-
-@cache
-def schema(name: str) -> dict[str, Any]:
-    """``request`` or ``policy``: the JSON Schema shipped in reconciler/schemas/."""
-    text = resources.files("reconciler").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
-
-
-@cache
-def checker(name: str) -> SchemaChecker:
-    return SchemaChecker(schema(name))
 
 
 # --- reading files --------------------------------------------------------------------------
