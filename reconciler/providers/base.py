@@ -26,6 +26,9 @@ class Observation:
 
     grants: dict[str, frozenset[Grant]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # scope -> message
+    # Things a person should see that do not make a scope unreadable (a field the
+    # decision does not need could not be parsed, a binding of another deployment...).
+    warnings: list[str] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)  # API call counts, for benchmarks
 
 
@@ -35,6 +38,13 @@ class Provider(Protocol):
     def observe(self, scopes: Sequence[str], now: datetime) -> Observation:
         """Read the managed grants of every scope (plus the scopes the provider discovers
         itself, e.g. AWS accounts where an owned permission set is provisioned)."""
+        ...
+
+    def resolve(self, grants: Sequence[Grant]) -> list[Grant]:
+        """The desired grants with ``principal_id`` filled in where the cloud has its own
+        id for a principal (AWS: the identity store user id, looked up by exact user name;
+        unknown users keep None). Called once per run before planning; never raises for
+        cloud failures (a principal that cannot be resolved keeps None)."""
         ...
 
     def apply(self, scope: str, changes: Sequence[Change], now: datetime) -> list[ChangeResult]:
