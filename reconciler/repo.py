@@ -6,31 +6,27 @@ Large repos are parsed in parallel (one worker per CPU) since each file is indep
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import re
 import stat
-import subprocess
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from reconciler.core import layout
 from reconciler.core.loader import MAX_BYTES, load
 from reconciler.core.models import AccessRequest, Config
 from reconciler.core.policyfile import PolicyFile, check_policy_file, merge_config
 from reconciler.core.validate import check_request
-from reconciler.errors import AccessctlError, ConfigError, Finding
+from reconciler.errors import AccessctlError, Finding
+from reconciler.git import Tree as GitTree
 from reconciler.schema import checker, schema
 
 __all__ = ["checker", "schema"]  # re-exported: the schemas come from reconciler.schema
 
 REQUESTS = "requests"
 POLICIES = "policies"
-_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
-_SLUG_FILE = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}\.ya?ml$")
 _PARALLEL_FROM = 400  # below this, starting workers costs more than it saves
 _PARENT_SHARE = 0.75  # of an equal share: measured on 2 cores with 10,000 requests
 
@@ -113,133 +109,6 @@ class WorkTree:
         return (self.root / path).is_symlink()
 
 
-class GitTree:
-    """Files as they are at ``commit`` (e.g. the PR's base), read with one ``git cat-file
-    --batch`` process."""
-
-    def __init__(self, root: Path, commit: str) -> None:
-        self.root = Path(root)
-        self.commit = commit
-        self._entries: dict[str, tuple[str, str]] | None = None  # path -> (mode, sha)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._lock = threading.Lock()
-
-    def _tree(self) -> dict[str, tuple[str, str]]:
-        if self._entries is None:
-            out = _git(self.root, "ls-tree", "-r", "-z", "--full-tree", self.commit)
-            entries: dict[str, tuple[str, str]] = {}
-            for record in out.split(b"\0"):
-                if not record:
-                    continue
-                meta, _, name = record.partition(b"\t")
-                mode, _kind, sha = meta.decode().split()
-                entries[name.decode("utf-8", "surrogateescape")] = (mode, sha)
-            self._entries = entries
-        return self._entries
-
-    def list(self, prefix: str) -> list[str]:
-        prefix = prefix.rstrip("/")
-        return sorted(p for p in self._tree() if p == prefix or p.startswith(prefix + "/"))
-
-    def blob(self, path: str) -> str | None:
-        """The blob SHA of ``path`` at the commit (None when absent)."""
-        entry = self._tree().get(path)
-        return entry[1] if entry else None
-
-    def is_symlink(self, path: str) -> bool:
-        entry = self._tree().get(path)
-        return entry is not None and entry[0] == "120000"
-
-    def is_regular(self, path: str) -> bool:
-        entry = self._tree().get(path)
-        return entry is not None and entry[0] in ("100644", "100755")
-
-    def read(self, path: str) -> bytes:
-        entry = self._tree().get(path)
-        if entry is None:
-            raise FileNotFoundError(f"{path} does not exist at {self.commit}")
-        if not self.is_regular(path):
-            raise OSError(f"{path} is not a regular file at {self.commit} (mode {entry[0]})")
-        found = self.read_many([path])
-        if path not in found:
-            raise FileNotFoundError(f"{path}: git cannot read its blob {entry[1]}")
-        return found[path]
-
-    def read_many(self, paths: Sequence[str]) -> dict[str, bytes]:
-        """Many blobs through the one batch process, requests written while replies are read.
-        Paths git cannot read are left out."""
-        shas = [self._tree()[p][1] for p in paths]
-        out: dict[str, bytes] = {}
-        with self._lock:
-            proc = self._batch()
-            assert proc.stdin is not None and proc.stdout is not None
-            writer = threading.Thread(target=_write_lines, args=(proc.stdin, shas), daemon=True)
-            writer.start()
-            try:
-                for path in paths:
-                    header = proc.stdout.readline().split()
-                    if len(header) == 3:
-                        out[path] = proc.stdout.read(int(header[2]))
-                        proc.stdout.read(1)  # the newline after each object
-                    elif not header:  # the process died: start afresh next time
-                        raise OSError("git cat-file --batch stopped")
-            except (OSError, ValueError):
-                self._stop()
-                raise
-            finally:
-                writer.join(timeout=10)
-        return out
-
-    def _batch(self) -> subprocess.Popen[bytes]:
-        if self._proc is None or self._proc.poll() is not None:
-            self._proc = subprocess.Popen(
-                ["git", "-C", str(self.root), "cat-file", "--batch"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-            )
-        return self._proc
-
-    def _stop(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
-
-    def close(self) -> None:
-        if self._proc is not None:
-            if self._proc.stdin:
-                self._proc.stdin.close()
-            self._proc.wait(timeout=10)
-            if self._proc.stdout:
-                self._proc.stdout.close()
-            self._proc = None
-
-    def __enter__(self) -> GitTree:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown: nothing to report to
-            self.close()
-
-
-def _write_lines(stream: Any, lines: Sequence[str]) -> None:
-    with contextlib.suppress(OSError, ValueError):  # the reader reports a dead process
-        stream.write("".join(f"{line}\n" for line in lines).encode())
-        stream.flush()
-
-
-def _git(root: Path, *args: str) -> bytes:
-    proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, check=False)
-    if proc.returncode != 0:
-        message = proc.stderr.decode(errors="replace").strip()
-        raise ConfigError(f"git {' '.join(args[:1])} failed: {message}")
-    return proc.stdout
-
-
 # --- reading files --------------------------------------------------------------------------
 
 
@@ -316,35 +185,13 @@ def load_config(source: FileSource) -> tuple[Config, list[Finding]]:
 # --- requests -------------------------------------------------------------------------------
 
 
-def request_layout_problem(path: str) -> Finding | None:
-    """Where a file under ``requests/`` may be: ``requests/<login>/<slug>.yaml``, or ``*.md``."""
-    parts = path.split("/")
-    name = parts[-1]
-    if name.endswith(".md") or name == ".gitkeep":
+def request_layout_problem(path: str, mode: str | None = None) -> Finding | None:
+    """Why an entry under ``requests/`` is not a request file (None for a request file or
+    an allowed note); see reconciler.core.layout."""
+    if layout.classify(path, mode) is not layout.Kind.STRAY:
         return None
-    if len(parts) != 3 or parts[0] != REQUESTS:
-        return Finding(
-            path,
-            1,
-            "E-FILE-LAYOUT",
-            "request files go at requests/<github-login>/<slug>.yaml",
-        )
-    if not _LOGIN.fullmatch(parts[1]):
-        return Finding(
-            path,
-            1,
-            "E-FILE-LAYOUT",
-            f"{parts[1]!r} is not a GitHub login (the directory must be the requester's login)",
-        )
-    if not _SLUG_FILE.fullmatch(name):
-        return Finding(
-            path,
-            1,
-            "E-FILE-LAYOUT",
-            f"{name!r}: the file name must be a slug (lowercase letters, digits, hyphens; at most "
-            "48) ending in .yaml or .yml",
-        )
-    return None
+    problem = layout.stray_problem(path, mode)
+    return Finding(path, 1, problem.code, problem.message)
 
 
 _Parsed = tuple[AccessRequest | None, list[Finding]]
@@ -405,11 +252,14 @@ def load_requests(
     findings: list[Finding] = []
     wanted: list[str] = []
     for path in candidates:
-        problem = request_layout_problem(path)
+        mode = source.mode(path) if isinstance(source, GitTree) else None
+        if mode is None and source.is_symlink(path):
+            findings.append(_symlink(path))  # a symlink in the work tree (or to a directory)
+            continue
+        problem = request_layout_problem(path, mode)
         if problem is not None:
-            # a symlinked directory or odd name: say "symlink" when that is what it is
-            findings.append(_symlink(path) if source.is_symlink(path) else problem)
-        elif path.endswith((".yaml", ".yml")):
+            findings.append(problem)
+        elif layout.classify(path, mode) is layout.Kind.REQUEST:
             wanted.append(path)
     items: list[tuple[str, bytes | None]] = []
     root = str(source.root) if isinstance(source, WorkTree) else None

@@ -118,7 +118,7 @@ def test_git_tree_submodule_and_missing_paths(git_repo: tuple[Path, str]) -> Non
     with GitTree(root, "HEAD") as tree:
         loaded = load_repo(tree)
         found = {(f.file, f.code) for f in loaded.findings}
-        assert ("requests/alice/sub.yaml", "E-FILE-READ") in found
+        assert ("requests/alice/sub.yaml", "E-FILE-MODE") in found
         missing = load_repo(tree, ["requests/alice/gone.yaml"])
         assert [f.code for f in missing.findings] == ["E-FILE-READ"]
         assert tree.read("requests/alice/inc-4821.yaml") == GOOD_REQUEST.encode()
