@@ -1,8 +1,11 @@
-"""The GCP provider: managed conditional IAM bindings on projects, folders and organizations.
+"""The GCP provider: this deployment's conditional IAM bindings on projects, folders and
+organizations.
 
-A managed binding is one whose condition title starts with ``accessctl:``; everything
-else in a policy (other bindings, their member order and conditions, ``auditConfigs``)
-is carried through every write untouched.
+A binding is accessctl's when its condition title starts with ``accessctl:``; it is *this
+deployment's* when the title carries this deployment's tag (``accessctl:<tag>:<request>``,
+see ``Deployment``) or is an old-style ``accessctl:<request>`` title naming a request file
+of this repository. Everything else in a policy (other deployments' bindings, other
+tools' bindings, member order, ``auditConfigs``) is carried through every write untouched.
 
 Calls per run: one ``getIamPolicy`` per observed scope (concurrently, bounded pool), then
 per changed scope one ``setIamPolicy`` sent with the etag of that read. The
@@ -10,17 +13,18 @@ per changed scope one ``setIamPolicy`` sent with the etag of that read. The
 the change; ``verify_read: true`` adds a separate ``getIamPolicy`` for the paranoid. A
 409 (someone wrote between our read and write) re-reads and redoes the change on the
 fresh policy; 429/5xx/transport errors are retried the same way with bounded
-exponential backoff and jitter. A scope that still fails is reported, never raised.
+exponential backoff and jitter (``reconciler.retry``). A scope that still fails is
+reported, never raised.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,7 +39,9 @@ from reconciler.core.models import (
 )
 from reconciler.core.providers import ProviderSpec, register
 from reconciler.core.timeutil import format_rfc3339, parse_rfc3339
+from reconciler.errors import ConfigError
 from reconciler.providers.base import Observation
+from reconciler.retry import Backoff, retrying
 
 if TYPE_CHECKING:
     from google.iam.v1 import policy_pb2
@@ -57,6 +63,11 @@ T = TypeVar("T")
 MANAGED_TITLE_PREFIX = "accessctl:"
 BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 _PROJECT_ID = "[a-z][a-z0-9-]{4,28}[a-z0-9]"
+# Printable ASCII, no space at either end: it is hashed into titles and shown in
+# descriptions, so what people type and what IAM stores must be the same text.
+_DEPLOYMENT_PATTERN = r"^[!-~](?:[ -~]{0,98}[!-~])?$"
+_DEPLOYMENT = re.compile(_DEPLOYMENT_PATTERN)
+_DEPLOYMENT_HELP = "must be 1 to 100 printable ASCII characters, such as acme/access"
 
 
 @register
@@ -100,6 +111,13 @@ class Gcp(ProviderSpec):
                 "x-message": "must be seconds, 1 to 600",
             },
             "verify_read": {"type": "boolean", "x-message": "must be true or false"},
+            "deployment": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 100,
+                "pattern": _DEPLOYMENT_PATTERN,
+                "x-message": _DEPLOYMENT_HELP,
+            },
         },
     }
 
@@ -134,10 +152,106 @@ class Gcp(ProviderSpec):
         return make_provider(config, options)
 
 
+_SPEC = Gcp()
+
+
+# -- titles: which deployment a binding belongs to (pure) ------------------------------
+
+TITLE_MAX = 100  # GCP documents no limit on a condition title; assume the strictest seen
+DEFAULT_DEPLOYMENT = "default"
+_DIGEST = 12  # hex characters of sha256(request path) after a cut title's "~"
+_TAGGED = re.compile(r"^(?P<tag>[0-9a-f]{8}):(?P<body>.*)$", re.DOTALL)
+_CUT_TAIL = re.compile(rf"~[0-9a-f]{{{_DIGEST}}}$")
+_DESCRIPTION = re.compile(
+    r"^accessctl grant for (?P<path>\S+)(?: via PR #\d+)?(?:; deployment (?P<deployment>.+))?$",
+    re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a binding is to this deployment: ``request`` is None when it is not ours
+    (another deployment's, another tool's, an unknown old-style title); ``note`` is what a
+    person should hear about it."""
+
+    request: str | None
+    legacy: bool = False  # an old ``accessctl:<path>`` title, adopted
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One accessctl deployment (one access repository) and the titles it writes.
+
+    ``accessctl:<tag>:<request path>``, ``tag`` = the first 8 hex characters of
+    sha256(``name``). A title longer than ``TITLE_MAX`` keeps the head of the path and
+    ends in ``~`` + 12 hex characters of sha256(path); the description always carries the
+    full path, and a cut title is read back only when its digest matches that path.
+
+    ``known_requests``: request paths this repository ever had on its branch; an old-style
+    ``accessctl:<path>`` binding is this deployment's only when ``path`` is one of them.
+    """
+
+    name: str = DEFAULT_DEPLOYMENT
+    known_requests: frozenset[str] = frozenset()
+
+    @property
+    def tag(self) -> str:
+        return hashlib.sha256(self.name.encode()).hexdigest()[:8]
+
+    def title_for(self, request: str) -> str:
+        head = f"{MANAGED_TITLE_PREFIX}{self.tag}:"
+        if len(head) + len(request) <= TITLE_MAX and not _CUT_TAIL.search(request):
+            return head + request
+        digest = hashlib.sha256(request.encode()).hexdigest()[:_DIGEST]
+        room = TITLE_MAX - len(head) - 1 - _DIGEST
+        return f"{head}{request[:room]}~{digest}"
+
+    def description_for(self, grant: Grant) -> str:
+        text = f"accessctl grant for {grant.request}"
+        if grant.pr:
+            text += f" via PR #{grant.pr}"
+        return f"{text}; deployment {self.name}"
+
+    def claim(self, title: str, description: str) -> Claim:
+        if not title.startswith(MANAGED_TITLE_PREFIX):
+            return Claim(None)
+        rest = title[len(MANAGED_TITLE_PREFIX) :]
+        tagged = _TAGGED.match(rest)
+        if tagged is None:
+            return self._legacy(rest)
+        if tagged["tag"] != self.tag:
+            return Claim(None)  # another deployment's: not even worth a note
+        said = _DESCRIPTION.match(description)
+        named = said["deployment"] if said else None
+        if named is not None and named != self.name:
+            return Claim(None, note=f"has this deployment's tag but names {named!r}; left alone")
+        body = tagged["body"]
+        if not _CUT_TAIL.search(body) and self.title_for(body) == title:
+            return Claim(body)
+        if said and self.title_for(said["path"]) == title:
+            return Claim(said["path"])
+        # Ours, but not traceable to a request: never kept (its request is the title,
+        # which no request path equals), so the plan revokes it.
+        return Claim(title, note="cannot be traced to a request file; revoked by apply")
+
+    def _legacy(self, path: str) -> Claim:
+        if path in self.known_requests:
+            return Claim(path, legacy=True)
+        return Claim(
+            None,
+            note=(
+                "has the old title format and names no request file of this repository "
+                "(another deployment's, or written by hand); left alone"
+            ),
+        )
+
+
 # -- bindings <-> grants (pure) -------------------------------------------------------
 
 
 def is_managed(binding: Any) -> bool:
+    """Whether any accessctl deployment may own the binding (its title says accessctl:)."""
     return bool(binding.condition.title.startswith(MANAGED_TITLE_PREFIX))
 
 
@@ -166,33 +280,53 @@ def expression_for(grant: Grant, now: datetime) -> str:
     return expr
 
 
-def description_for(grant: Grant) -> str:
-    text = f"accessctl grant for {grant.request}"
-    return f"{text} via PR #{grant.pr}" if grant.pr else text
+def _member_grants(scope: str, binding: Any, request: str) -> list[Grant]:
+    """One grant per member of a binding of ours, in member order."""
+    begin, end = parse_expression(binding.condition.expression)
+    pr = _PR.search(binding.condition.description)
+    return [
+        Grant(
+            provider="gcp",
+            scope=scope,
+            role=binding.role,
+            principal=member,
+            request=request,
+            begin=begin,
+            end=end,
+            pr=int(pr.group(1)) if pr else None,
+        )
+        for member in binding.members
+    ]
 
 
-def grants_of(scope: str, policy: policy_pb2.Policy) -> frozenset[Grant]:
-    """The managed grants a policy holds: one per (managed binding, member)."""
-    out: set[Grant] = set()
+def _claim(deployment: Deployment, binding: Any) -> Claim:
+    return deployment.claim(binding.condition.title, binding.condition.description)
+
+
+def read_policy(
+    scope: str, policy: policy_pb2.Policy, deployment: Deployment
+) -> tuple[frozenset[Grant], list[str]]:
+    """This deployment's grants in a policy (one per binding and member), and one note per
+    accessctl binding a person should hear about."""
+    grants: set[Grant] = set()
+    notes: list[str] = []
     for binding in policy.bindings:
-        if not is_managed(binding):
-            continue
-        begin, end = parse_expression(binding.condition.expression)
-        pr = _PR.search(binding.condition.description)
-        for member in binding.members:
-            out.add(
-                Grant(
-                    provider="gcp",
-                    scope=scope,
-                    role=binding.role,
-                    principal=member,
-                    request=binding.condition.title[len(MANAGED_TITLE_PREFIX) :],
-                    begin=begin,
-                    end=end,
-                    pr=int(pr.group(1)) if pr else None,
-                )
-            )
-    return frozenset(out)
+        claim = _claim(deployment, binding)
+        if claim.note:
+            title = binding.condition.title
+            note = f"{scope}: binding {title!r} of {binding.role} {claim.note}"
+            if note not in notes:
+                notes.append(note)
+        if claim.request is not None:
+            grants.update(_member_grants(scope, binding, claim.request))
+    return frozenset(grants), notes
+
+
+def grants_of(
+    scope: str, policy: policy_pb2.Policy, deployment: Deployment | None = None
+) -> frozenset[Grant]:
+    """This deployment's managed grants in a policy."""
+    return read_policy(scope, policy, deployment or Deployment())[0]
 
 
 def member_id(member: str) -> str:
@@ -205,50 +339,59 @@ def member_id(member: str) -> str:
     return member
 
 
-def _identity(grant: Grant) -> tuple[str, str, str | None, str | None]:
-    """What matches a grant to a binding member: role, member, request, end (to the second)."""
-    end = format_rfc3339(grant.end) if grant.end else None
-    return (grant.role, member_id(grant.principal), grant.request, end)
+def _key(grant: Grant, now: datetime) -> Hashable:
+    """The spec's identity: a grant and a binding member match only when role, member,
+    request, begin-if-ahead and end all agree."""
+    return _SPEC.identity(grant, now)
 
 
 def modify(
-    policy: policy_pb2.Policy, grants: Sequence[Grant], revokes: Sequence[Grant], now: datetime
+    scope: str,
+    policy: policy_pb2.Policy,
+    grants: Sequence[Grant],
+    revokes: Sequence[Grant],
+    *,
+    now: datetime,
+    deployment: Deployment,
 ) -> policy_pb2.Policy:
-    """A copy of ``policy`` with ``revokes`` removed and ``grants`` added; nothing else moves."""
+    """A copy of ``policy`` with ``revokes`` removed and ``grants`` added; nothing else moves
+    (bindings that are not this deployment's are copied as they are)."""
     from google.iam.v1 import policy_pb2
 
     # A revoke and a grant of the same binding (same member but for case) cancel out.
-    gone = {_identity(g) for g in revokes} - {_identity(g) for g in grants}
-    present: set[tuple[str, str, str | None, str | None]] = set()
+    gone = {_key(g, now) for g in revokes} - {_key(g, now) for g in grants}
+    present: set[Hashable] = set()
     new = policy_pb2.Policy()
     new.CopyFrom(policy)
     del new.bindings[:]
     for binding in policy.bindings:
-        if not is_managed(binding):
+        claim = _claim(deployment, binding)
+        if claim.request is None:
             new.bindings.append(binding)
             continue
-        title = binding.condition.title[len(MANAGED_TITLE_PREFIX) :]
-        end = parse_expression(binding.condition.expression)[1]
-        end_text = format_rfc3339(end) if end else None
-        keep = [
-            m for m in binding.members if (binding.role, member_id(m), title, end_text) not in gone
-        ]
-        present |= {(binding.role, member_id(m), title, end_text) for m in keep}
-        if keep:
-            copy = new.bindings.add()
-            copy.CopyFrom(binding)
-            if len(keep) != len(binding.members):
-                del copy.members[:]
-                copy.members.extend(keep)
+        members = _member_grants(scope, binding, claim.request)
+        keep = [g for g in members if _key(g, now) not in gone]
+        present |= {_key(g, now) for g in keep}
+        if not keep:
+            continue
+        copy = new.bindings.add()
+        copy.CopyFrom(binding)
+        if len(keep) != len(members):
+            del copy.members[:]
+            copy.members.extend(g.principal for g in keep)
+            if claim.legacy:  # touched anyway: it leaves with this deployment's title
+                copy.condition.title = deployment.title_for(claim.request)
+                copy.condition.description = deployment.description_for(keep[0])
     for grant in grants:
-        if _identity(grant) in present:
+        if _key(grant, now) in present:
             continue  # already there (a concurrent run, or a retry after a lost response)
-        present.add(_identity(grant))
+        present.add(_key(grant, now))
+        assert grant.request is not None  # grant_problem() refuses a grant without one
         binding = new.bindings.add()
         binding.role = grant.role
         binding.members.append(grant.principal)
-        binding.condition.title = f"{MANAGED_TITLE_PREFIX}{grant.request}"
-        binding.condition.description = description_for(grant)
+        binding.condition.title = deployment.title_for(grant.request)
+        binding.condition.description = deployment.description_for(grant)
         binding.condition.expression = expression_for(grant, now)
     new.version = 3  # conditions need it, and removing bindings from a v3 policy too
     return new
@@ -394,8 +537,8 @@ class _Outcome:
 
 
 class GcpProvider:
-    """Observe and change managed bindings; thread-safe, so the caller may apply scopes
-    concurrently."""
+    """Observe and change this deployment's bindings; thread-safe, so the caller may
+    apply scopes concurrently."""
 
     name = "gcp"
 
@@ -403,6 +546,7 @@ class GcpProvider:
         self,
         clients: GcpClients,
         *,
+        deployment: Deployment | None = None,
         concurrency: int = 8,
         attempts: int = 5,
         backoff_base: float = 0.5,
@@ -412,16 +556,19 @@ class GcpProvider:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.clients = clients
+        self.deployment = deployment or Deployment()
         self.concurrency = max(1, concurrency)
-        self.attempts = max(1, attempts)
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
+        self.backoff = Backoff(attempts=max(1, attempts), base=backoff_base, cap=backoff_max)
         self.timeout = timeout
         self.verify_read = verify_read
         self._sleep = sleep
         self._cache: dict[str, policy_pb2.Policy] = {}
         self._lock = threading.Lock()
         self.calls: dict[str, int] = {"reads": 0, "writes": 0}  # over the provider's life
+
+    @property
+    def attempts(self) -> int:
+        return self.backoff.attempts
 
     # observe ----------------------------------------------------------------------
 
@@ -441,7 +588,9 @@ class GcpProvider:
                 continue
             with self._lock:
                 self._cache[scope] = outcome.policy
-            observation.grants[scope] = grants_of(scope, outcome.policy)
+            grants, notes = read_policy(scope, outcome.policy, self.deployment)
+            observation.grants[scope] = grants
+            observation.warnings.extend(notes)
         observation.calls = {k: self.calls[k] - before.get(k, 0) for k in self.calls}
         return observation
 
@@ -454,6 +603,10 @@ class GcpProvider:
             return _Outcome(self._retrying(lambda: self._get(scope)))
         except Exception as exc:
             return _Outcome(None, _failure(scope, exc, self.attempts))
+
+    def resolve(self, grants: Sequence[Grant]) -> list[Grant]:
+        """GCP compares members by their text (``member_id``): nothing to look up."""
+        return list(grants)
 
     # apply ------------------------------------------------------------------------
 
@@ -522,15 +675,16 @@ class GcpProvider:
                 scope, [c.grant for _, c in grants], [c.grant for _, c in revokes], now
             )
         )
-        results = self._verify(scope, stored, grants, revokes)
+        results = self._verify(scope, stored, grants, revokes, now)
         if all(r.ok for r in results.values()):
             return results
         # GCP answers setIamPolicy with the stored policy; should an endpoint answer
         # with less, a fresh read is the judge before we call the change failed.
         try:
-            return self._verify(scope, self._retrying(lambda: self._get(scope)), grants, revokes)
+            fresh = self._retrying(lambda: self._get(scope))
         except Exception:
             return results
+        return self._verify(scope, fresh, grants, revokes, now)
 
     def _write(
         self, scope: str, grants: list[Grant], revokes: list[Grant], now: datetime
@@ -540,7 +694,7 @@ class GcpProvider:
             current = self._cache.pop(scope, None)
         if current is None:
             current = self._get(scope)
-        wanted = modify(current, grants, revokes, now)
+        wanted = modify(scope, current, grants, revokes, now=now, deployment=self.deployment)
         if _same_bindings(wanted, current):
             return current  # nothing to do: already converged (e.g. by a concurrent run)
         stored = self._set(scope, wanted)
@@ -552,19 +706,21 @@ class GcpProvider:
         stored: policy_pb2.Policy,
         grants: list[tuple[int, Change]],
         revokes: list[tuple[int, Change]],
+        now: datetime,
     ) -> dict[int, ChangeResult]:
-        held = {_identity(g) for g in grants_of(scope, stored)}
+        held = {_key(g, now) for g in grants_of(scope, stored, self.deployment)}
+        granted = {_key(c.grant, now) for _, c in grants}
         out: dict[int, ChangeResult] = {}
         for i, change in grants:
-            ok = _identity(change.grant) in held
+            ok = _key(change.grant, now) in held
             message = "granted" if ok else "binding missing from the policy after the write"
             out[i] = ChangeResult(change, ok=ok, message=message, verified=ok)
-        granted = {_identity(c.grant) for _, c in grants}
         for i, change in revokes:
-            ok = _identity(change.grant) not in held
+            key = _key(change.grant, now)
+            ok = key not in held
             message = "revoked" if ok else "binding still in the policy after the write"
-            if _identity(change.grant) in granted:
-                ok, message = _identity(change.grant) in held, "superseded by the same grant"
+            if key in granted:
+                ok, message = key in held, "superseded by the same grant"
             out[i] = ChangeResult(change, ok=ok, message=message, verified=ok)
         return out
 
@@ -584,19 +740,12 @@ class GcpProvider:
         return client.set_iam_policy(request=request, retry=None, timeout=self.timeout)
 
     def _retrying(self, call: Callable[[], T]) -> T:
-        for attempt in range(self.attempts):
-            try:
-                return call()
-            except Exception as exc:
-                retryable, _ = _classify(exc)
-                if not retryable or attempt == self.attempts - 1:
-                    raise
-                self._sleep(self._backoff(attempt))
-        raise AssertionError("unreachable")
-
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.backoff_max, self.backoff_base * (2.0**attempt))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        return retrying(
+            call,
+            policy=self.backoff,
+            retryable=lambda exc: _classify(exc)[0],
+            sleep=self._sleep,
+        )
 
     def _count(self, kind: str) -> None:
         with self._lock:
@@ -607,25 +756,44 @@ def _same_bindings(a: policy_pb2.Policy, b: policy_pb2.Policy) -> bool:
     return list(a.bindings) == list(b.bindings)
 
 
-def _options(config: Config, options: Mapping[str, Any]) -> dict[str, Any]:
+# -- settings -------------------------------------------------------------------------
+
+
+def _settings(config: Config, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``providers.gcp`` from the policies, overridden by what the caller passes (a CLI
+    flag the user gave); a None option means "not given"."""
     merged: dict[str, Any] = dict(config.providers.get("gcp", {}) or {})
-    merged.update(options or {})
+    merged.update({k: v for k, v in (options or {}).items() if v is not None})
     return merged
 
 
+def deployment_of(config: Config, options: Mapping[str, Any]) -> Deployment:
+    """The caller's ``deployment``, else ``providers.gcp.deployment``, else "default";
+    with the caller's ``known_requests`` (request paths of this repository's history)."""
+    name = options.get("deployment") or (config.providers.get("gcp") or {}).get("deployment")
+    name = name or DEFAULT_DEPLOYMENT
+    if not isinstance(name, str) or len(name) > 100 or not _DEPLOYMENT.match(name):
+        raise ConfigError(f"GCP deployment {name!r}: {_DEPLOYMENT_HELP}")
+    known = options.get("known_requests") or frozenset()
+    return Deployment(name, frozenset(str(path) for path in known))
+
+
 def make_provider(config: Config, options: Mapping[str, Any]) -> GcpProvider:
-    """Options (from ``providers.gcp`` in policies, overridden by the caller): ``endpoint``
-    (default ``$ACCESSCTL_GCP_ENDPOINT``), ``clients`` (a GcpClients, for tests),
-    ``concurrency`` (8), ``attempts`` (5), ``backoff_base`` (0.5 s), ``backoff_max`` (8 s),
-    ``timeout`` (30 s), ``verify_read`` (false)."""
-    merged = _options(config, options)
+    """Settings (``providers.gcp`` in policies, each overridden by the caller's option of
+    the same name): ``deployment`` ("default"), ``concurrency`` (8), ``attempts`` (5),
+    ``timeout`` (30 s), ``verify_read`` (false). Caller-only options: ``known_requests``,
+    ``endpoint`` (default ``$ACCESSCTL_GCP_ENDPOINT``), ``clients`` (a GcpClients, for
+    tests), ``backoff_base`` (0.5 s) and ``backoff_max`` (8 s)."""
+    merged = _settings(config, options)
+    concurrency = int(merged.get("concurrency", 8))
     clients = merged.get("clients")
     if not isinstance(clients, GcpClients):
         endpoint = merged.get("endpoint") or os.environ.get(ENDPOINT_ENV) or None
-        clients = GcpClients(endpoint=endpoint, pool_size=int(merged.get("concurrency", 8)))
+        clients = GcpClients(endpoint=endpoint, pool_size=concurrency)
     return GcpProvider(
         clients,
-        concurrency=int(merged.get("concurrency", 8)),
+        deployment=deployment_of(config, options),
+        concurrency=concurrency,
         attempts=int(merged.get("attempts", 5)),
         backoff_base=float(merged.get("backoff_base", 0.5)),
         backoff_max=float(merged.get("backoff_max", 8.0)),

@@ -16,6 +16,7 @@ from .conftest import NOW, add, grant, revoke
 
 P = "projects/payments-prod"
 END = "2026-12-01T12:00:00Z"
+TAG = "37a8eec1"  # sha256("default")[:8]: the deployment when none is configured
 EXPR = f'request.time < timestamp("{END}")'
 
 UNMANAGED = {
@@ -68,8 +69,11 @@ def test_grant_writes_one_conditional_binding(emulator: GcpEmulator, provider: G
             "role": "roles/cloudsql.viewer",
             "members": ["user:alice@example.com"],
             "condition": {
-                "title": "accessctl:requests/alice/inc-4821.yaml",
-                "description": "accessctl grant for requests/alice/inc-4821.yaml via PR #12",
+                "title": f"accessctl:{TAG}:requests/alice/inc-4821.yaml",
+                "description": (
+                    "accessctl grant for requests/alice/inc-4821.yaml via PR #12; "
+                    "deployment default"
+                ),
                 "expression": EXPR,
             },
         }
@@ -260,7 +264,7 @@ def test_unparseable_managed_binding_is_observed_without_end_and_revocable(
     odd = {
         "role": "roles/cloudsql.viewer",
         "members": ["user:mallory@example.com", "user:eve@example.com"],
-        "condition": {"title": "accessctl:requests/mallory/x.yaml", "expression": "true"},
+        "condition": {"title": f"accessctl:{TAG}:requests/mallory/x.yaml", "expression": "true"},
     }
     policy = copy.deepcopy(UNMANAGED)
     policy["bindings"].append(odd)
@@ -369,7 +373,7 @@ def test_a_grant_the_cloud_refuses_does_not_hold_back_the_others(
     assert [r.ok for r in results] == [False, True, True]
     assert "basic role" in results[0].message
     assert [b["condition"]["title"] for b in managed(emulator.get_policy(P))] == [
-        "accessctl:requests/carol/x.yaml"
+        f"accessctl:{TAG}:requests/carol/x.yaml"
     ]
 
 

@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from reconciler.core.models import Config
 from reconciler.providers.base import make
-from reconciler.providers.gcp import expression_for
+from reconciler.providers.gcp import Deployment, expression_for
 from reconciler.sandbox.gcp_emulator import GcpEmulator
 
 from .conftest import NOW, add, grant, revoke
@@ -66,7 +66,8 @@ class ProviderMachine(RuleBasedStateMachine):
             self.emulator.stop()
 
     def _row(self, g) -> tuple:
-        return (g.role, g.principal, f"accessctl:{g.request}", expression_for(g, self.now))
+        title = Deployment().title_for(g.request)
+        return (g.role, g.principal, title, expression_for(g, self.now))
 
     @rule(
         scope=st.sampled_from(SCOPES),
