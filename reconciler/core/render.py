@@ -1,7 +1,8 @@
 """Plans and apply results as text for people, JSON for scripts, Markdown for job summaries.
 
 Pure: returns strings and dicts. Text that came from a file (paths, roles, scopes,
-messages) goes through ``core/escape`` before it reaches Markdown or a workflow command.
+messages) goes through ``core/escape`` before it reaches a terminal, JSON, Markdown or a
+workflow command.
 """
 
 from __future__ import annotations
@@ -10,7 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from reconciler.core.escape import annotation, markdown_code, markdown_text
+from reconciler.core.escape import (
+    annotation,
+    clean_json,
+    log_line,
+    markdown_cell,
+    markdown_text,
+    terminal_text,
+)
 from reconciler.core.models import Change, ChangeKind, ChangeResult, Grant, Plan
 from reconciler.core.timeutil import format_duration, format_rfc3339
 
@@ -50,11 +58,6 @@ class Problem:
         }
 
 
-def _clean(text: object) -> str:
-    """Terminal-safe: no control characters from files reach the user's terminal."""
-    return "".join(ch if ch.isprintable() else "?" for ch in str(text))
-
-
 def _left(g: Grant, now: datetime) -> str:
     if g.end is None:
         return ""
@@ -66,12 +69,12 @@ def _left(g: Grant, now: datetime) -> str:
 def _change_lines(change: Change, now: datetime) -> list[str]:
     g = change.grant
     head = (
-        f"  {_SIGN[change.kind]} {change.kind.value:<6} {_clean(g.principal)}  "
-        f"{_clean(g.role)}  on {g.provider} {_clean(g.scope)}"
+        f"  {_SIGN[change.kind]} {change.kind.value:<6} {terminal_text(g.principal)}  "
+        f"{terminal_text(g.role)}  on {terminal_text(g.provider)} {terminal_text(g.scope)}"
     )
     if change.kind is ChangeKind.KEEP:  # unchanged grants: one line each, like a listing
         until = f"  until {format_rfc3339(g.end)}{_left(g, now)}" if g.end else ""
-        request = f"  ({_clean(g.request)})" if g.request else ""
+        request = f"  ({terminal_text(g.request)})" if g.request else ""
         return [head + until + request]
     lines = [head]
     when = []
@@ -83,8 +86,8 @@ def _change_lines(change: Change, now: datetime) -> list[str]:
         lines.append("      " + "  ".join(when))
     if g.request:
         pr = f" (PR #{g.pr})" if g.pr else ""
-        lines.append(f"      request: {_clean(g.request)}{pr}")
-    lines.append(f"      why: {_clean(change.reason)}")
+        lines.append(f"      request: {terminal_text(g.request)}{pr}")
+    lines.append(f"      why: {terminal_text(change.reason)}")
     return lines
 
 
@@ -118,7 +121,7 @@ def render_text(
         out.extend(["", *render_results_text(results)])
     if problems:
         out.extend(["", f"{len(problems)} problem(s):"])
-        out.extend(f"  {_clean(p)}" for p in problems)
+        out.extend(log_line(f"  {p}") for p in problems)
     return "\n".join(out)
 
 
@@ -130,34 +133,39 @@ def render_results_text(results: Sequence[ChangeResult]) -> list[str]:
     for r in results:
         g = r.change.grant
         status = "ok    " if r.ok else "FAILED"
-        msg = f": {_clean(r.message)}" if r.message and not r.ok else ""
+        msg = f": {terminal_text(r.message)}" if r.message and not r.ok else ""
         lines.append(
-            f"  {status} {_SIGN[r.change.kind]} {r.change.kind.value} {_clean(g.principal)} "
-            f"{_clean(g.role)} on {_clean(g.scope)}{msg}"
+            f"  {status} {_SIGN[r.change.kind]} {r.change.kind.value} {terminal_text(g.principal)} "
+            f"{terminal_text(g.role)} on {terminal_text(g.scope)}{msg}"
         )
     return lines
 
 
 def plan_json(plan: Plan, problems: Sequence[Problem] = ()) -> dict[str, object]:
-    """SPEC §4: ``{"grant": [G], "revoke": [G], "keep": [G], "errors": [...]}``."""
-    return {
-        "grant": [c.grant.to_json() for c in plan.grant],
-        "revoke": [c.grant.to_json() for c in plan.revoke],
-        "keep": [c.grant.to_json() for c in plan.keep],
-        "errors": [p.to_json() for p in problems],
-    }
+    """``{"grant": [G], "revoke": [G], "keep": [G], "errors": [...]}``; every string from a
+    file or a cloud is cleaned of control characters."""
+    return clean_json(
+        {
+            "grant": [c.grant.to_json() for c in plan.grant],
+            "revoke": [c.grant.to_json() for c in plan.revoke],
+            "keep": [c.grant.to_json() for c in plan.keep],
+            "errors": [p.to_json() for p in problems],
+        }
+    )
 
 
 def result_json(result: ChangeResult) -> dict[str, object]:
-    return {
-        "action": result.change.kind.value,
-        **result.change.grant.to_json(),
-        "reason": result.change.reason,
-        "ok": result.ok,
-        "message": result.message,
-        "verified": result.verified,
-        "cloud_request_id": result.cloud_request_id,
-    }
+    return clean_json(
+        {
+            "action": result.change.kind.value,
+            **result.change.grant.to_json(),
+            "reason": result.change.reason,
+            "ok": result.ok,
+            "message": result.message,
+            "verified": result.verified,
+            "cloud_request_id": result.cloud_request_id,
+        }
+    )
 
 
 def apply_json(
@@ -166,15 +174,10 @@ def apply_json(
     return {**plan_json(plan, problems), "results": [result_json(r) for r in results]}
 
 
-def _code_cell(text: str) -> str:
-    """A code span inside a table cell: a pipe would otherwise end the cell."""
-    return markdown_code(text).replace("|", "\\|")
-
-
 def _md_row(change: Change, now: datetime, result: ChangeResult | None, with_result: bool) -> str:
     g = change.grant
     until = format_rfc3339(g.end) + _left(g, now) if g.end else ""
-    request = _code_cell(g.request) if g.request else ""
+    request = markdown_cell(g.request) if g.request else ""
     if g.pr:
         request += f" (#{int(g.pr)})"
     status = ""
@@ -182,9 +185,9 @@ def _md_row(change: Change, now: datetime, result: ChangeResult | None, with_res
         status = "ok" if result.ok else "**failed**: " + markdown_text(result.message, 300)
     cells = [
         f"{_SIGN[change.kind].strip() or '='} {change.kind.value}",
-        _code_cell(g.principal),
-        _code_cell(g.role),
-        f"{g.provider} {_code_cell(g.scope)}",
+        markdown_cell(g.principal),
+        markdown_cell(g.role),
+        f"{g.provider} {markdown_cell(g.scope)}",
         until,
         request,
         markdown_text(change.reason, 300),

@@ -114,3 +114,51 @@ def test_summary_lists_every_change_but_caps_unchanged_grants() -> None:
     md = render_markdown(Plan(grant=PLAN.grant, keep=keeps), NOW)
     assert md.count("| = keep |") == 200 and md.count("| + grant |") == 1
     assert "300 more unchanged" in md
+
+
+CONTROLS = "\x1b[31m\x07\r\x9b\u202e\u2066\u2028"
+RAW = set("\x1b\x07\r\x9b\u202e\u2066\u2028")
+
+
+def test_text_shows_control_and_bidi_characters_as_escapes() -> None:
+    g = grant(f"requests/eve/x{CONTROLS}.yaml", role=f"roles/x{CONTROLS}")
+    p = Plan(grant=(Change(ChangeKind.GRANT, g, f"why{CONTROLS}"),))
+    problems = [Problem("E-X", f"bad{CONTROLS}", file="::error::x.yaml")]
+    results = [ChangeResult(p.grant[0], ok=False, message=f"cloud said{CONTROLS}")]
+    text = render_text(p, NOW, problems, results)
+    assert not RAW & set(text)
+    assert "\\x1b[31m\\x07\\r\\x9b\\u202e\\u2066\\u2028" in text  # seen, not obeyed
+    assert all(not line.lstrip().startswith("::") for line in text.splitlines())
+
+
+def test_json_strings_carry_no_control_characters() -> None:
+    g = grant(f"requests/eve/x{CONTROLS}.yaml", scope=f"projects/x{CONTROLS}")
+    p = Plan(grant=(Change(ChangeKind.GRANT, g, f"why{CONTROLS}"),))
+    results = [ChangeResult(p.grant[0], ok=False, message=f"cloud said{CONTROLS}")]
+    payload = apply_json(p, [Problem("W-X", f"warn{CONTROLS}\tend", severity="warning")], results)
+    strings = _strings(payload)
+    assert not any(RAW & set(s) for s in strings), strings
+    assert payload["errors"][0]["message"].endswith("\\u2028\tend")  # tabs are kept
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [k, *_strings(v)]]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_markdown_table_keeps_its_columns_whatever_the_values_hold() -> None:
+    hostile = "a|b`c\nd\\|e"
+    g = grant(f"requests/eve/{hostile}.yaml", role=hostile, scope=hostile, principal=hostile)
+    p = Plan(grant=(Change(ChangeKind.GRANT, g, hostile),))
+    results = [ChangeResult(p.grant[0], ok=False, message=hostile)]
+    md = render_markdown(p, NOW, [], results)
+    header = next(line for line in md.splitlines() if line.startswith("|  | who"))
+    row = next(line for line in md.splitlines() if line.startswith("| +"))
+    # GitHub's table parser splits on every pipe not preceded by a backslash.
+    assert len(re.split(r"(?<!\\)\|", row)) == len(header.split("|"))
+    assert "\n" not in row and all(code.count("`") == 2 for code in re.findall(r"`[^`]*`", row))
