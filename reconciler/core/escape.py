@@ -13,7 +13,7 @@ Each output has its helper, and every command uses these (no local copies):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from typing import TypeVar, cast
 
 # What can change a terminal or log instead of being read: C0 controls and DEL (ESC starts
 # ANSI sequences, CR and BS overwrite, BEL rings, LF starts a new log line), C1 controls
@@ -26,6 +26,8 @@ _NON_C0 = (
 _UNSAFE = re.compile(rf"[\x00-\x1f{_NON_C0}]")
 _UNSAFE_BUT_TAB = re.compile(rf"[\x00-\x08\x0a-\x1f{_NON_C0}]")  # JSON and CSV keep tabs
 _UNSAFE_BUT_LAYOUT = re.compile(rf"[\x00-\x08\x0b-\x1f{_NON_C0}]")  # tab, LF handled later
+
+_J = TypeVar("_J")
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:])")
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -66,18 +68,20 @@ def clean_text(text: str) -> str:
     return _UNSAFE_BUT_TAB.sub(_visible, text)
 
 
-def clean_json(value: object) -> object:
+def clean_json(value: _J) -> _J:
     """``clean_text`` on every string (keys too) of a JSON payload; other values unchanged."""
-    return _walk(value, clean_text)
+    return cast("_J", _clean_value(value))
 
 
-def _walk(value: object, clean: Callable[[str], str]) -> object:
+def _clean_value(value: object) -> object:
     if isinstance(value, str):
-        return clean(value)
+        return clean_text(value)
     if isinstance(value, dict):
-        return {clean(k) if isinstance(k, str) else k: _walk(v, clean) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_walk(v, clean) for v in value]
+        return {_clean_value(k): _clean_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_value(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_clean_value(v) for v in value)
     return value
 
 
