@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -11,7 +10,14 @@ from pathlib import Path
 import click
 
 from reconciler.commands.common import echo_json, handle_errors, write_step_summary
-from reconciler.core.escape import annotation, markdown_code, markdown_text
+from reconciler.core.escape import (
+    annotation,
+    clean_json,
+    log_line,
+    markdown_cell,
+    markdown_text,
+    terminal_text,
+)
 from reconciler.core.models import AccessRequest, Decision
 from reconciler.core.validate import check_request_now
 from reconciler.errors import ConfigError, Finding
@@ -52,10 +58,13 @@ def validate_command(paths: tuple[Path, ...], repo: Path, now: datetime, fmt: st
 
 def _repo_root(repo: Path, *, explicit: bool) -> Path:
     if not repo.is_dir():
-        raise ConfigError(f"{repo}: no such directory (give the access repository with --repo)")
+        raise ConfigError(
+            f"{terminal_text(repo)}: no such directory (give the access repository with --repo)"
+        )
     if not explicit and not (repo / POLICIES).is_dir() and not (repo / REQUESTS).is_dir():
         raise ConfigError(
-            f"{repo}: not an access repository (no {POLICIES}/ or {REQUESTS}/); use --repo DIR"
+            f"{terminal_text(repo)}: not an access repository (no {POLICIES}/ or {REQUESTS}/); "
+            "use --repo DIR"
         )
     return repo
 
@@ -72,7 +81,7 @@ def _selected(root: Path, paths: Sequence[Path]) -> tuple[list[str], list[tuple[
         if not absolute.exists() and not absolute.is_symlink():
             absolute = root / path  # also accept paths relative to --repo
         if not absolute.exists() and not absolute.is_symlink():
-            raise ConfigError(f"{path}: no such file or directory")
+            raise ConfigError(f"{terminal_text(path)}: no such file or directory")
         try:
             rel = (absolute.parent.resolve() / absolute.name).relative_to(base).as_posix()
         except ValueError:
@@ -87,7 +96,8 @@ def _selected(root: Path, paths: Sequence[Path]) -> tuple[list[str], list[tuple[
             out.extend(tree.list(REQUESTS))
         elif absolute.is_dir() and not absolute.is_symlink():
             raise ConfigError(
-                f"{path}: accessctl validates files under {REQUESTS}/ and {POLICIES}/"
+                f"{terminal_text(path)}: accessctl validates files under {REQUESTS}/ and "
+                f"{POLICIES}/"
             )
         else:
             strays.append((rel or str(path), absolute))
@@ -111,11 +121,13 @@ def _report(
     ok = not any(f.severity == "error" for f in findings)
     if fmt == "json":
         echo_json(
-            {
-                "ok": ok,
-                "findings": [f.to_json() for f in findings],
-                "requests": [_request_json(d.request, d) for d in decisions],
-            }
+            clean_json(
+                {
+                    "ok": ok,
+                    "findings": [f.to_json() for f in findings],
+                    "requests": [_request_json(d.request, d) for d in decisions],
+                }
+            )
         )
         return
     if fmt == "github":
@@ -125,7 +137,7 @@ def _report(
         write_step_summary(_summary(decisions, findings))
     else:
         for f in findings:
-            click.echo(_one_line(str(f)))
+            click.echo(log_line(f))
     allowed = sum(1 for d in decisions if d.allowed)
     files = len({f.file for f in findings})
     verdict = "ok" if ok else f"{len(findings)} finding(s) in {files} file(s)"
@@ -134,15 +146,6 @@ def _report(
         f"{len(loaded.config.policies)} policies",
         err=fmt == "github",
     )
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
-
-
-def _one_line(text: str) -> str:
-    """A finding per line, whatever a file name holds (a newline could start a workflow
-    command if CI prints text output)."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
 
 
 def _summary(decisions: list[Decision], findings: list[Finding]) -> str:
@@ -157,9 +160,8 @@ def _summary(decisions: list[Decision], findings: list[Finding]) -> str:
             "|---|---|---|---|",
         ]
         for f in findings[:_SUMMARY_ROWS]:
-            lines.append(
-                f"| {markdown_code(f.file)} | {f.line} | {markdown_code(f.code)} | {markdown_text(f.message)} |"
-            )
+            cells = [markdown_cell(f.file), str(int(f.line)), markdown_cell(f.code)]
+            lines.append("| " + " | ".join([*cells, markdown_text(f.message)]) + " |")
         if len(findings) > _SUMMARY_ROWS:
             lines.append(f"\n…and {len(findings) - _SUMMARY_ROWS} more (see the annotations).")
     return "\n".join(lines) + "\n"
