@@ -12,12 +12,15 @@ IAM that matter to a reconciler:
   bindings come back as ``<role>_withcond_<hash>`` without their condition, version 1;
 - ``updateMask`` defaults to ``bindings,etag``, so ``auditConfigs`` survive a write
   that does not name them;
+- a condition title longer than 100 characters is refused (GCP documents no limit;
+  the emulator assumes the strictest, so nothing accessctl writes can trip a real one);
 - member and role syntax is checked; an unknown resource answers 403
   PERMISSION_DENIED, like GCP for a project the caller cannot see;
 - errors use Google's JSON error body, so the client raises google.api_core exceptions.
 
 For tests and the demo it offers direct access (``get_policy``/``set_policy``), fault
-injection (``fail_next``, ``conflict_next``, ``latency``) and call counters.
+injection (``fail_next``, ``conflict_next``, ``latency``), call counters and the most
+API calls it ever had in flight at once (``max_in_flight``).
 
     python -m reconciler.sandbox.gcp_emulator --port 8085 --seed seed.json
 """
@@ -46,6 +49,7 @@ BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 EMPTY_ETAG = "ACAB"  # what IAM returns for a resource whose policy was never set
 MAX_MEMBERS = 1500  # principals per allow policy, counted across bindings
 MAX_EXPRESSION = 12800  # characters of a condition expression (CEL)
+MAX_TITLE = 100  # characters of a condition title: undocumented, so the strictest assumed
 
 _RESOURCE = re.compile(r"^(projects|folders|organizations)/[^/:\s]+$")
 _PATH = re.compile(
@@ -177,8 +181,11 @@ def _validate_condition(condition: Any, role: str, version: int) -> PolicyDict:
         raise ApiError(400, "Condition expression must not be empty.")
     if len(expression) > MAX_EXPRESSION:
         raise ApiError(400, "Condition expression is too long.")
-    if not isinstance(condition.get("title", ""), str) or not condition.get("title"):
+    title = condition.get("title", "")
+    if not isinstance(title, str) or not title:
         raise ApiError(400, "Condition title must not be empty.")
+    if len(title) > MAX_TITLE:
+        raise ApiError(400, f"Condition title is longer than {MAX_TITLE} characters.")
     keep = ("title", "description", "expression", "location")
     return {k: condition[k] for k in keep if condition.get(k) not in (None, "")}
 
@@ -244,8 +251,11 @@ class GcpEmulator:
         self.latency = latency  # seconds added to every API call (benchmarks)
         self.auto_create = auto_create  # unknown well-formed resources spring into being
         self.calls: Counter[tuple[str, str]] = Counter()  # (get|set, resource) -> count
+        self.in_flight = 0  # API calls being answered right now
+        self.max_in_flight = 0  # the most at once since start or reset_counters()
         self._resources: dict[str, _Resource] = {}
         self._lock = threading.RLock()
+        self._flight = threading.Lock()  # in-flight counting, apart from the state lock
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -337,6 +347,17 @@ class GcpEmulator:
     def reset_counters(self) -> None:
         with self._lock:
             self.calls.clear()
+        with self._flight:
+            self.max_in_flight = self.in_flight
+
+    def _call_started(self) -> None:
+        with self._flight:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _call_ended(self) -> None:
+        with self._flight:
+            self.in_flight -= 1
 
     # -- the API ----------------------------------------------------------------------
 
@@ -466,6 +487,13 @@ def _handler_for(emulator: GcpEmulator) -> type[BaseHTTPRequestHandler]:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def do_POST(self) -> None:
+            emulator._call_started()
+            try:
+                self._post()
+            finally:
+                emulator._call_ended()
+
+        def _post(self) -> None:
             path = unquote(urlsplit(self.path).path)
             try:
                 body = self._body()

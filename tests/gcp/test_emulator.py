@@ -161,6 +161,36 @@ def test_audit_configs_survive_a_write_that_does_not_name_them(emulator, client)
     assert emulator.get_policy(P)["auditConfigs"] == audit
 
 
+def test_condition_titles_over_100_characters_are_refused(emulator, client):
+    emulator.add_resource(P)
+    policy = get(client)
+    policy.version = 3
+    fits = dict(COND, title="t" * 100)
+    policy.bindings.add(role="roles/logging.viewer", members=["user:a@example.com"], condition=fits)
+    put(client, policy)
+
+    policy = get(client)
+    long = dict(COND, title="t" * 101)
+    policy.bindings.add(role="roles/logging.viewer", members=["user:b@example.com"], condition=long)
+    with pytest.raises(gexc.BadRequest, match="longer than 100"):
+        put(client, policy)
+
+
+def test_max_in_flight_counts_concurrent_calls(emulator):
+    from concurrent.futures import ThreadPoolExecutor
+
+    emulator.add_resource(P)
+    emulator.latency = 0.2
+    clients = [GcpClients(endpoint=emulator.url).for_scope(P) for _ in range(3)]
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        list(pool.map(get, clients))
+
+    assert emulator.max_in_flight == 3 and emulator.in_flight == 0
+    emulator.reset_counters()
+    assert emulator.max_in_flight == 0
+
+
 def test_unknown_resource_is_permission_denied(emulator, client):
     with pytest.raises(gexc.Forbidden):
         get(client)
