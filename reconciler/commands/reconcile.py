@@ -12,6 +12,7 @@ import click
 
 from reconciler.commands.common import echo_json, handle_errors, write_step_summary
 from reconciler.core import render
+from reconciler.core.escape import clean_json, terminal_text
 from reconciler.options import at_option, format_option, repo_option, trust_git_option
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,7 +48,7 @@ def _emit(outcome: Any, fmt: str, *, title: str) -> None:
         errors = [p for p in problems if p.severity == "error"]
         for p in problems:
             if p.severity != "error":
-                click.echo(f"warning: {p}", err=True)
+                click.echo(f"warning: {terminal_text(p)}", err=True)
         payload = (
             render.apply_json(plan, errors, outcome.results)
             if outcome.applied
@@ -55,7 +56,7 @@ def _emit(outcome: Any, fmt: str, *, title: str) -> None:
         )
         if outcome.applied:
             payload["ledger"] = outcome.ledger
-        echo_json(payload)
+        echo_json(clean_json(payload))
         return
     click.echo(render.render_text(plan, outcome.now, problems, results, title=title))
     if fmt == "github":
