@@ -16,7 +16,14 @@ import click
 
 from reconciler.commands.common import handle_errors, write_step_summary
 from reconciler.core.audit import AuditEntry, AuditFilter, LedgerEntry, PullInfo, Version, short
-from reconciler.core.escape import annotation, markdown_code, markdown_text, terminal_text
+from reconciler.core.escape import (
+    annotation,
+    clean_json,
+    csv_cell,
+    log_line,
+    markdown_cell,
+    markdown_text,
+)
 from reconciler.core.timeutil import format_duration, format_rfc3339, parse_rfc3339
 from reconciler.options import at_option, format_option, repo_option, trust_git_option
 
@@ -150,7 +157,7 @@ def entries_json(entries: Sequence[AuditEntry]) -> str:
     50,000-entry audit fast (``indent=`` would fall back to the pure-Python one)."""
     if not entries:
         return '{"requests": []}'
-    rows = ",\n".join("  " + json.dumps(e.to_json()) for e in entries)
+    rows = ",\n".join("  " + json.dumps(clean_json(e.to_json())) for e in entries)
     return '{"requests": [\n' + rows + "\n]}"
 
 
@@ -209,7 +216,7 @@ def _text_block(e: AuditEntry, now: datetime) -> str:
     lines += [f"  ! {a}" for a in e.anomalies]
     # Paths, reasons, authors and subjects come from git: none may start a log line (a
     # "::error::" workflow command in a scheduled job) or carry terminal escapes.
-    return "\n".join(terminal_text(line) for line in lines)
+    return "\n".join(log_line(line) for line in lines)
 
 
 def render_csv(entries: Sequence[AuditEntry]) -> str:
@@ -220,20 +227,8 @@ def render_csv(entries: Sequence[AuditEntry]) -> str:
         row = e.to_json()
         row["approvers"] = "; ".join(e.approvers) if e.approvers is not None else ""
         row["anomalies"] = "; ".join(e.anomalies)
-        writer.writerow({k: "" if row[k] is None else _csv_safe(str(row[k])) for k in CSV_FIELDS})
+        writer.writerow({k: "" if row[k] is None else csv_cell(str(row[k])) for k in CSV_FIELDS})
     return buf.getvalue().rstrip("\n")
-
-
-def _csv_safe(text: str) -> str:
-    # A cell starting with = + - @ is a formula in spreadsheets; the text came from a file.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def _cell(text: str) -> str:
-    """An inline code span that cannot split a table cell (GFM splits on any unescaped |);
-    look-alike brackets and a zero-width joiner keep the raw text free of tags and mentions."""
-    text = text.replace("<", "\u2039").replace(">", "\u203a").replace("@", "@\u200b")
-    return markdown_code(text).replace("|", "\\|")
 
 
 def render_markdown(entries: Sequence[AuditEntry], now: datetime) -> str:
@@ -244,17 +239,18 @@ def render_markdown(entries: Sequence[AuditEntry], now: datetime) -> str:
     )
     rows = [head]
     for e in entries:
-        access = f"{_cell(e.provider or '?')} {_cell(e.role or '?')} on {_cell(e.scope or '?')}"
+        provider, role, scope = (markdown_cell(v or "?") for v in (e.provider, e.role, e.scope))
+        access = f"{provider} {role} on {scope}"
         approved = _t(e.approved_at)
         if e.pr:
-            approved += f" (#{e.pr})"
+            approved += f" (#{int(e.pr)})"
         if e.approvers:
             approved += " by " + ", ".join(markdown_text(a) for a in e.approvers)
         rows.append(
             "| "
             + " | ".join(
                 [
-                    _cell(e.file),
+                    markdown_cell(e.file),
                     markdown_text(e.requester or "?"),
                     access,
                     approved,
