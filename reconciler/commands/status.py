@@ -11,7 +11,7 @@ import click
 
 from reconciler.commands.common import echo_json, handle_errors
 from reconciler.core.audit import AuditEntry, State
-from reconciler.core.escape import terminal_text
+from reconciler.core.escape import clean_json, log_line, terminal_text
 from reconciler.core.timeutil import format_duration, format_rfc3339
 from reconciler.errors import ConfigError
 from reconciler.options import at_option, format_option, repo_option, trust_git_option
@@ -32,16 +32,18 @@ class Row:
     note: str = ""
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "file": self.file,
-            "requester": self.requester,
-            "provider": self.provider,
-            "scope": self.scope,
-            "role": self.role,
-            "state": self.state,
-            "begin": format_rfc3339(self.begin) if self.begin else None,
-            "end": format_rfc3339(self.end) if self.end else None,
-        }
+        return clean_json(
+            {
+                "file": self.file,
+                "requester": self.requester,
+                "provider": self.provider,
+                "scope": self.scope,
+                "role": self.role,
+                "state": self.state,
+                "begin": format_rfc3339(self.begin) if self.begin else None,
+                "end": format_rfc3339(self.end) if self.end else None,
+            }
+        )
 
     def time_left(self, now: datetime) -> str:
         if self.state == "active" and self.end:
@@ -143,12 +145,12 @@ def render_text(rows: list[Row], now: datetime) -> str:
     if not rows:
         return "No requests."
     # Paths and values come from files: a newline in a name must not start a log line.
-    width = max(len(terminal_text(r.file)) for r in rows)
+    width = max(len(log_line(r.file)) for r in rows)
     lines = []
     for r in rows:
         what = f"{r.requester or '?'}: {r.provider} {r.role} on {r.scope}" if r.provider else ""
         left = r.time_left(now) if r.state in ("active", "scheduled", "expired") else ""
-        file, what = terminal_text(r.file), terminal_text(what)
+        file, what, left = log_line(r.file), terminal_text(what), terminal_text(left)
         lines.append(f"{file:<{width}}  {r.state:<9}  {left:<16}  {what}".rstrip())
         if r.note and r.state in ("pending", "rejected", "revoked"):
             lines.append(f"{'':<{width}}  ! {terminal_text(r.note)}")
