@@ -3,21 +3,22 @@
 Ownership: every permission set named in an ``aws`` policy's ``roles`` belongs to
 accessctl; its USER assignments are managed, GROUP assignments and every other
 permission set are never touched. A grant is one account assignment
-``(account, permission set, user)``; creations and deletions are asynchronous, so each
-is polled until AWS says SUCCEEDED or FAILED, and every scope is read back afterwards.
+``(account, permission set, user id)``: users are matched by their identity store user id,
+the user name is only looked up (exactly) and shown. Creations and deletions are
+asynchronous, so each is polled until AWS says SUCCEEDED or FAILED, and every scope is read
+back afterwards.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from reconciler.core.providers import ProviderSpec, register
 from reconciler.core.timeutil import parse_duration
 from reconciler.errors import ConfigError
 from reconciler.providers.base import Observation
+from reconciler.retry import Backoff, retrying
 
 if TYPE_CHECKING:
     from mypy_boto3_identitystore import IdentityStoreClient
@@ -45,6 +47,8 @@ RETRYABLE = frozenset(
     }
 )
 MAX_OUTSTANDING_CREATIONS = 10  # AWS quota: concurrent async account assignment creations
+DEFAULT_CONCURRENCY = 8
+MAX_CONCURRENCY = 64
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class AwsSettings:
     instance_arn: str
     identity_store_id: str
     region: str | None = None
+    concurrency: int | None = None  # changes and listings in flight (None: the default)
 
     @classmethod
     def from_config(cls, config: Config) -> AwsSettings:
@@ -66,19 +71,40 @@ class AwsSettings:
                 + " (the IAM Identity Center instance and its identity store)"
             )
         region = raw.get("region")
-        return cls(str(raw["instance_arn"]), str(raw["identity_store_id"]), region and str(region))
+        return cls(
+            str(raw["instance_arn"]),
+            str(raw["identity_store_id"]),
+            region and str(region),
+            _concurrency_setting(raw.get("concurrency")),
+        )
+
+
+def _concurrency_setting(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        raise ConfigError(
+            f"providers.aws.concurrency in policies/ must be an integer from 1 to "
+            f"{MAX_CONCURRENCY}, not {value!r}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
 class Tuning:
     """Concurrency and polling bounds; tests shrink the waits."""
 
-    workers: int = 8  # changes in flight per apply() call, and listings per observe()
+    workers: int = DEFAULT_CONCURRENCY  # changes in flight per apply(), listings per observe()
     poll_first: float = 0.5  # seconds before the first status check
     poll_max: float = 10.0  # backoff cap between status checks
     poll_timeout: float = 300.0  # give up on one async operation after this long
     retry_attempts: int = 5  # our own retries of Conflict/Throttling, after botocore's
     retry_base: float = 1.0
+    retry_cap: float = 8.0
+
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(attempts=self.retry_attempts, base=self.retry_base, cap=self.retry_cap)
 
 
 def owned_permission_sets(config: Config) -> frozenset[str]:
@@ -98,6 +124,23 @@ def error_code(exc: BaseException) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def _retryable(exc: BaseException) -> bool:
+    return error_code(exc) in RETRYABLE
+
+
+def session_duration(raw: object) -> timedelta | None:
+    """A permission set's SessionDuration, or None when absent or unreadable. AWS answers
+    ISO 8601 (``PT1H``); moto answers seconds (``3600``) when none was set."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return timedelta(seconds=raw) if raw > 0 else None
+    if isinstance(raw, str):
+        try:
+            return parse_duration(raw)
+        except ValueError:
+            return None
+    return None
 
 
 def describe_error(exc: BaseException) -> str:
@@ -168,7 +211,7 @@ class AwsProvider:
         self.calls.attach(sso)
         self.calls.attach(identitystore)
         self._lock = threading.Lock()
-        self._ps_arns: dict[str, str] | None = None  # owned name -> ARN, once per run
+        self._ps_listing: list[tuple[str, str, object]] | None = None  # once per run
         self._user_ids: dict[str, str | None] = {}  # user name -> id (None: unknown)
         self._user_names: dict[str, str] = {}  # id -> user name
         # Shared by every apply() call, whatever thread the planner runs it on.
@@ -178,20 +221,21 @@ class AwsProvider:
     # -- calls -------------------------------------------------------------------------
 
     def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
-        """One API call; Conflict/Throttling retried with jittered backoff, then CloudFailure."""
+        """One API call; Conflict/Throttling retried with jittered backoff (on top of
+        botocore's own adaptive retries), then CloudFailure."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        for attempt in range(self.tuning.retry_attempts):
-            try:
-                return method(**kwargs)
-            except ClientError as exc:
-                if error_code(exc) not in RETRYABLE or attempt + 1 == self.tuning.retry_attempts:
-                    raise CloudFailure(describe_error(exc), error_code(exc)) from exc
-                delay = self.tuning.retry_base * 2**attempt
-                self._sleep(delay * (0.5 + random.random() / 2))
-            except BotoCoreError as exc:
-                raise CloudFailure(describe_error(exc)) from exc
-        raise AssertionError("unreachable")
+        try:
+            return retrying(
+                lambda: method(**kwargs),
+                policy=self.tuning.backoff,
+                retryable=_retryable,
+                sleep=self._sleep,
+            )
+        except ClientError as exc:
+            raise CloudFailure(describe_error(exc), error_code(exc)) from exc
+        except BotoCoreError as exc:
+            raise CloudFailure(describe_error(exc)) from exc
 
     def _pages(self, client: Any, operation: str, key: str, **kwargs: Any) -> list[Any]:
         """Every item of a paginated listing, each page through _call (so retried)."""
@@ -207,43 +251,63 @@ class AwsProvider:
 
     # -- permission sets and users, resolved once per run --------------------------------
 
-    def permission_sets(self) -> dict[str, str]:
-        """Owned permission set name -> ARN (names missing from the instance are absent)."""
+    def _listing(self) -> list[tuple[str, str, object]]:
+        """(name, ARN, raw SessionDuration) of every permission set in the instance, read
+        once per run. Names need DescribePermissionSet; the duration comes with it and is
+        left unparsed: only ``accessctl doctor`` reads it."""
         with self._lock:
-            if self._ps_arns is not None:
-                return self._ps_arns
-        found = {
-            name: arn for name, arn, _ in self.describe_permission_sets() if name in self.owned
-        }
-        with self._lock:
-            self._ps_arns = found
-        return found
-
-    def describe_permission_sets(self) -> list[tuple[str, str, timedelta | None]]:
-        """(name, ARN, SessionDuration) of every permission set in the instance."""
+            if self._ps_listing is not None:
+                return self._ps_listing
         arns = self._pages(
             self.sso,
             "list_permission_sets",
             "PermissionSets",
             InstanceArn=self.settings.instance_arn,
         )
-        out = []
+        listing = []
         for arn in arns:
             ps = self._call(
                 self.sso.describe_permission_set,
                 InstanceArn=self.settings.instance_arn,
                 PermissionSetArn=arn,
             )["PermissionSet"]
-            duration = ps.get("SessionDuration")
-            out.append((ps["Name"], arn, parse_duration(duration) if duration else None))
-        return out
+            listing.append((str(ps["Name"]), str(arn), ps.get("SessionDuration")))
+        with self._lock:
+            self._ps_listing = listing
+        return listing
+
+    def permission_sets(self) -> dict[str, str]:
+        """Owned permission set name -> ARN (names missing from the instance are absent)."""
+        return {name: arn for name, arn, _ in self._listing() if name in self.owned}
+
+    def describe_permission_sets(self) -> list[tuple[str, str, timedelta | None]]:
+        """(name, ARN, SessionDuration) of every permission set in the instance; the
+        duration is None when unset or unreadable (see ``duration_warnings``)."""
+        return [(name, arn, session_duration(raw)) for name, arn, raw in self._listing()]
+
+    def duration_warnings(self) -> list[str]:
+        """One line per owned permission set whose SessionDuration cannot be read."""
+        return [
+            f"permission set {name!r} has a SessionDuration accessctl cannot read ({raw!r}); "
+            "its assignments are managed as usual, but its session length cannot be checked"
+            for name, _, raw in self._listing()
+            if name in self.owned and raw is not None and session_duration(raw) is None
+        ]
 
     def instances(self) -> list[dict[str, Any]]:
         """The Identity Center instances these credentials see (for `accessctl doctor`)."""
         return list(self._pages(self.sso, "list_instances", "Instances"))
 
     def user_id(self, user_name: str) -> str | None:
-        """The identity store user id of a user name, or None when there is no such user."""
+        """The identity store user id of exactly this user name, or None when there is none.
+
+        AWS documents UserName as "a unique string used to identify the user" (at most 128
+        characters) and GetUserId's ``userName`` as a unique attribute, but does not say how
+        case compares; moto and SCIM-provisioned stores can hold ``alice@example.com`` and
+        ``Alice@example.com`` as two users. So the name goes to GetUserId exactly as the
+        policies spell it, and whatever id AWS answers is the user: accessctl never folds
+        case or compares names itself.
+        """
         with self._lock:
             if user_name in self._user_ids:
                 return self._user_ids[user_name]
@@ -266,24 +330,49 @@ class AwsProvider:
         return found
 
     def user_name(self, user_id: str) -> str:
-        """The user name of an id; a deleted user keeps its id as its name (so it is revoked)."""
+        """The user name of an id, for display; a deleted user keeps its id as its name."""
         with self._lock:
             if user_id in self._user_names:
                 return self._user_names[user_id]
         try:
-            name = self._call(
-                self.ids.describe_user,
-                IdentityStoreId=self.settings.identity_store_id,
-                UserId=user_id,
-            )["UserName"]
+            name = str(
+                self._call(
+                    self.ids.describe_user,
+                    IdentityStoreId=self.settings.identity_store_id,
+                    UserId=user_id,
+                )["UserName"]
+            )
         except CloudFailure as exc:
             if exc.code != "ResourceNotFoundException":
                 raise
-            name = user_id
+            with self._lock:
+                self._user_names[user_id] = user_id
+            return user_id
         with self._lock:
             self._user_names[user_id] = name
             self._user_ids.setdefault(name, user_id)
-        return str(name)
+        return name
+
+    def resolve(self, grants: Sequence[Grant]) -> list[Grant]:
+        """Desired grants with ``principal_id`` = the user id of their exact user name
+        (None for a user that does not exist or cannot be looked up right now)."""
+        names = sorted({g.principal for g in grants if self._unresolved(g)})
+        if not names:
+            return list(grants)
+        with ThreadPoolExecutor(max_workers=min(self.tuning.workers, len(names))) as pool:
+            ids = dict(zip(names, pool.map(self._lookup, names), strict=True))
+        return [
+            replace(g, principal_id=ids[g.principal]) if self._unresolved(g) else g for g in grants
+        ]
+
+    def _unresolved(self, grant: Grant) -> bool:
+        return grant.provider == self.name and grant.principal_id is None
+
+    def _lookup(self, user_name: str) -> str | None:
+        try:
+            return self.user_id(user_name)
+        except CloudFailure:
+            return None  # apply() looks the name up again and reports why it fails
 
     # -- observe -----------------------------------------------------------------------
 
@@ -297,19 +386,23 @@ class AwsProvider:
                 obs.failures[scope] = f"cannot list permission sets: {exc}"
             obs.calls = dict(self.calls.snapshot() - before)
             return obs
+        obs.warnings.extend(self.duration_warnings())
         accounts = self._discover(scopes, ps_arns, obs)
         pairs = [(a, name) for a in sorted(accounts) for name in sorted(ps_arns)]
         with ThreadPoolExecutor(max_workers=self.tuning.workers) as pool:
             listed = list(pool.map(lambda pair: self._observe_pair(pair, ps_arns), pairs))
         by_account: dict[str, set[Grant]] = {a: set() for a in accounts}
+        notes: dict[str, None] = {}
         for (account, _), result in zip(pairs, listed, strict=True):
             if isinstance(result, str):
                 obs.failures.setdefault(account, result)
             else:
-                by_account[account] |= result
+                by_account[account] |= result[0]
+                notes.update(dict.fromkeys(result[1]))
         for account, grants in by_account.items():
             if account not in obs.failures:
                 obs.grants[account] = frozenset(grants)
+        obs.warnings.extend(notes)
         obs.calls = dict(self.calls.snapshot() - before)
         return obs
 
@@ -385,16 +478,30 @@ class AwsProvider:
                     accounts |= found
         return accounts
 
-    def _observe_pair(self, pair: tuple[str, str], ps_arns: Mapping[str, str]) -> set[Grant] | str:
+    def _observe_pair(
+        self, pair: tuple[str, str], ps_arns: Mapping[str, str]
+    ) -> tuple[set[Grant], list[str]] | str:
+        """The USER assignments of one (account, permission set), keyed by user id, and
+        warnings; or why the pair cannot be read."""
         account, name = pair
         try:
             user_ids = self._assigned_users(account, ps_arns[name])
-            return {
-                Grant(provider="aws", scope=account, role=name, principal=self.user_name(uid))
-                for uid in user_ids
-            }
         except CloudFailure as exc:
             return f"cannot list assignments of {name} in {account}: {exc}"
+        grants, notes = set(), []
+        for uid in sorted(user_ids):
+            shown, note = self._display_name(uid)
+            grants.add(Grant("aws", account, name, principal=shown, principal_id=uid))
+            notes += [note] if note else []
+        return grants, notes
+
+    def _display_name(self, user_id: str) -> tuple[str, str | None]:
+        """A user's name for people; the decision needs only the id, so a failed lookup
+        shows the id and warns instead of making the account unreadable."""
+        try:
+            return self.user_name(user_id), None
+        except CloudFailure as exc:
+            return user_id, f"cannot read the user name of {user_id} (shown by id): {exc}"
 
     def _assigned_users(self, account: str, ps_arn: str) -> set[str]:
         """USER principal ids assigned ``ps_arn`` in ``account`` (groups are not ours)."""
@@ -425,9 +532,15 @@ class AwsProvider:
             else:
                 planned.append((change, *target))
                 positions.append(i)
+        both = _granted_and_revoked(planned)
+
+        def carry_out(item: tuple[Change, str, str]) -> tuple[ChangeResult, bool]:
+            change, ps_arn, uid = item
+            return self._carry_out(scope, change, ps_arn, uid, both.get((ps_arn, uid)))
+
         if planned:
             with ThreadPoolExecutor(max_workers=self.tuning.workers) as pool:
-                done = list(pool.map(lambda p: self._carry_out(scope, *p), planned))
+                done = list(pool.map(carry_out, planned))
             verified = self._verify(scope, planned, done)
             results.update(zip(positions, verified, strict=True))
         return [results[i] for i in range(len(changes))]
@@ -456,6 +569,25 @@ class AwsProvider:
                 False,
                 f"permission set {grant.role!r} does not exist in {self.settings.instance_arn}",
             )
+        uid = self._principal(change)
+        if isinstance(uid, ChangeResult):
+            return uid
+        return ps_arns[grant.role], uid
+
+    def _principal(self, change: Change) -> str | ChangeResult:
+        """The user id a change is about. A revoke names the id its assignment carries
+        (observed), never a name looked up again; a grant uses the id resolve() found, or
+        looks its exact user name up now."""
+        grant = change.grant
+        if grant.principal_id:
+            return grant.principal_id
+        if change.kind is ChangeKind.REVOKE:
+            return ChangeResult(
+                change,
+                False,
+                f"refusing to revoke {grant.principal!r} by user name: a revoke must carry "
+                "the user id of the observed assignment",
+            )
         try:
             uid = self.user_id(grant.principal)
         except CloudFailure as exc:
@@ -469,14 +601,25 @@ class AwsProvider:
                 f"Identity Center user {grant.principal!r} not found in identity store "
                 f"{self.settings.identity_store_id} (check identities in policies/)",
             )
-        return ps_arns[grant.role], uid
+        return uid
 
     def _carry_out(
-        self, scope: str, change: Change, ps_arn: str, uid: str
+        self, scope: str, change: Change, ps_arn: str, uid: str, granted: Change | None = None
     ) -> tuple[ChangeResult, bool]:
         """Create or delete one assignment and wait for AWS's verdict. The flag says whether
         the outcome is conclusive: only AWS's own SUCCEEDED/FAILED is; a call that failed
-        or an operation still running leaves the read-back to decide."""
+        or an operation still running leaves the read-back to decide.
+
+        ``granted``: a grant of this same call wants the very assignment (its user name
+        resolved only now to an observed id). Then nothing is sent: a deletion racing a
+        creation of one assignment could end either way. The grant is left to the
+        read-back; the revoke fails, and the next run decides it afresh."""
+        if granted is not None and change.kind is ChangeKind.GRANT:
+            return ChangeResult(change, True, "already assigned"), False
+        if granted is not None:
+            who = granted.grant.request or granted.grant.principal
+            message = f"not revoked: {who} is granted the same assignment in this run"
+            return ChangeResult(change, False, message), True
         assignment = {
             "InstanceArn": self.settings.instance_arn,
             "TargetId": scope,
@@ -584,12 +727,21 @@ class AwsProvider:
 
 
 def _replace(result: ChangeResult, **changes: Any) -> ChangeResult:
-    from dataclasses import replace
-
     return replace(result, **changes)
 
 
-def build_clients(settings: AwsSettings, max_attempts: int = 8) -> tuple[Any, Any]:
+def _granted_and_revoked(
+    planned: Sequence[tuple[Change, str, str]],
+) -> dict[tuple[str, str], Change]:
+    """(permission set ARN, user id) that one call both grants and revokes -> the grant."""
+    grants = {(a, u): c for c, a, u in planned if c.kind is ChangeKind.GRANT}
+    revokes = {(a, u) for c, a, u in planned if c.kind is ChangeKind.REVOKE}
+    return {key: grants[key] for key in revokes & grants.keys()}
+
+
+def build_clients(
+    settings: AwsSettings, max_attempts: int = 8, workers: int = DEFAULT_CONCURRENCY
+) -> tuple[Any, Any]:
     """sso-admin and identitystore clients from boto3's usual credential chain.
 
     ``AWS_ENDPOINT_URL`` (tests, sandbox) is honoured by botocore itself (>= 1.31).
@@ -621,7 +773,7 @@ def build_clients(settings: AwsSettings, max_attempts: int = 8) -> tuple[Any, An
         retries["max_attempts"] = max_attempts
     config = BotoConfig(
         retries=retries,  # type: ignore[arg-type]
-        max_pool_connections=32,
+        max_pool_connections=max(32, workers),
         connect_timeout=10,
         read_timeout=30,
     )
@@ -652,12 +804,15 @@ def _endpoint_override() -> bool:
 
 def build_provider(config: Config, options: Mapping[str, Any]) -> AwsProvider:
     """Options (all optional): ``sso_admin`` / ``identitystore`` clients (tests),
-    ``tuning`` (a Tuning), ``concurrency``, ``sweep_users`` (default: only against an
-    endpoint override, see _wants_sweep)."""
+    ``tuning`` (a Tuning), ``concurrency`` (only when the caller was asked for it, e.g. a
+    command-line flag: it wins over ``providers.aws.concurrency``), ``sweep_users``
+    (default: only against an endpoint override, see _wants_sweep)."""
     settings = AwsSettings.from_config(config)
+    tuning = options.get("tuning") or Tuning()
+    tuning = replace(tuning, workers=_workers(options, settings, tuning.workers))
     sso, ids = options.get("sso_admin"), options.get("identitystore")
     if sso is None or ids is None:
-        sso, ids = build_clients(settings)
+        sso, ids = build_clients(settings, workers=tuning.workers)
     return AwsProvider(
         settings,
         owned_permission_sets(config),
@@ -665,8 +820,16 @@ def build_provider(config: Config, options: Mapping[str, Any]) -> AwsProvider:
         ids,
         accounts=policy_accounts(config),
         sweep_users=_wants_sweep(options),
-        tuning=options.get("tuning") or Tuning(workers=int(options.get("concurrency") or 8)),
+        tuning=tuning,
     )
+
+
+def _workers(options: Mapping[str, Any], settings: AwsSettings, default: int) -> int:
+    """The caller's ``concurrency`` when given, else the policies', else ``default``."""
+    asked = options.get("concurrency")
+    if asked is not None:
+        return min(MAX_CONCURRENCY, max(1, int(asked)))
+    return settings.concurrency or default
 
 
 make_provider = build_provider
@@ -705,6 +868,12 @@ class Aws(ProviderSpec):
                 "type": "string",
                 "pattern": "^[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}$",
                 "x-message": "must be an AWS region like us-east-1",
+            },
+            "concurrency": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_CONCURRENCY,
+                "x-message": f"must be an integer from 1 to {MAX_CONCURRENCY}",
             },
         },
     }

@@ -310,11 +310,13 @@ class AwsSandbox:
     def seed(
         self,
         users: Iterable[str] = (),
-        permission_sets: Mapping[str, str] | None = None,
+        permission_sets: Mapping[str, str | None] | None = None,
         groups: Iterable[str] = (),
     ) -> SeededInstance:
         """The Identity Center instance (moto makes one per account and region), identity
-        store users and groups, and permission sets ``{name: SessionDuration}``."""
+        store users and groups, and permission sets ``{name: SessionDuration}`` (None: no
+        SessionDuration, as the console leaves it; moto then answers ``3600``, not ISO 8601).
+        moto stores any SessionDuration string as given, like a malformed one."""
         sso, ids = self.client("sso-admin"), self.client("identitystore")
         instance = sso.list_instances()["Instances"][0]
         seeded = SeededInstance(instance["InstanceArn"], instance["IdentityStoreId"], self.region)
@@ -325,8 +327,9 @@ class AwsSandbox:
                 IdentityStoreId=seeded.identity_store_id, DisplayName=name
             )["GroupId"]
         for name, duration in (permission_sets or {}).items():
+            extra = {} if duration is None else {"SessionDuration": duration}
             seeded.permission_sets[name] = sso.create_permission_set(
-                InstanceArn=seeded.instance_arn, Name=name, SessionDuration=duration
+                InstanceArn=seeded.instance_arn, Name=name, **extra
             )["PermissionSet"]["PermissionSetArn"]
         return seeded
 

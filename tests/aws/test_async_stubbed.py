@@ -121,6 +121,12 @@ def _grant(kind: ChangeKind = ChangeKind.GRANT) -> Change:
     return Change(kind, Grant("aws", ACCOUNT, "ReadOnly", "alice@example.com"), "test")
 
 
+def _revoke() -> Change:
+    """A revoke as the planner makes it: from an observed assignment, with its user id."""
+    observed = Grant("aws", ACCOUNT, "ReadOnly", "alice@example.com", principal_id=USER_ID)
+    return Change(ChangeKind.REVOKE, observed, "test")
+
+
 def test_in_progress_then_succeeded_is_polled_with_backoff(stubs: Any) -> None:
     sso, ids, provider, fake = stubs
     _permission_sets(sso)
@@ -193,9 +199,8 @@ def test_throttling_without_end_fails_the_change_only(stubs: Any) -> None:
 
 
 def test_conflict_on_deletion_is_retried_then_polled(stubs: Any) -> None:
-    sso, ids, provider, _ = stubs
-    _permission_sets(sso)
-    _user(ids)
+    sso, _, provider, fake = stubs
+    _permission_sets(sso)  # no user lookup: the revoke carries the observed user id
     sso.add_client_error("delete_account_assignment", "ConflictException", "operation in progress")
     sso.add_response("delete_account_assignment", _status(DELETE, "IN_PROGRESS"))
     sso.add_response(
@@ -204,8 +209,10 @@ def test_conflict_on_deletion_is_retried_then_polled(stubs: Any) -> None:
         {"InstanceArn": INSTANCE, "AccountAssignmentDeletionRequestId": REQUEST_ID},
     )
     _listing(sso)
-    [result] = provider.apply(ACCOUNT, [_grant(ChangeKind.REVOKE)], NOW)
+    [result] = provider.apply(ACCOUNT, [_revoke()], NOW)
     assert result.ok and result.verified, result.message
+    assert len(fake.sleeps) == 2  # one jittered retry of the conflict, one poll
+    assert 0.25 <= fake.sleeps[0] <= 0.5  # Tuning(retry_base=0.5): attempt 0 waits base/2..base
 
 
 def test_slow_operation_times_out_as_a_failure(stubs: Any) -> None:
@@ -278,9 +285,8 @@ def test_observe_discovers_provisioned_accounts_and_pages(stubs: Any) -> None:
         },
     )
     obs = provider.observe([], NOW)
-    assert obs.grants == {
-        "444444444444": frozenset({Grant("aws", "444444444444", "ReadOnly", "Mallory@Example.com")})
-    }
+    mallory = Grant("aws", "444444444444", "ReadOnly", "Mallory@Example.com", principal_id="u-9")
+    assert obs.grants == {"444444444444": frozenset({mallory})}
     assert obs.calls["ListAccountAssignments"] == 2
 
 
@@ -308,3 +314,56 @@ def test_aws_failed_stays_a_failure_whatever_the_listing_says(stubs: Any) -> Non
     [result] = provider.apply(ACCOUNT, [_grant()], NOW)
     assert not result.ok
     assert "FAILED: Quota exceeded" in result.message
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ConflictException",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "InternalServerException",
+    ],
+)
+def test_transient_errors_are_retried(stubs: Any, code: str) -> None:
+    _, ids, provider, fake = stubs
+    ids.add_client_error("get_user_id", code, "try again")
+    _user(ids)
+    assert provider.user_id("alice@example.com") == USER_ID
+    assert len(fake.sleeps) == 1
+
+
+def test_other_errors_are_not_retried(stubs: Any) -> None:
+    sso, ids, provider, fake = stubs
+    _permission_sets(sso)
+    _user(ids)
+    sso.add_client_error("create_account_assignment", "AccessDeniedException", "no")
+    _listing(sso)
+    [result] = provider.apply(ACCOUNT, [_grant()], NOW)
+    assert not result.ok and "AccessDeniedException: no" in result.message
+    assert fake.sleeps == []
+
+
+def test_retries_wait_the_shared_jittered_backoff_up_to_its_cap() -> None:
+    """Attempt n waits a random time in [c/2, c], c = min(retry_cap, retry_base * 2**n)."""
+    sso = _client("sso-admin")
+    fake = FakeTime()
+    tuning = Tuning(retry_attempts=4, retry_base=1.0, retry_cap=2.0)
+    provider = AwsProvider(
+        AwsSettings(INSTANCE, STORE, "us-east-1"),
+        {"ReadOnly"},
+        sso,
+        _client("identitystore"),
+        tuning=tuning,
+        sleep=fake.sleep,
+        clock=fake.clock,
+    )
+    with Stubber(sso) as stub:
+        for _ in range(3):
+            stub.add_client_error("list_permission_sets", "ThrottlingException", "Rate exceeded")
+        _permission_sets(stub)
+        assert provider.permission_sets() == {"ReadOnly": PS_ARN}
+        stub.assert_no_pending_responses()
+    assert len(fake.sleeps) == 3
+    assert 0.5 <= fake.sleeps[0] <= 1.0
+    assert all(1.0 <= s <= 2.0 for s in fake.sleeps[1:]), fake.sleeps

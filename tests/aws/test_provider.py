@@ -25,12 +25,22 @@ from .conftest import (
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
-def grant(account: str, role: str, user: str) -> Grant:
-    return Grant(provider="aws", scope=account, role=role, principal=user)
+def grant(account: str, role: str, user: str, uid: str | None = None) -> Grant:
+    return Grant(provider="aws", scope=account, role=role, principal=user, principal_id=uid)
 
 
-def change(kind: ChangeKind, account: str, role: str, user: str) -> Change:
-    return Change(kind, grant(account, role, user), reason="test")
+def change(kind: ChangeKind, account: str, role: str, user: str, uid: str | None = None) -> Change:
+    return Change(kind, grant(account, role, user, uid), reason="test")
+
+
+def held(seeded: SeededInstance, account: str, role: str, user: str) -> Grant:
+    """An assignment as observe() reports it: the user id, and the user name to show."""
+    return grant(account, role, user, seeded.users[user])
+
+
+def revoke(seeded: SeededInstance, account: str, role: str, user: str) -> Change:
+    """A revoke as the planner makes it, from an observed assignment."""
+    return Change(ChangeKind.REVOKE, held(seeded, account, role, user), reason="test")
 
 
 def test_registered_factory_builds_the_provider_from_policies(seeded: SeededInstance) -> None:
@@ -56,7 +66,9 @@ def test_observe_is_idempotent_and_names_users(aws: AwsSandbox, seeded: SeededIn
     provider = provider_for(aws_config(seeded))
     first = provider.observe([ACCOUNT_A], NOW)
     second = provider.observe([ACCOUNT_A], NOW)
-    expected = frozenset({grant(ACCOUNT_A, "ReadOnly", ALICE), grant(ACCOUNT_A, "Admin", BOB)})
+    expected = frozenset(
+        {held(seeded, ACCOUNT_A, "ReadOnly", ALICE), held(seeded, ACCOUNT_A, "Admin", BOB)}
+    )
     assert first.grants[ACCOUNT_A] == expected
     assert second.grants == first.grants
     assert not first.failures
@@ -70,9 +82,7 @@ def test_revoke_deletes_and_verifies(aws: AwsSandbox, seeded: SeededInstance) ->
     aws.assign(seeded, ACCOUNT_A, "ReadOnly", ALICE)
     aws.assign(seeded, ACCOUNT_A, "ReadOnly", BOB)
     provider = provider_for(aws_config(seeded))
-    [result] = provider.apply(
-        ACCOUNT_A, [change(ChangeKind.REVOKE, ACCOUNT_A, "ReadOnly", ALICE)], NOW
-    )
+    [result] = provider.apply(ACCOUNT_A, [revoke(seeded, ACCOUNT_A, "ReadOnly", ALICE)], NOW)
     assert result.ok and result.verified, result.message
     assert aws.assignments(seeded, ACCOUNT_A) == {("ReadOnly", "USER", BOB)}
 
@@ -101,9 +111,7 @@ def test_unowned_permission_set_and_groups_are_invisible_and_untouched(
     provider = provider_for(aws_config(seeded))
     obs = provider.observe([ACCOUNT_A], NOW)
     assert obs.grants[ACCOUNT_A] == frozenset()
-    refused = provider.apply(
-        ACCOUNT_A, [change(ChangeKind.REVOKE, ACCOUNT_A, "BreakGlass", ALICE)], NOW
-    )
+    refused = provider.apply(ACCOUNT_A, [revoke(seeded, ACCOUNT_A, "BreakGlass", ALICE)], NOW)
     assert not refused[0].ok
     assert "not named in any aws policy" in refused[0].message
     assert aws.assignments(seeded, ACCOUNT_A) == {
@@ -120,7 +128,7 @@ def test_owned_assignment_nobody_asked_about_is_discovered(
     aws.assign(seeded, ACCOUNT_C, "Admin", CAROL)
     provider = provider_for(aws_config(seeded))
     obs = provider.observe([ACCOUNT_A], NOW)
-    assert obs.grants[ACCOUNT_C] == frozenset({grant(ACCOUNT_C, "Admin", CAROL)})
+    assert obs.grants[ACCOUNT_C] == frozenset({held(seeded, ACCOUNT_C, "Admin", CAROL)})
     assert obs.grants[ACCOUNT_A] == frozenset()
 
 
@@ -166,7 +174,7 @@ def test_one_failing_account_while_others_converge(aws: AwsSandbox, seeded: Seed
     assert ACCOUNT_B in obs.failures and "AccessDeniedException" in obs.failures[ACCOUNT_B]
     assert ACCOUNT_B not in obs.grants  # unknown, so the planner must not act on it
     ok = provider.apply(ACCOUNT_A, [change(ChangeKind.GRANT, ACCOUNT_A, "ReadOnly", ALICE)], NOW)
-    bad = provider.apply(ACCOUNT_B, [change(ChangeKind.REVOKE, ACCOUNT_B, "ReadOnly", BOB)], NOW)
+    bad = provider.apply(ACCOUNT_B, [revoke(seeded, ACCOUNT_B, "ReadOnly", BOB)], NOW)
     assert ok[0].ok and ok[0].verified
     assert not bad[0].ok and "AccessDeniedException" in bad[0].message
     assert aws.assignments(seeded, ACCOUNT_A) == {("ReadOnly", "USER", ALICE)}
@@ -202,9 +210,7 @@ def test_in_progress_creations_are_polled_and_bounded_across_threads(
 
 def test_revoking_an_absent_assignment_is_verified(aws: AwsSandbox, seeded: SeededInstance) -> None:
     provider = provider_for(aws_config(seeded))
-    [result] = provider.apply(
-        ACCOUNT_A, [change(ChangeKind.REVOKE, ACCOUNT_A, "ReadOnly", ALICE)], NOW
-    )
+    [result] = provider.apply(ACCOUNT_A, [revoke(seeded, ACCOUNT_A, "ReadOnly", ALICE)], NOW)
     assert result.ok and result.verified, result.message
 
 
@@ -222,9 +228,9 @@ def test_assignment_of_a_deleted_user_is_observed_and_revocable(
     )
     provider = provider_for(aws_config(seeded))
     obs = provider.observe([ACCOUNT_A], NOW)
-    assert obs.grants[ACCOUNT_A] == frozenset({grant(ACCOUNT_A, "ReadOnly", ghost)})
+    assert obs.grants[ACCOUNT_A] == frozenset({grant(ACCOUNT_A, "ReadOnly", ghost, ghost)})
     [result] = provider.apply(
-        ACCOUNT_A, [change(ChangeKind.REVOKE, ACCOUNT_A, "ReadOnly", ghost)], NOW
+        ACCOUNT_A, [Change(ChangeKind.REVOKE, *obs.grants[ACCOUNT_A], "")], NOW
     )
     assert result.ok and result.verified, result.message
     assert aws.assignments(seeded, ACCOUNT_A) == set()
