@@ -250,11 +250,6 @@ class Deployment:
 # -- bindings <-> grants (pure) -------------------------------------------------------
 
 
-def is_managed(binding: Any) -> bool:
-    """Whether any accessctl deployment may own the binding (its title says accessctl:)."""
-    return bool(binding.condition.title.startswith(MANAGED_TITLE_PREFIX))
-
-
 def parse_expression(expression: str) -> tuple[datetime | None, datetime | None]:
     """``(begin, end)`` of an accessctl condition; ``(None, None)`` if not ours to read."""
     terms = [t.strip() for t in expression.split("&&")]
