@@ -234,3 +234,29 @@ def test_real_aws_without_credentials_is_a_configuration_error(
     assert result.exit_code == 2, result.output
     assert "no AWS credentials" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_unreadable_session_duration_does_not_stop_the_account(
+    run: Run, repo: GitRepo, aws: AwsSandbox, seeded
+) -> None:
+    """A field the decision does not need (SessionDuration) never makes an account
+    unreadable: a malformed one and a missing one (moto: 3600) are both managed."""
+    sso = aws.client("sso-admin")
+    sso.update_permission_set(
+        InstanceArn=seeded.instance_arn,
+        PermissionSetArn=seeded.permission_sets["ReadOnly"],
+        SessionDuration="banana",
+    )
+    sso.delete_permission_set(
+        InstanceArn=seeded.instance_arn, PermissionSetArn=seeded.permission_sets["Admin"]
+    )
+    seeded.permission_sets["Admin"] = sso.create_permission_set(
+        InstanceArn=seeded.instance_arn, Name="Admin"
+    )["PermissionSet"]["PermissionSetArn"]
+    aws.assign(seeded, A, "ReadOnly", BOB)  # standing: revoked
+    repo.write("requests/alice/inc-1.yaml", request_yaml())
+    repo.write("requests/carol/inc-1.yaml", request_yaml("carol", role="Admin"))
+    repo.commit("alice and carol", at=T0)
+    result = run("apply", at=T0 + H)
+    assert result.exit_code == 0, result.output
+    assert holds(aws, seeded, A) == {("ReadOnly", "USER", ALICE), ("Admin", "USER", CAROL)}

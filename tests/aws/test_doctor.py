@@ -131,3 +131,20 @@ def test_broken_policies_exit_2(tmp_path: Path) -> None:
     result = doctor(tmp_path)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
+
+
+def test_session_duration_in_seconds_is_read(
+    tmp_path: Path, aws: AwsSandbox, seeded: SeededInstance
+) -> None:
+    """moto answers 3600 (seconds, not ISO 8601) for a permission set created without a
+    SessionDuration; doctor reads it as one hour instead of failing."""
+    sso = aws.client("sso-admin")
+    sso.delete_permission_set(
+        InstanceArn=seeded.instance_arn, PermissionSetArn=seeded.permission_sets["ReadOnly"]
+    )
+    sso.create_permission_set(InstanceArn=seeded.instance_arn, Name="ReadOnly")
+    assert doctor(write_policies(tmp_path / "fits", seeded)).exit_code == 0
+    short = doctor(write_policies(tmp_path / "short", seeded, max_duration="30m"))
+    assert short.exit_code == 1, short.output
+    assert "'ReadOnly' issues sessions of 1h" in short.output
+    assert "Traceback" not in short.output
