@@ -1,34 +1,38 @@
 """The one place that wires the core to git, approvals and the cloud providers.
 
-``reconcile()`` runs the whole loop: load the branch's files, establish each request's
-approval, evaluate it, observe every scope where managed grants may sit (concurrently, one
-read per scope), plan, and, for ``apply``, carry out each scope's changes in one provider
-call. Scopes fail on their own: a scope that cannot be read gets no changes at all (never
-revoke on unknown state) and is reported; the others go on.
+``reconcile()`` runs the whole loop: read the branch (``reconciler.history``), establish
+each request's approval, judge it (``reconciler.core.judgment``), observe every scope where
+managed grants may sit (concurrently, one read per scope), plan, and, for ``apply``, carry
+out each scope's changes in one provider call and hand the results to the sinks (the
+ledger first). Scopes fail on their own: a scope that cannot be read gets no changes at
+all (never revoke on unknown state) and is reported; the others go on.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from reconciler import gitlog
-from reconciler.approvals import ApprovalRecord, ApprovalSource, FileChange, TrustGit
-from reconciler.core.models import Change, ChangeResult, Decision, Grant, Plan
+from reconciler import git, history
+from reconciler.approvals import ApprovalRecord, ApprovalSource, TrustGit
+from reconciler.core import providers as providers_registry
+from reconciler.core.judgment import Approval, Judgment, grant_for, judge
+from reconciler.core.judgment import Problem as JudgmentProblem
+from reconciler.core.models import AccessRequest, Change, ChangeResult, Config, Grant, Plan
 from reconciler.core.plan import plan as make_plan
-from reconciler.core.policy import compute_window, evaluate
 from reconciler.core.render import Problem
 from reconciler.core.timeutil import format_rfc3339
 from reconciler.errors import ConfigError, Finding
 from reconciler.providers import base
-from reconciler.repo import GitTree, LoadedRepo, WorkTree, load_repo
+from reconciler.sinks import LedgerSink, RunReport, Sink
 
 ScopeRef = tuple[str, str]  # (provider, scope)
 DEFAULT_CONCURRENCY = 8
@@ -93,171 +97,109 @@ def approval_source(
 # -- desired state ----------------------------------------------------------------------
 
 
-def _second_floor(t: datetime) -> datetime:
-    return t.replace(microsecond=0)
-
-
-def _second_ceil(t: datetime) -> datetime:
-    return t.replace(microsecond=0) + timedelta(seconds=1) if t.microsecond else t
-
-
-def _wanted(decision: Decision, now: datetime) -> bool:
-    window = decision.window
-    if not decision.allowed or window is None or decision.principal is None:
-        return False
-    if window.end <= now:
-        return False
-    # GCP bindings carry their begin bound, so a future window is written ahead of time.
-    return window.contains(now) or (decision.request.provider == "gcp" and window.begin > now)
-
-
-def _grant_of(decision: Decision, record: ApprovalRecord) -> Grant:
-    assert decision.principal is not None
-    return _window_grant(decision, decision.principal, record.pr)
-
-
-def _window_grant(decision: Decision, principal: str, pr: int | None = None) -> Grant:
-    request, window = decision.request, decision.window
-    assert window is not None
-    # Clouds keep whole seconds: shorten rather than stretch a fractional window.
-    return Grant(
-        provider=request.provider,
-        scope=request.scope,
-        role=request.role,
-        principal=principal,
-        request=request.path,
-        begin=_second_ceil(window.begin),
-        end=_second_floor(window.end),
-        pr=pr,
-    )
-
-
-def _refusal_problems(decision: Decision) -> list[Problem]:
-    request = decision.request
-    return [
-        Problem(
-            code=f"E-REFUSED-{refusal.reason.value.upper()}",
-            message=refusal.message
-            + (
-                f" (policy {refusal.policy})"
-                if refusal.policy and refusal.policy not in refusal.message
-                else ""
-            ),
-            file=request.path,
-            line=request.line_of(refusal.key) if refusal.key else 1,
+def judge_current(
+    branch: history.Branch, records: Mapping[str, ApprovalRecord], now: datetime
+) -> dict[str, Judgment]:
+    """The one judgment of every request file on the branch, by the policies at its tip."""
+    out: dict[str, Judgment] = {}
+    for version in branch.current():
+        record = records.get(version.path)
+        approval = (
+            record.approval()
+            if record is not None
+            else Approval(None, refusal="the file is not committed on this branch")
         )
-        for refusal in decision.refusals
-    ] or [Problem("E-REFUSED", "not allowed by any policy", file=request.path, line=1)]
-
-
-def build_desired(
-    loaded: LoadedRepo, approvals: Mapping[str, ApprovalRecord], now: datetime
-) -> tuple[set[Grant], list[Decision], list[Problem]]:
-    """The grants that should exist now: allowed requests in (or, on GCP, before) their
-    window. Requests without an approval record, refused or unverifiable grant nothing and
-    are reported."""
-    desired: set[Grant] = set()
-    decisions: list[Decision] = []
-    problems: list[Problem] = []
-    for request in loaded.requests:
-        record = approvals.get(request.path)
-        if record is None or record.error or record.approved_at is None:
-            why = record.error if record and record.error else "approval could not be established"
-            problems.append(Problem("E-APPROVAL", why, file=request.path, line=1))
-            continue
-        if (author := _foreign_author(request.requester, record)) is not None:
-            # pr-check enforces this before merge; an admin merge past it grants nothing.
-            problems.append(
-                Problem(
-                    "E-APPROVAL-AUTHOR",
-                    f"pull request #{record.pr} was opened by {author}, not by the requester "
-                    f"{request.requester}: access is only granted to the person who asked",
-                    file=request.path,
-                    line=request.line_of("requester"),
-                )
-            )
-            continue
-        try:
-            decision = evaluate(
-                request, loaded.config, approved_at=record.approved_at, approvals=record.approvals
-            )
-        except Exception as exc:  # one request the evaluator chokes on grants nothing
-            problems.append(Problem("E-EVALUATE", f"could not evaluate: {exc}", request.path, 1))
-            continue
-        decisions.append(decision)
-        if not decision.allowed:
-            problems.extend(_refusal_problems(decision))
-        elif _wanted(decision, now):
-            desired.add(_grant_of(decision, record))
-    return desired, decisions, problems
-
-
-def _foreign_author(requester: str, record: ApprovalRecord) -> str | None:
-    """The PR author when it is not the requester (logins compare case-insensitively)."""
-    author = record.approvals.pr_author if record.approvals else None
-    return author if author and author.lower() != requester.lower() else None
-
-
-def request_notes(
-    decisions: Iterable[Decision], problems: Iterable[Problem], now: datetime
-) -> dict[str, str]:
-    """One sentence per request path, used as the reason of the changes concerning it."""
-    notes: dict[str, str] = {}
-    for p in problems:
-        if p.file and p.file.startswith("requests/") and p.file not in notes:
-            notes[p.file] = f"request not valid or not approved: {p.message}"
-    for d in decisions:
-        path, window = d.request.path, d.window
-        if not d.allowed:
-            notes.setdefault(
-                path, f"refused: {d.refusals[0].message if d.refusals else d.reason.value}"
-            )
-        elif window is not None and window.end <= now:
-            notes[path] = f"expired at {format_rfc3339(window.end)} (policy {d.policy})"
-        elif window is not None and window.begin > now and d.request.provider != "gcp":
-            notes[path] = f"scheduled: begins at {format_rfc3339(window.begin)}"
-        else:
-            notes[path] = f"allowed by policy {d.policy}"
-    return notes
-
-
-def former_grants(decisions: Iterable[Decision], loaded: LoadedRepo) -> list[Grant]:
-    """What each request on the branch would hold, whether or not it holds now: lets a
-    revoke of an AWS assignment (which names no request) say which request it ends."""
-    out = []
-    for d in decisions:
-        principal = d.principal or loaded.config.principal(d.request.requester, d.request.provider)
-        if principal is not None and d.window is not None:
-            out.append(_window_grant(d, principal))
+        out[version.path] = judge(version, approval, now, at_tip=True)
     return out
 
 
-def held_grants(
-    loaded: LoadedRepo,
-    records: Mapping[str, ApprovalRecord],
-    observed: Iterable[Grant],
-    now: datetime,
-    changes: Mapping[str, FileChange] | None = None,
-) -> set[Grant]:
-    """Grants to leave in place because their request's approval lookup failed
-    transiently (GitHub down): unknown is not refused, so neither grant nor revoke.
-    Never past the request's window as git dates it (the merge commit's time stands in
-    for ``merged_at``): an AWS assignment has no expiry of its own."""
-    held: set[Grant] = set()
-    pending = [r for r in loaded.requests if (rec := records.get(r.path)) and rec.transient]
-    for request in pending:
-        change = (changes or {}).get(request.path)
-        if change is not None and compute_window(request, change.committed_at).end <= now:
+def _problem(j: Judgment, p: JudgmentProblem) -> Problem:
+    line = j.request.line_of(p.key) if j.request is not None and p.key else 1
+    if p.kind == "file":
+        return Problem(p.code, p.message, file=j.path, line=p.line or 1)
+    message = p.message
+    if p.policy and p.policy not in message:
+        message += f" (policy {p.policy})"
+    return Problem(p.code, message, file=j.path, line=line)
+
+
+def judgment_problems(judgments: Mapping[str, Judgment]) -> list[Problem]:
+    """What plan/apply report about the requests: every reason one is not allowed. A
+    request only waiting for its window is not a problem; an unverifiable one is."""
+    out: list[Problem] = []
+    for j in judgments.values():
+        if j.allowed:
             continue
-        principal = (loaded.config.principal(request.requester, request.provider) or "").lower()
-        for g in observed:
-            if (g.provider, g.scope, g.role) != (request.provider, request.scope, request.role):
-                continue
-            live_gcp = g.request == request.path and g.end is not None and g.end > now
-            same_aws = g.provider == "aws" and g.principal.lower() == principal
-            if live_gcp or same_aws:
-                held.add(g)
+        out += [_problem(j, p) for p in j.problems] or [
+            Problem("E-REFUSED", "not allowed by any policy", file=j.path, line=1)
+        ]
+    return out
+
+
+def desired_grants(judgments: Mapping[str, Judgment], now: datetime) -> set[Grant]:
+    """The grants that should exist now: allowed requests in (or, where the cloud
+    enforces the begin itself, before) their window."""
+    return {g for j in judgments.values() if j.wanted(now) and (g := j.grant()) is not None}
+
+
+def held_grants(
+    judgments: Mapping[str, Judgment], observed: Iterable[Grant], now: datetime
+) -> set[Grant]:
+    """Grants left in place while their request's approval cannot be verified (GitHub
+    down): unknown is not refused, so an existing grant is neither revoked nor created.
+    Only the window as git dates it, when a policy allows that window (so never longer
+    than its max_duration), and only while that window holds."""
+    present = {g.key(now) for g in observed}
+    held: set[Grant] = set()
+    for j in judgments.values():
+        g = j.grant() if j.state == "unverified" else None
+        if g is None or g.end is None or g.end <= now:
+            continue
+        if not providers_registry.spec(g.provider).writable_now(g, now):
+            continue
+        if g.key(now) in present:
+            held.add(replace(g, held=True))
     return held
+
+
+def request_notes(judgments: Mapping[str, Judgment], now: datetime) -> dict[str, str]:
+    """One sentence per request path, used as the reason of the changes concerning it."""
+    notes: dict[str, str] = {}
+    for path, j in judgments.items():
+        window = j.window
+        if j.state == "unverified":
+            notes[path] = "approval could not be verified right now: left as it was"
+        elif not j.allowed:
+            first = next((p for p in j.problems if p.kind != "file"), None)
+            if any(p.kind == "file" for p in j.problems):
+                notes[path] = "request not valid or not approved: the file is invalid"
+            else:
+                notes[path] = f"refused: {first.message if first else 'not allowed'}"
+        elif window is not None and window.end <= now:
+            notes[path] = f"expired at {format_rfc3339(window.end)} (policy {j.policy})"
+        elif (
+            window is not None
+            and window.begin > now
+            and not providers_registry.spec(j.request.provider).future_start  # type: ignore[union-attr]
+        ):
+            notes[path] = f"scheduled: begins at {format_rfc3339(window.begin)}"
+        else:
+            notes[path] = f"allowed by policy {j.policy}"
+    return notes
+
+
+def former_grants(judgments: Mapping[str, Judgment], config: Config) -> list[Grant]:
+    """What each request on the branch would hold, whether or not it holds now: lets a
+    revoke of a grant that names no request (an AWS assignment) say which request it ends."""
+    out = []
+    for j in judgments.values():
+        request = j.request
+        if request is None or j.window is None:
+            continue
+        principal = j.principal or config.principal(request.requester, request.provider)
+        if principal is not None:
+            out.append(grant_for(request, principal, j.window, j.pr))
+    return out
 
 
 # -- loading ----------------------------------------------------------------------------
@@ -267,17 +209,8 @@ def _finding_problem(f: Finding) -> Problem:
     return Problem(f.code, f.message, file=f.file, line=f.line, severity=f.severity)
 
 
-def load_branch(repo: Path, head: str | None) -> LoadedRepo:
-    """The committed files at ``head`` (what is on the branch), not the work tree's edits."""
-    if head is None:
-        return load_repo(WorkTree(repo))
-    return load_repo(GitTree(repo, head))
-
-
-def _check_config(loaded: LoadedRepo) -> None:
-    broken = [
-        f for f in loaded.findings if f.severity == "error" and not f.file.startswith("requests/")
-    ]
+def _check_config(findings: Iterable[Finding]) -> None:
+    broken = [f for f in findings if f.severity == "error"]
     if broken:
         # Acting on half a policy set could revoke everything: change nothing, stop.
         raise ConfigError(
@@ -286,25 +219,23 @@ def _check_config(loaded: LoadedRepo) -> None:
         )
 
 
-def _valid_requests(loaded: LoadedRepo) -> LoadedRepo:
-    bad = {f.file for f in loaded.findings if f.severity == "error"}
-    return replace(loaded, requests=[r for r in loaded.requests if r.path not in bad])
-
-
 # -- scopes and providers ---------------------------------------------------------------
 
 
-def scopes_to_observe(loaded: LoadedRepo, historical: Iterable[ScopeRef]) -> dict[str, set[str]]:
-    """Per provider: where managed grants may sit. Current requests, exact policy scopes,
-    and scopes named by earlier versions of request files (edited or deleted)."""
+def scopes_to_observe(
+    config: Config, requests: Iterable[AccessRequest], former: Iterable[ScopeRef]
+) -> dict[str, set[str]]:
+    """Per provider: where managed grants may sit. Exact policy scopes, the scopes of the
+    valid requests on the branch, and the scopes valid earlier versions of request files
+    (edited or deleted) named. Nothing else (no note, no invalid file) adds a scope."""
     out: dict[str, set[str]] = defaultdict(set)
-    for policy in loaded.config.policies:
+    for policy in config.policies:
         out[policy.provider].update(s for s in policy.scopes if not (_GLOB & set(s)))
-    for request in loaded.requests:
+    for request in requests:
         out[request.provider].add(request.scope)
     active = set(out)
-    for provider, scope in historical:
-        if provider in active:
+    for provider, scope in former:
+        if provider in active and providers_registry.spec(provider).scope_matches(scope):
             out[provider].add(scope)
     return dict(out)
 
@@ -312,8 +243,8 @@ def scopes_to_observe(loaded: LoadedRepo, historical: Iterable[ScopeRef]) -> dic
 def _scope_problem(
     ref: ScopeRef,
     message: str,
-    loaded: LoadedRepo,
-    historical: Mapping[ScopeRef, datetime],
+    current: set[ScopeRef],
+    former: Mapping[ScopeRef, datetime],
     now: datetime,
 ) -> Problem:
     """An unreadable scope is an error where a current request points, or where an edited
@@ -321,16 +252,15 @@ def _scope_problem(
     only policies name, or only long-gone versions named, is a warning: a project deleted
     a year ago must not turn every run red, and GCP bindings there expire by themselves."""
     provider, scope = ref
-    current = any((r.provider, r.scope) == ref for r in loaded.requests)
-    recent = ref in historical and historical[ref] > now - HISTORY_HORIZON
-    if current or recent:
+    recent = ref in former and former[ref] > now - HISTORY_HORIZON
+    if ref in current or recent:
         return Problem(
             "E-SCOPE-UNREADABLE",
             f"{message}; no changes planned for this scope",
             provider=provider,
             scope=scope,
         )
-    why = "earlier request versions named it" if ref in historical else "named in policies"
+    why = "earlier request versions named it" if ref in former else "named in policies"
     return Problem(
         "W-SCOPE-UNREADABLE",
         f"{message}; {why}, but no current or recent request uses it",
@@ -341,7 +271,8 @@ def _scope_problem(
 
 
 def make_providers(
-    loaded: LoadedRepo,
+    config: Config,
+    current: Iterable[ScopeRef],
     names: Iterable[str],
     options: Mapping[str, Any],
     unusable: dict[str, str] | None = None,
@@ -350,12 +281,13 @@ def make_providers(
     AWS credentials) and that no current request uses is left out and its reason recorded:
     a GCP-only deployment whose policies also name AWS still converges on GCP. A provider a
     current request needs stays a configuration error (exit 2)."""
+    needed = {provider for provider, _ in current}
     providers: dict[str, base.Provider] = {}
     for name in sorted(names):
         try:
-            providers[name] = base.make(name, loaded.config, options)
+            providers[name] = base.make(name, config, options)
         except ConfigError as exc:
-            if unusable is None or any(r.provider == name for r in loaded.requests):
+            if unusable is None or name in needed:
                 raise
             unusable[name] = f"{name} provider unavailable: {exc}"
     return providers
@@ -370,9 +302,10 @@ def observe_all(
     scopes: Mapping[str, set[str]],
     now: datetime,
     concurrency: int,
-) -> tuple[dict[ScopeRef, frozenset[Grant]], dict[ScopeRef, str], Counter[str]]:
+) -> tuple[dict[ScopeRef, frozenset[Grant]], dict[ScopeRef, str], Counter[str], list[str]]:
     """One observe() per provider with all its scopes (providers read scopes in parallel
-    themselves, and AWS discovers accounts once); providers side by side."""
+    themselves, and AWS discovers accounts once); providers side by side. Returns the
+    grants, the unreadable scopes, the API calls made and the providers' warnings."""
     jobs = [(name, sorted(scopes.get(name, ()))) for name in sorted(providers)]
 
     def run(job: tuple[str, list[str]]) -> base.Observation:
@@ -385,9 +318,11 @@ def observe_all(
     grants: dict[ScopeRef, frozenset[Grant]] = {}
     failures: dict[ScopeRef, str] = {}
     calls: Counter[str] = Counter()
+    warnings: list[str] = []
     with _pool(min(concurrency, max(1, len(jobs)))) as pool:
         for (name, batch), obs in zip(jobs, pool.map(run, jobs), strict=True):
             calls.update({f"{name}.{k}": v for k, v in obs.calls.items()})
+            warnings += [f"{name}: {w}" for w in obs.warnings]
             for scope, found in obs.grants.items():
                 grants[name, scope] = found
             for scope, msg in obs.failures.items():
@@ -397,7 +332,7 @@ def observe_all(
                     failures[name, scope] = "the provider reported nothing for this scope"
     for ref in failures:
         grants.pop(ref, None)
-    return grants, failures, calls
+    return grants, failures, calls, warnings
 
 
 def apply_all(
@@ -434,96 +369,125 @@ class Settings:
     now: datetime
     trust_git: bool = False
     apply: bool = False
-    concurrency: int = DEFAULT_CONCURRENCY
+    # None: the policies' providers.<name>.concurrency (else the default); a number: the
+    # --concurrency flag, which overrides the policies.
+    concurrency: int | None = None
     ledger: bool = True
     env: Mapping[str, str] | None = None
     provider_options: Mapping[str, Any] = field(default_factory=dict)
+    sinks: Sequence[Sink] | None = None  # None: the ledger (unless ledger=False)
 
 
-def _approval_records(
-    source: ApprovalSource, loaded: LoadedRepo, changes: Mapping[str, FileChange]
-) -> dict[str, ApprovalRecord]:
-    known = [changes[r.path] for r in loaded.requests if r.path in changes]
-    records = dict(source.lookup(known)) if known else {}
-    for r in loaded.requests:
-        if r.path not in changes:
-            records[r.path] = ApprovalRecord(
-                r.path, "", None, None, error="the file is not committed on this branch"
-            )
-    return records
+def _approval_records(source: ApprovalSource, branch: history.Branch) -> dict[str, ApprovalRecord]:
+    """Approval lookups only for valid files: an invalid file is refused for what it is,
+    without asking GitHub."""
+    changes = branch.changes()
+    wanted = [changes[v.path] for v in branch.current() if v.request is not None and not v.findings]
+    return dict(source.lookup(wanted)) if wanted else {}
+
+
+def deployment(config: Config, repo: Path, env: Mapping[str, str]) -> str:
+    """This deployment's identity (it keeps two deployments in one organisation off each
+    other's grants): providers.gcp.deployment, else the repository (GITHUB_REPOSITORY, or
+    origin's owner/name), else "default"."""
+    configured = (config.providers.get("gcp") or {}).get("deployment")
+    if isinstance(configured, str) and configured:
+        return configured
+    if env.get("GITHUB_REPOSITORY"):
+        return env["GITHUB_REPOSITORY"]
+    url = git.remote_url(repo) or ""
+    match = re.search(r"[:/]([^/:]+/[^/]+?)(?:\.git)?/?$", url)
+    return match.group(1) if match else "default"
 
 
 def reconcile(settings: Settings) -> Outcome:
-    """Load, verify, evaluate, observe, plan and (with ``apply``) act. Raises ConfigError
+    """Load, verify, judge, observe, plan and (with ``apply``) act. Raises ConfigError
     (exit 2) before touching anything when the setup is wrong."""
     repo, now = settings.repo, settings.now
-    source = approval_source(settings.trust_git, repo, settings.env)
-    head = gitlog.head_commit(repo)
-    history = gitlog.read_history(repo) if head else gitlog.History()
-    gitlog.check_complete(history)
-    loaded = load_branch(repo, head)
-    _check_config(loaded)
-    problems = [_finding_problem(f) for f in loaded.findings]
-    loaded = _valid_requests(loaded)
+    env = os.environ if settings.env is None else settings.env
+    source = approval_source(settings.trust_git, repo, env)
+    branch = history.load_branch(repo)
+    branch.check_complete()
+    _check_config(branch.config_findings)
+    config = branch.config
+    problems = [_finding_problem(f) for f in branch.config_findings]
+    problems += [_finding_problem(s.finding()) for s in branch.strays]
 
-    records = _approval_records(source, loaded, history.changes)
-    desired, decisions, refusals = build_desired(loaded, records, now)
-    problems += refusals
-    notes = request_notes(decisions, problems, now)
-    for path, record in records.items():
-        if record.transient:
-            notes[path] = "approval could not be verified right now: left as it was"
+    records = _approval_records(source, branch)
+    judgments = judge_current(branch, records, now)
+    problems += judgment_problems(judgments)
+    desired = desired_grants(judgments, now)
+    notes = request_notes(judgments, now)
 
-    historical = gitlog.blob_scopes(repo, history.old_blobs)
-    scopes = scopes_to_observe(loaded, historical)
-    options = {"concurrency": settings.concurrency, **settings.provider_options}
+    valid = [
+        j.request
+        for j in judgments.values()
+        if j.request is not None and not any(p.kind == "file" for p in j.problems)
+    ]
+    former = branch.former_scopes()
+    scopes = scopes_to_observe(config, valid, former)
+    options: dict[str, Any] = {
+        "deployment": deployment(config, repo, env),
+        "known_requests": branch.request_paths(),
+        **settings.provider_options,
+    }
+    if settings.concurrency is not None:
+        options["concurrency"] = settings.concurrency
+    concurrency = settings.concurrency or DEFAULT_CONCURRENCY
     unusable: dict[str, str] = {}
-    providers = make_providers(loaded, scopes, options, unusable)
-    actual, failed, calls = observe_all(providers, scopes, now, settings.concurrency)
+    current = {(r.provider, r.scope) for r in valid}
+    adapters = make_providers(config, current, scopes, options, unusable)
+    actual, failed, calls, warnings = observe_all(adapters, scopes, now, concurrency)
     for name, message in unusable.items():  # its scopes are unknown, not empty
         failed.update({(name, scope): message for scope in scopes.get(name, ())})
     problems += [
-        _scope_problem(ref, msg, loaded, historical, now) for ref, msg in sorted(failed.items())
+        _scope_problem(ref, msg, current, former, now) for ref, msg in sorted(failed.items())
     ]
+    problems += [Problem("W-PROVIDER", w, severity="warning") for w in warnings]
     observed = [g for found in actual.values() for g in found]
-    desired |= held_grants(loaded, records, observed, now, history.changes)
+    desired = resolve_all(adapters, desired) | held_grants(judgments, observed, now)
     readable = [g for g in desired if (g.provider, g.scope) not in failed]
-    former = former_grants(decisions, loaded)
-    the_plan = make_plan(readable, observed, now, notes=notes, former=former)
+    formerly = former_grants(judgments, config)
+    the_plan = make_plan(readable, observed, now, notes=notes, former=formerly)
     the_plan = replace(the_plan, errors=tuple(str(p) for p in problems if p.severity == "error"))
     outcome = Outcome(now, the_plan, problems, failed_scopes=failed, calls=calls)
     if settings.apply:
-        outcome.results = apply_all(providers, the_plan, now, settings.concurrency)
+        outcome.results = apply_all(adapters, the_plan, now, concurrency)
         outcome.applied = True
-        if settings.ledger and outcome.results:
-            _record_ledger(outcome, repo, head)
+        sinks = settings.sinks
+        if sinks is None:
+            sinks = [LedgerSink(repo)] if settings.ledger else []
+        report = RunReport(
+            now=now,
+            head=branch.tip,
+            results=tuple(outcome.results),
+            judgments=judgments,
+            files=source.evidence(),
+        )
+        publish_all(sinks, report, outcome)
     return outcome
 
 
-def _record_ledger(outcome: Outcome, repo: Path, head: str | None) -> None:
-    """Append to the audit ledger; a failure is reported, never undoes what was applied."""
-    try:
-        ledger = importlib.import_module("reconciler.ledger")
-    except ImportError:
-        outcome.problems.append(
-            Problem(
-                "W-LEDGER",
-                "the ledger module is not available; nothing recorded",
-                severity="warning",
-            )
-        )
-        return
-    record: Callable[..., str | None] = ledger.record
-    run: dict[str, object] = {}
-    if hasattr(ledger, "default_run"):
-        run.update(ledger.default_run(repo))
-    run["commit"] = head or run.get("commit") or ""
-    if os.environ.get("GITHUB_ACTOR"):
-        run["actor"] = os.environ["GITHUB_ACTOR"]
-    try:
-        # The ledger picks its own branch (accessctl-ledger), never the checked-out one.
-        outcome.ledger = record(repo, outcome.results, now=outcome.now, run=run)
-    except Exception as exc:  # the grants stand; the missing record must be noticed
-        outcome.problems.append(
-            Problem("E-LEDGER", f"could not record this apply in the ledger: {exc}")
-        )
+def resolve_all(adapters: Mapping[str, base.Provider], grants: Iterable[Grant]) -> set[Grant]:
+    """Each provider fills in its own ids of the principals (AWS: user ids)."""
+    by_provider: dict[str, list[Grant]] = defaultdict(list)
+    for g in grants:
+        by_provider[g.provider].append(g)
+    out: set[Grant] = set()
+    for name, batch in by_provider.items():
+        adapter = adapters.get(name)
+        out.update(adapter.resolve(batch) if adapter is not None else batch)
+    return out
+
+
+def publish_all(sinks: Sequence[Sink], report: RunReport, outcome: Outcome) -> None:
+    """Hand the run to every sink; a sink that fails is reported, never undoes what was
+    applied, and never keeps the other sinks from running."""
+    for sink in sinks:
+        try:
+            written = sink.publish(report)
+        except Exception as exc:  # the grants stand; the missing record must be noticed
+            outcome.problems.append(Problem(f"E-{sink.name.upper()}", f"{sink.describe}: {exc}"))
+            continue
+        if sink.name == "ledger":
+            outcome.ledger = written

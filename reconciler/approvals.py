@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from reconciler.core.judgment import Approval
 from reconciler.core.models import Approvals
 
 
@@ -35,10 +36,24 @@ class ApprovalRecord:
     # unknown, not refused; a planner may keep an existing grant rather than revoke it.
     transient: bool = False
 
+    def approval(self) -> Approval:
+        """The record as the judgment reads it."""
+        if self.error and self.transient:
+            return Approval(None, self.approvals, self.pr, unverified=self.error)
+        if self.error or self.approved_at is None:
+            why = self.error or "approval could not be established"
+            return Approval(self.approved_at, self.approvals, self.pr, refusal=why)
+        return Approval(self.approved_at, self.approvals, self.pr)
+
 
 class ApprovalSource(Protocol):
     def lookup(self, changes: Sequence[FileChange]) -> dict[str, ApprovalRecord]:
         """One record per path; an unverifiable file gets ``error`` set, never raises."""
+        ...
+
+    def evidence(self) -> dict[str, bytes]:
+        """Files the reconciler keeps on its ledger branch for the next run (verified
+        approvals), when this run learnt something new; empty otherwise."""
         ...
 
 
@@ -47,3 +62,6 @@ class TrustGit:
 
     def lookup(self, changes: Sequence[FileChange]) -> dict[str, ApprovalRecord]:
         return {c.path: ApprovalRecord(c.path, c.commit, c.committed_at, None) for c in changes}
+
+    def evidence(self) -> dict[str, bytes]:
+        return {}

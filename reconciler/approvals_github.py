@@ -9,9 +9,6 @@ results are cached by blob SHA (with commit and path), so an idle run makes no c
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -30,26 +27,31 @@ NOT_IN_PULL = "the file is not among the changes reviewed in pull request"
 CACHE_VERSION = 1
 
 
-def default_cache_path(
-    repo_dir: Path, repository: str, env: Mapping[str, str] | None = None
-) -> Path:
-    """``$XDG_CACHE_HOME/accessctl/<owner>/<name>/approvals.json`` when set, else
-    ``<repo>/.accessctl-cache/approvals.json``."""
-    env = os.environ if env is None else env
-    xdg = env.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg) / "accessctl" / repository / "approvals.json"
-    return repo_dir / ".accessctl-cache" / "approvals.json"
+CACHE_FILE = "approvals.json"
 
 
 class ApprovalCache:
-    """A JSON file of verified approvals; unreadable or foreign files count as empty."""
+    """Verified approvals the reconciler recorded on its own ledger branch.
 
-    def __init__(self, path: Path | None, api_url: str, repository: str) -> None:
-        self.path = path
+    Only a place that only the reconciler's job can write is believed: the protected
+    ``accessctl-ledger`` branch. A cache file in the work tree or an Actions cache could be
+    planted by any workflow that runs on main, so none is ever read. Unreadable or
+    foreign content counts as empty (everything is verified again)."""
+
+    def __init__(self, raw: bytes | None, api_url: str, repository: str) -> None:
         self.identity = {"api": api_url, "repository": repository}
-        self.records: dict[str, dict[str, Any]] = self._read()
+        self.records: dict[str, dict[str, Any]] = self._parse(raw)
         self.dirty = False
+
+    @classmethod
+    def from_ledger(cls, repo_dir: Path, api_url: str, repository: str) -> ApprovalCache:
+        from reconciler import ledger
+
+        try:
+            raw = ledger.read_file(repo_dir, CACHE_FILE)
+        except Exception:  # no ledger yet, not a repository...: verify everything
+            raw = None
+        return cls(raw, api_url, repository)
 
     @staticmethod
     def key(change: FileChange) -> str:
@@ -57,12 +59,12 @@ class ApprovalCache:
         # it (re-adding the same content later is a new request with a new approval).
         return f"{change.blob}:{change.commit}:{change.path}"
 
-    def _read(self) -> dict[str, dict[str, Any]]:
-        if self.path is None or not self.path.is_file():
+    def _parse(self, raw: bytes | None) -> dict[str, dict[str, Any]]:
+        if not raw:
             return {}
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(raw)
+        except ValueError:
             return {}
         if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
             return {}
@@ -92,7 +94,7 @@ class ApprovalCache:
 
     def put(self, change: FileChange, record: ApprovalRecord) -> None:
         if record.error or record.approved_at is None or record.approvals is None:
-            return  # only verified approvals are cached; failures are looked up again
+            return  # only verified approvals are kept; failures are looked up again
         self.records[self.key(change)] = {
             "approved_at": format_rfc3339(record.approved_at),
             "pr": record.pr,
@@ -101,27 +103,23 @@ class ApprovalCache:
         }
         self.dirty = True
 
-    def save(self) -> None:
-        if self.path is None or not self.dirty:
-            return
-        payload = {"version": CACHE_VERSION, **self.identity, "records": self.records}
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".approvals-")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(payload, fh, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
-        except OSError:
-            return  # a cache that cannot be written only costs API calls next time
-        self.dirty = False
+    def payload(self, keep: set[str] | None = None) -> bytes:
+        """The cache as the ledger stores it; ``keep``: only these keys (the versions still
+        on the branch), so the file does not grow forever."""
+        records = (
+            self.records if keep is None else {k: v for k, v in self.records.items() if k in keep}
+        )
+        body = {"version": CACHE_VERSION, **self.identity, "records": records}
+        return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
 
 
 class GitHubApprovals:
     """The ApprovalSource used by ``plan``/``apply`` when GitHub credentials are present."""
 
-    def __init__(self, client: GitHubClient, cache_path: Path | None = None) -> None:
+    def __init__(self, client: GitHubClient, cache: ApprovalCache | None = None) -> None:
         self.client = client
-        self.cache = ApprovalCache(cache_path, client.api_url, client.repository)
+        self.cache = cache or ApprovalCache(None, client.api_url, client.repository)
+        self._seen: set[str] = set()
         self._default_branch: str | None = None
         self._pulls_of: dict[str, PullRequestInfo | None] = {}
         self._reviews_of: dict[int, list[Review]] = {}
@@ -131,8 +129,7 @@ class GitHubApprovals:
     def from_env(cls, repo_dir: Path, env: Mapping[str, str] | None = None) -> GitHubApprovals:
         """From GITHUB_API_URL/GITHUB_TOKEN/GITHUB_REPOSITORY; ConfigError when missing."""
         client = GitHubClient.from_env(env)
-        cache = default_cache_path(repo_dir, client.repository, env)
-        return cls(client, None if _tracked(repo_dir, cache) else cache)
+        return cls(client, ApprovalCache.from_ledger(repo_dir, client.api_url, client.repository))
 
     @property
     def calls(self) -> int:
@@ -141,12 +138,18 @@ class GitHubApprovals:
     def lookup(self, changes: Sequence[FileChange]) -> dict[str, ApprovalRecord]:
         out: dict[str, ApprovalRecord] = {}
         for change in changes:
+            self._seen.add(ApprovalCache.key(change))
             cached = self.cache.get(change)
             out[change.path] = cached or self._verify(change)
             if cached is None:
                 self.cache.put(change, out[change.path])
-        self.cache.save()
         return out
+
+    def evidence(self) -> dict[str, bytes]:
+        """The verified approvals for the ledger branch, when this run learnt new ones."""
+        if not self.cache.dirty:
+            return {}
+        return {CACHE_FILE: self.cache.payload(keep=self._seen)}
 
     def _verify(self, change: FileChange) -> ApprovalRecord:
         try:
@@ -235,24 +238,15 @@ class GitHubApprovals:
     def _approvers(self, pull: PullRequestInfo) -> frozenset[str]:
         if pull.number not in self._reviews_of:
             self._reviews_of[pull.number] = self.client.pull_reviews(pull.number)
-        # Reviews as GitHub reports them now; not filtered by merged_at, since review and
-        # merge clocks are GitHub's and a dismissal after the merge only removes approvals.
-        return approvers(self._reviews_of[pull.number], pull.head_sha, pr_author=pull.author)
-
-
-def _tracked(repo_dir: Path, path: Path) -> bool:
-    """Is ``path`` committed in the repository? A cache that arrived through git could
-    carry forged approvals, so it is never read."""
-    try:
-        rel = path.resolve().relative_to(repo_dir.resolve())
-    except (ValueError, OSError):
-        return False  # outside the repository: $XDG_CACHE_HOME
-    proc = subprocess.run(
-        ["git", "-C", str(repo_dir), "ls-files", "--", rel.as_posix()],
-        capture_output=True,
-        check=False,
-    )
-    return proc.returncode != 0 or bool(proc.stdout.strip())
+        # A review submitted after the merge never counts: GitHub lets anyone approve a
+        # merged pull request, which would otherwise approve a merge that passed no gate.
+        # (A dismissal after the merge still removes an approval: it can only take away.)
+        return approvers(
+            self._reviews_of[pull.number],
+            pull.head_sha,
+            pr_author=pull.author,
+            before=pull.merged_at,
+        )
 
 
 def _pick(merged: list[PullRequestInfo], sha: str) -> PullRequestInfo | None:

@@ -1,9 +1,14 @@
-"""One pass over a branch's first-parent history: every version of every request file.
+"""The one history reader: every version of every request file on a branch, for every command.
 
 ``git log --first-parent --raw -z`` lists, per commit that reached the branch, the old and
-new blob of each changed path under ``requests/`` and ``policies/``; one ``git cat-file
---batch`` then reads every needed blob. Nothing here runs git once per file or per commit,
-so a history of 50,000 commits is read in seconds.
+new blob and mode of each changed path under ``requests/`` (in any letter case) and
+``policies/``; one ``git cat-file --batch`` then reads every needed blob. Nothing here runs
+git once per file or per commit, so a history of 50,000 commits is read in seconds.
+
+Every path is classified once (``reconciler.core.layout``): only regular files at
+``requests/<login>/<slug>.yaml|yml`` are request versions. Notes, gitlinks, symlinks,
+executables and odd names are never parsed; the ones still on the branch are reported as
+``strays``. plan/apply, status, audit and pr-check all read the branch through here.
 
 ``load_versions`` turns that into parsed request versions, each paired with the policies
 as they stood at its own commit (what the reconciler saw then) and, while it is still on
@@ -14,7 +19,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,16 +26,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from reconciler.core.audit import Removal, Version
+from reconciler import git
+from reconciler.approvals import FileChange
+from reconciler.core import layout
+from reconciler.core.judgment import Removal, Version
 from reconciler.core.models import AccessRequest, Config
 from reconciler.errors import ConfigError, Finding
 
 T = TypeVar("T")
-REQUESTS = "requests/"
-POLICIES = "policies/"
-_ZERO = "0" * 40
-_SYMLINK = "120000"
-_GITLINK = "160000"
+REQUESTS = layout.REQUESTS_DIR
+POLICIES = layout.POLICIES_DIR
+# Case variants (Requests/) are read too, only to be classified and reported.
+_PATHSPECS = (":(icase)requests/", POLICIES)
+_ZERO = git.ZERO
 _HEADER_FIELDS = 6  # sha, parents, author, author time, committer time, subject
 _ROUND = 399  # files per load_requests call: below its own multiprocessing threshold
 _LOG_FORMAT = "%x01%H%x00%P%x00%an <%ae>%x00%at%x00%ct%x00%s"
@@ -61,10 +68,45 @@ class PathChange:
     old_blob: str | None
     new_blob: str | None  # None when deleted
     new_mode: str
+    old_mode: str = git.ZERO[:6]
 
     @property
-    def is_symlink(self) -> bool:
-        return self.new_mode == _SYMLINK
+    def kind(self) -> layout.Kind:
+        """What the path holds after this change (a deleted path: what it held before)."""
+        mode = self.old_mode if self.new_blob is None else self.new_mode
+        return layout.classify(self.path, mode)
+
+    @property
+    def was_request(self) -> bool:
+        return self.old_blob is not None and layout.classify(self.path, self.old_mode) is (
+            layout.Kind.REQUEST
+        )
+
+    @property
+    def is_request(self) -> bool:
+        """This change leaves a request version at the path."""
+        return self.new_blob is not None and (
+            layout.classify(self.path, self.new_mode) is layout.Kind.REQUEST
+        )
+
+
+@dataclass(frozen=True)
+class Stray:
+    """An entry under requests/ on the branch that is not a request file: never read."""
+
+    path: str
+    mode: str
+    commit: str  # the first-parent commit that last put it there
+
+    def finding(self) -> Finding:
+        problem = layout.stray_problem(self.path, self.mode)
+        return Finding(
+            self.path,
+            1,
+            problem.code,
+            f"{problem.message}; accessctl ignores it (added in {self.commit[:12]})",
+            severity="warning",
+        )
 
 
 @dataclass
@@ -73,40 +115,24 @@ class History:
     changes: list[PathChange] = field(default_factory=list)  # in commit order
 
 
-def git(repo: Path, *args: str, input_bytes: bytes | None = None, check: bool = True) -> bytes:
-    """Run git in ``repo``; a failure becomes a ConfigError naming the command."""
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(repo), *args], input=input_bytes, capture_output=True, check=False
-        )
-    except FileNotFoundError:
-        raise ConfigError("git is not installed or not on PATH") from None
-    if check and proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip()
-        raise ConfigError(f"git {' '.join(args[:2])} failed in {repo}: {err}")
-    return proc.stdout
-
-
 def resolve(repo: Path, ref: str) -> str | None:
-    out = git(repo, "rev-parse", "--verify", "-q", f"{ref}^{{commit}}", check=False)
-    return out.decode().strip() or None
+    return git.resolve(repo, ref)
 
 
 def is_shallow(repo: Path) -> bool:
-    return git(repo, "rev-parse", "--is-shallow-repository", check=False).strip() == b"true"
+    return git.is_shallow(repo)
 
 
-def read_history(
-    repo: Path, ref: str = "HEAD", prefixes: Iterable[str] = (REQUESTS, POLICIES)
-) -> History:
+def read_history(repo: Path, ref: str = "HEAD", prefixes: Iterable[str] = _PATHSPECS) -> History:
     """Every first-parent commit of ``ref`` that changed a path under ``prefixes``.
 
     A long history is cut into consecutive first-parent ranges read by parallel ``git log``
     processes (diffing trees is git's CPU-bound part); the records are joined in order."""
-    if git(repo, "rev-parse", "--git-dir", check=False) == b"":
-        raise ConfigError(f"{repo} is not a git repository")
-    tip = resolve(repo, ref)
+    git.require_repository(repo)
+    tip = git.resolve(repo, ref)
     if tip is None:
+        if ref != "HEAD":
+            raise ConfigError(f"{ref!r} is not a branch, tag or commit in {repo}")
         return History()  # an empty repository (no commits yet) has no history
     ranges = _ranges(repo, tip)
     args = [
@@ -123,10 +149,10 @@ def read_history(
         f"--format={_LOG_FORMAT}",
     ]
     if len(ranges) == 1:
-        return _parse_log(git(repo, *args, tip, "--", *prefixes))
+        return _parse_log(git.run(repo, *args, tip, "--", *prefixes))
     with ThreadPoolExecutor(len(ranges)) as pool:
         # oldest range first, so the joined records stay in commit order
-        raws = list(pool.map(lambda r: git(repo, *args, *r, "--", *prefixes), ranges))
+        raws = list(pool.map(lambda r: git.run(repo, *args, *r, "--", *prefixes), ranges))
     return _parse_log(b"".join(raws))
 
 
@@ -139,7 +165,7 @@ def _ranges(repo: Path, tip: str) -> list[tuple[str, ...]]:
     parts = max(1, min(cpus or 1, 4))
     if parts < 2:
         return [(tip,)]
-    commits = git(repo, "rev-list", "--first-parent", tip).split()
+    commits = git.run(repo, "rev-list", "--first-parent", tip).split()
     if len(commits) < _SPLIT_FROM:
         return [(tip,)]
     size = -(-len(commits) // parts)
@@ -189,8 +215,8 @@ def _parse_raw_entries(raw: bytes, pos: int, commit: Commit, out: list[PathChang
         path = raw[nul + 1 : path_end].decode("utf-8", "replace")
         pos = path_end + 1
         old_mode, new_mode, old_sha, new_sha, status = meta[0], meta[1], meta[2], meta[3], meta[4]
-        if _GITLINK in (old_mode, new_mode):
-            continue
+        # Gitlinks, symlinks and other modes are kept: classification decides what they
+        # are, and nothing but a regular request file is ever read.
         out.append(
             PathChange(
                 commit=commit,
@@ -199,6 +225,7 @@ def _parse_raw_entries(raw: bytes, pos: int, commit: Commit, out: list[PathChang
                 old_blob=None if old_sha == _ZERO else old_sha,
                 new_blob=None if new_sha == _ZERO or status.startswith("D") else new_sha,
                 new_mode=new_mode,
+                old_mode=old_mode,
             )
         )
         while pos < end and raw[pos] == 10:
@@ -207,31 +234,16 @@ def _parse_raw_entries(raw: bytes, pos: int, commit: Commit, out: list[PathChang
 
 
 def read_blobs(repo: Path, shas: Iterable[str]) -> dict[str, bytes]:
-    """Many blobs in one ``git cat-file --batch`` process."""
-    wanted = sorted(set(shas))
-    if not wanted:
-        return {}
-    out = git(repo, "cat-file", "--batch", input_bytes=("\n".join(wanted) + "\n").encode())
-    blobs: dict[str, bytes] = {}
-    pos = 0
-    for sha in wanted:
-        nl = out.index(b"\n", pos)
-        header = out[pos:nl].split()
-        pos = nl + 1
-        if len(header) < 3 or header[1] == b"missing":
-            continue
-        size = int(header[2])
-        blobs[sha] = out[pos : pos + size]
-        pos += size + 1  # content is followed by a newline
-    return blobs
+    return git.read_blobs(repo, shas)
 
 
 def is_request_path(path: str) -> bool:
-    return path.startswith(REQUESTS) and path.endswith((".yaml", ".yml"))
+    """A request file's name (its mode decides the rest: see PathChange.is_request)."""
+    return layout.is_request_name(path)
 
 
 def is_policy_path(path: str) -> bool:
-    return path.startswith(POLICIES) and path.endswith((".yaml", ".yml"))
+    return layout.is_policy_name(path)
 
 
 class MemorySource:
@@ -292,27 +304,40 @@ def map_versions(
     independent, so large histories are split across forked workers: each parses its
     chunk and applies ``fn`` there, and only ``fn``'s results travel back."""
     history = read_history(repo, ref)
-    needed = [
-        c.new_blob
-        for c in history.changes
-        if c.new_blob and (is_request_path(c.path) or is_policy_path(c.path))
-    ]
-    # A merge's author is whoever pressed the button (or GitHub); the request's author is
-    # the author of the merged branch's head: its commit object is read in the same batch.
-    heads = [
-        c.commit.parents[1]
-        for c in history.changes
-        if c.commit.is_merge and is_request_path(c.path)
-    ]
-    contents = read_blobs(repo, [*needed, *heads])
-    pending, tip = _scan(history)
+    pending, tip, _ = _scan(history)
+    contents = _contents(repo, history)
+    return _map_pending(pending, contents, tip, fn, workers=workers, current_only=current_only)
+
+
+def _contents(repo: Path, history: History) -> dict[str, bytes]:
+    """Every request and policy blob the history names, in one batch. A merge's author is
+    whoever pressed the button (or GitHub); the request's author is the author of the
+    merged branch's head: its commit object is read in the same batch."""
+    needed = [c.new_blob for c in history.changes if c.new_blob and c.kind in _READ]
+    heads = [c.commit.parents[1] for c in history.changes if c.commit.is_merge and c.is_request]
+    return read_blobs(repo, [*needed, *heads])
+
+
+_READ = frozenset({layout.Kind.REQUEST, layout.Kind.POLICY})
+
+
+def _map_pending(
+    pending: list[_Pending],
+    contents: Mapping[str, bytes],
+    tip: _PolicyKey,
+    fn: Callable[[list[Version]], list[T]],
+    *,
+    workers: int | None,
+    current_only: bool,
+    policies: _PolicyConfigs | None = None,
+) -> list[T]:
     if current_only:
         # Deleted versions stay too: `status` shows an early revocation until its window
         # would have ended. Superseded versions (edited since) are audit-only.
         pending = [p for p in pending if p.removal is None or p.removal.deleted]
     count = _worker_count(len(pending), workers)
     if count < 2:
-        return fn(_build(pending, contents, tip))
+        return fn(_build(pending, contents, tip, policies))
     global _JOB
     _JOB = (pending, contents, tip, fn)
     size = -(-len(pending) // count)
@@ -358,39 +383,46 @@ class _Pending:
     removal: Removal | None = None
 
 
-def _scan(history: History) -> tuple[list[_Pending], _PolicyKey]:
-    """Walk the changes in order: each version, the policies of its commit, its end; and
-    the policies at the tip (every first-parent change to policies/ applied, so the same
-    set of blobs ``ref`` holds: no extra read of the tree)."""
+def _scan(history: History) -> tuple[list[_Pending], _PolicyKey, list[Stray]]:
+    """Walk the changes in order: each request version, the policies of its commit, its
+    end; the policies at the tip (every first-parent change to policies/ applied, so the
+    same set of blobs ``ref`` holds: no extra read of the tree); and the entries under
+    requests/ at the tip that are not request files. A request file replaced by anything
+    that is not a request file (a symlink, a gitlink) ends its version like a deletion."""
     policy_blobs: dict[str, str] = {}
     live: dict[str, _Pending] = {}
+    strays: dict[str, Stray] = {}
     pending: list[_Pending] = []
     for change in history.changes:
-        if is_policy_path(change.path):
-            if change.new_blob is None:
-                policy_blobs.pop(change.path, None)
-            else:
+        if layout.is_policy_name(change.path):
+            if change.kind is layout.Kind.POLICY and change.new_blob is not None:
                 policy_blobs[change.path] = change.new_blob
+            else:
+                policy_blobs.pop(change.path, None)
             continue
-        if not is_request_path(change.path):
-            continue
+        strays.pop(change.path, None)
+        if change.new_blob is not None and change.kind is layout.Kind.STRAY:
+            strays[change.path] = Stray(change.path, change.new_mode, change.commit.sha)
         previous = live.pop(change.path, None)
         if previous is not None:
             previous.removal = Removal(
                 commit=change.commit.sha,
                 at=change.commit.committed_at,
-                deleted=change.new_blob is None,
+                deleted=not change.is_request,
             )
-        if change.new_blob is not None:
+        if change.is_request:
             live[change.path] = _Pending(change, frozenset(policy_blobs.items()))
             pending.append(live[change.path])
-    return pending, frozenset(policy_blobs.items())
+    return pending, frozenset(policy_blobs.items()), sorted(strays.values(), key=lambda s: s.path)
 
 
 def _build(
-    pending: list[_Pending], contents: Mapping[str, bytes], tip: _PolicyKey
+    pending: list[_Pending],
+    contents: Mapping[str, bytes],
+    tip: _PolicyKey,
+    policies: _PolicyConfigs | None = None,
 ) -> list[Version]:
-    policies = _PolicyConfigs()
+    policies = policies or _PolicyConfigs()
     # Loaded once (per worker): the cache hands every current version the same Config, so
     # the evaluator's per-Config index is built once too.
     tip_config, tip_findings = policies.config_for(tip, contents)
@@ -444,7 +476,7 @@ def _best_effort_fields(
 ) -> dict[str, str]:
     """What an invalid file says it asks for, so the trail still shows it; never raises.
     (Only plain top-level strings; the file stays rejected whatever it says.)"""
-    if request is not None or change.is_symlink:
+    if request is not None:
         return {}
     text = contents.get(change.new_blob or "", b"")
     if len(text) > 65536:
@@ -462,7 +494,7 @@ def _best_effort_fields(
 
 def _parse_all(
     pending: list[_Pending], contents: Mapping[str, bytes]
-) -> list[tuple[AccessRequest | None, tuple[str, ...]]]:
+) -> list[tuple[AccessRequest | None, tuple[Finding, ...]]]:
     """Parse every version with the loader, in rounds where each path appears once (the
     n-th version of every file in round n), so the loader parses each round in bulk."""
     from reconciler.repo import load_requests
@@ -475,7 +507,7 @@ def _parse_all(
         if k == len(rounds):
             rounds.append({})
         rounds[k][item.change.path] = i
-    out: list[tuple[AccessRequest | None, tuple[str, ...]]] = [(None, ())] * len(pending)
+    out: list[tuple[AccessRequest | None, tuple[Finding, ...]]] = [(None, ())] * len(pending)
     empty = Config()
     # Rounds are cut below the loader's own parallel threshold: we may already be a worker.
     slots = [
@@ -483,16 +515,89 @@ def _parse_all(
     ]
     for slot in slots:
         files = {p: contents.get(pending[i].change.new_blob or "", b"") for p, i in slot.items()}
-        links = [p for p, i in slot.items() if pending[i].change.is_symlink]
         try:
-            requests, findings = load_requests(MemorySource(files, links), empty, list(files))
+            requests, findings = load_requests(MemorySource(files), empty, list(files))
         except Exception as exc:  # history may hold anything; one bad round never stops audit
             requests, findings = [], [Finding(p, 1, "E-LOAD", str(exc)) for p in files]
         by_path = {r.path: r for r in requests}
-        errors: dict[str, list[str]] = {}
+        errors: dict[str, list[Finding]] = {}
         for f in findings:
             if f.severity == "error":
-                errors.setdefault(f.file, []).append(str(f))
+                errors.setdefault(f.file, []).append(f)
         for path, i in slot.items():
             out[i] = (by_path.get(path), tuple(errors.get(path, ())))
     return out
+
+
+@dataclass
+class Branch:
+    """A branch as every command reads it: its request versions (oldest first), the
+    policies at its tip, and what under requests/ is not a request file."""
+
+    repo: Path
+    ref: str
+    tip: str | None
+    versions: list[Version]
+    strays: list[Stray]
+    config: Config
+    config_findings: list[Finding]
+    unreliable: frozenset[str] = frozenset()  # current files last changed at a shallow boundary
+
+    def current(self) -> list[Version]:
+        """The versions the branch holds now (one per request file)."""
+        return [v for v in self.versions if v.removal is None]
+
+    def changes(self) -> dict[str, FileChange]:
+        """Per request file on the branch: the first-parent commit that last changed it."""
+        return {
+            v.path: FileChange(v.path, v.commit, v.blob, v.committed_at, v.author)
+            for v in self.current()
+        }
+
+    def request_paths(self) -> frozenset[str]:
+        """Every path that ever held a request file on this branch."""
+        return frozenset(v.path for v in self.versions)
+
+    def former_scopes(self) -> dict[tuple[str, str], datetime]:
+        """``(provider, scope)`` named by valid versions that were edited or deleted ->
+        the latest time such a version was replaced. Invalid files name nothing: they
+        never granted anything, and their text must not steer what is observed."""
+        out: dict[tuple[str, str], datetime] = {}
+        for v in self.versions:
+            if v.removal is None or v.request is None or v.findings:
+                continue
+            key = (v.request.provider, v.request.scope)
+            out[key] = max(out.get(key, v.removal.at), v.removal.at)
+        return out
+
+    def check_complete(self) -> None:
+        """Raise when a current file's last change lies beyond a shallow clone's boundary
+        (its approval time would be the boundary's, not the merge's)."""
+        if self.unreliable:
+            some = ", ".join(sorted(self.unreliable)[:3])
+            raise ConfigError(
+                "git history is shallow: the last change of "
+                f"{len(self.unreliable)} request file(s) ({some}) was not fetched, so their "
+                "approval time is unknown. Fetch full history (actions/checkout with "
+                "fetch-depth: 0, or git fetch --unshallow)."
+            )
+
+
+def load_branch(repo: Path, ref: str = "HEAD") -> Branch:
+    """Read ``ref``'s whole first-parent history once and parse every request version."""
+    history = read_history(repo, ref)
+    pending, tip, strays = _scan(history)
+    contents = _contents(repo, history)
+    policies = _PolicyConfigs()
+    config, findings = policies.config_for(tip, contents)
+    versions = _map_pending(
+        pending, contents, tip, list, workers=None, current_only=False, policies=policies
+    )
+    boundary = git.shallow_commits(repo) if history.commits else set()
+    unreliable = frozenset(
+        v.path
+        for v in versions
+        if v.removal is None and (v.commit in boundary or "unknown" in boundary)
+    )
+    tip_sha = history.commits[-1].sha if history.commits else git.resolve(repo, ref)
+    return Branch(repo, ref, tip_sha, versions, strays, config, list(findings), unreliable)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 import time
 import uuid
@@ -29,10 +28,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
+from reconciler import git
 from reconciler.core.audit import LedgerEntry
 from reconciler.core.models import ChangeKind, ChangeResult
 from reconciler.core.timeutil import format_rfc3339, parse_rfc3339
 from reconciler.errors import AccessctlError
+from reconciler.sinks import Decided
 
 DEFAULT_BRANCH = "accessctl-ledger"
 REMOTE = "origin"
@@ -59,23 +60,15 @@ def _git(
     input_bytes: bytes | None = None,
     env: Mapping[str, str] | None = None,
     check: bool = True,
-) -> subprocess.CompletedProcess[bytes]:
-    proc = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        input=input_bytes,
-        capture_output=True,
-        # never wait for a password prompt: the reconciler runs unattended
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip()
-        raise LedgerError(f"ledger: git {args[0]} failed: {err}")
+) -> git.Completed:
+    proc = git.call(repo, *args, input_bytes=input_bytes, env=env)
+    if check and not proc.ok:
+        raise LedgerError(f"ledger: git {args[0]} failed: {proc.error()}")
     return proc
 
 
-def _out(proc: subprocess.CompletedProcess[bytes]) -> str:
-    return proc.stdout.decode().strip()
+def _out(proc: git.Completed) -> str:
+    return proc.text()
 
 
 def _rev(repo: Path, ref: str) -> str | None:
@@ -103,8 +96,10 @@ def default_run(repo: Path) -> dict[str, object]:
 
 
 def entry_json(
-    result: ChangeResult, index: int, now: datetime, run: Mapping[str, object]
+    item: ChangeResult | Decided, index: int, now: datetime, run: Mapping[str, object]
 ) -> dict[str, object]:
+    decided = item if isinstance(item, Decided) else Decided(item)
+    result = decided.result
     grant = result.change.grant
     run_id = str(run.get("id") or "run")
     line: dict[str, object] = {
@@ -130,22 +125,38 @@ def entry_json(
     for extra in ("url", "actor"):
         if run.get(extra):
             line[extra] = str(run[extra])
+    # The decision behind the change, so the trail reads without the access repository.
+    for key in ("requester", "ticket", "policy"):
+        value = getattr(decided, key)
+        if value is not None:
+            line[key] = value
+    if decided.reason is not None:
+        line["request_reason"] = decided.reason
+    if decided.pr is not None:
+        line["pr"] = decided.pr
     return line
 
 
 def record(
     repo: Path,
-    results: Sequence[ChangeResult],
+    results: Sequence[ChangeResult | Decided],
     *,
     now: datetime,
     branch: str = DEFAULT_BRANCH,
     run: Mapping[str, object],
     attempts: int = MAX_ATTEMPTS,
+    files: Mapping[str, bytes] | None = None,
 ) -> str | None:
-    """Append one line per grant/revoke result in one commit on ``branch``; push it when
-    the repo has an ``origin``. Returns the commit, or None when nothing changed."""
-    changes = [r for r in results if r.change.kind != ChangeKind.KEEP]
-    if not changes:
+    """Append one line per grant/revoke result in one commit on ``branch`` (with
+    ``files``, the reconciler's own evidence files, replaced in the same commit); push it
+    when the repo has an ``origin``. Returns the commit, or None when nothing changed."""
+    changes = [
+        r
+        for r in results
+        if (r.result if isinstance(r, Decided) else r).change.kind != ChangeKind.KEEP
+    ]
+    files = dict(files or {})
+    if not changes and not files:
         return None
     branch = _ledger_branch(repo, branch)
     # One id and nonce for every line and retry of this call: retries never duplicate a line,
@@ -158,7 +169,7 @@ def record(
     for attempt in range(attempts):
         if attempt:
             time.sleep(min(0.2 * 2**attempt, 3.0))
-        sha = _attempt(repo, branch, path, lines, message=message, remote=remote)
+        sha = _attempt(repo, branch, path, lines, message=message, remote=remote, files=files)
         if sha is not None:
             return sha
     raise LedgerError(
@@ -181,7 +192,14 @@ def _run_id(run: Mapping[str, object]) -> str:
 
 
 def _attempt(
-    repo: Path, branch: str, path: str, lines: list[str], *, message: str, remote: bool
+    repo: Path,
+    branch: str,
+    path: str,
+    lines: list[str],
+    *,
+    message: str,
+    remote: bool,
+    files: Mapping[str, bytes],
 ) -> str | None:
     local_ref = f"refs/heads/{branch}"
     local = _rev(repo, local_ref)
@@ -190,7 +208,7 @@ def _attempt(
         base = _fetch(repo, branch)
         # Lines a previous run committed locally but never pushed are carried over.
         lines = _unpushed(repo, local, base, path) + lines
-    sha = _commit_on(repo, base, path, lines, message)
+    sha = _commit_on(repo, base, path, lines, message=message, files=files)
     swap = _git(repo, "update-ref", local_ref, sha, local or "", check=False)
     if swap.returncode != 0:
         return None  # another process moved the local branch: rebuild on its tip
@@ -234,7 +252,15 @@ def _lines_at(repo: Path, commit: str) -> list[str]:
     return out
 
 
-def _commit_on(repo: Path, base: str | None, path: str, lines: list[str], message: str) -> str:
+def _commit_on(
+    repo: Path,
+    base: str | None,
+    path: str,
+    lines: list[str],
+    *,
+    message: str,
+    files: Mapping[str, bytes],
+) -> str:
     existing = b""
     if base is not None:
         shown = _git(repo, "cat-file", "-p", f"{base}:{path}", check=False)
@@ -252,7 +278,11 @@ def _commit_on(repo: Path, base: str | None, path: str, lines: list[str], messag
             _git(
                 repo, "update-index", "--add", "--cacheinfo", f"100644,{readme},README.md", env=env
             )
-        _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+        if lines or base is None:
+            _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+        for name, content in sorted(files.items()):
+            sha = _out(_git(repo, "hash-object", "-w", "--stdin", input_bytes=content))
+            _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{sha},{name}", env=env)
         tree = _out(_git(repo, "write-tree", env=env))
         parents = ["-p", base] if base else []
         return _out(_git(repo, "commit-tree", tree, *parents, "-m", message, env=env))
@@ -365,3 +395,18 @@ def parse_line(line: str) -> LedgerEntry | None:
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def read_file(repo: Path, name: str, branch: str = DEFAULT_BRANCH) -> bytes | None:
+    """A file the reconciler keeps on the ledger branch (e.g. ``approvals.json``), from the
+    newest of the local branch and origin's copy; None when there is none. Only the
+    reconciler's job can push this branch (a ruleset protects it), so unlike a cache file
+    in the work tree or an Actions cache, no other job can plant content here."""
+    heads = refs(repo, branch)
+    if not heads:
+        return None
+    newest = heads[0]
+    if len(heads) > 1 and git.is_ancestor(repo, heads[0], heads[1]):
+        newest = heads[1]
+    shown = _git(repo, "cat-file", "blob", f"{newest}:{name}", check=False)
+    return shown.stdout if shown.ok else None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,9 +41,11 @@ from reconciler.core.reviews import Review, approvers
 from reconciler.core.timeutil import format_rfc3339
 from reconciler.core.validate import check_request_now
 from reconciler.errors import ConfigError, Finding, GitHubError
+from reconciler.git import Tree as GitTree
+from reconciler.git import commit_exists
 from reconciler.github import GitHubClient
 from reconciler.options import at_option, format_option, repo_option
-from reconciler.repo import POLICIES, GitTree, load_config, load_requests
+from reconciler.repo import POLICIES, load_config, load_requests
 
 MIXED = (
     "this pull request changes requests/ together with other files ({others}); an access "
@@ -182,12 +183,7 @@ def _policy_verdicts(repo: Path, head_sha: str, paths: Sequence[str]) -> tuple[F
 
 def _require_commits(repo: Path, *shas: str) -> None:
     for sha in shas:
-        proc = subprocess.run(
-            ["git", "-C", str(repo), "cat-file", "-e", f"{sha}^{{commit}}"],
-            capture_output=True,
-            check=False,
-        )
-        if proc.returncode != 0:
+        if not commit_exists(repo, sha):
             raise ConfigError(
                 f"commit {sha} is not in the clone at {repo}: check out with `fetch-depth: 0` "
                 "(or fetch the pull request's base and head) before running pr-check"

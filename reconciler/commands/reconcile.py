@@ -22,9 +22,9 @@ def _concurrency_option(f: F) -> F:
     return click.option(
         "--concurrency",
         type=click.IntRange(1, 64),
-        default=8,
-        show_default=True,
-        help="Scopes read and written in parallel.",
+        default=None,
+        help="Scopes read and written in parallel (default: each provider's concurrency "
+        "setting in policies/, else 8).",
     )(f)
 
 
@@ -68,7 +68,7 @@ def _emit(outcome: Any, fmt: str, *, title: str) -> None:
 
 
 def _run(
-    repo: Path, fmt: str, now: datetime, trust_git: bool, concurrency: int, **extra: Any
+    repo: Path, fmt: str, now: datetime, trust_git: bool, concurrency: int | None, **extra: Any
 ) -> int:
     from reconciler import app  # heavy imports only when the command runs
 
@@ -83,7 +83,9 @@ def _run(
 @click.command("plan")
 @_common
 @handle_errors
-def plan_command(repo: Path, fmt: str, now: datetime, trust_git: bool, concurrency: int) -> None:
+def plan_command(
+    repo: Path, fmt: str, now: datetime, trust_git: bool, concurrency: int | None
+) -> None:
     """Show what apply would grant, revoke and keep; change nothing.
 
     Reads every scope where managed grants may sit (one read per scope) and compares
@@ -102,7 +104,12 @@ def plan_command(repo: Path, fmt: str, now: datetime, trust_git: bool, concurren
 @click.option("--no-ledger", is_flag=True, help="Do not record this apply on the ledger branch.")
 @handle_errors
 def apply_command(  # noqa: PLR0917 - click passes options as arguments
-    repo: Path, fmt: str, now: datetime, trust_git: bool, concurrency: int, no_ledger: bool
+    repo: Path,
+    fmt: str,
+    now: datetime,
+    trust_git: bool,
+    concurrency: int | None,
+    no_ledger: bool,
 ) -> None:
     """Grant what is approved and in its window, revoke every managed grant that is not.
 

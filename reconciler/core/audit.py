@@ -10,52 +10,15 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
 
-from reconciler.core.models import AccessRequest, Approvals, Config, Window
-from reconciler.core.policy import compute_window, evaluate
+from reconciler.core import judgment
+from reconciler.core.judgment import STATES, Approval, Removal, State, Version
+from reconciler.core.models import Approvals, Window
 from reconciler.core.timeutil import format_rfc3339
 
-State = Literal["pending", "scheduled", "active", "expired", "revoked", "rejected"]
-STATES: tuple[State, ...] = ("pending", "scheduled", "active", "expired", "revoked", "rejected")
-
-
-@dataclass(frozen=True)
-class Removal:
-    """What ended a version on the branch: a later edit of the file, or its deletion."""
-
-    commit: str
-    at: datetime  # committer time of the first-parent commit
-    deleted: bool
-
-
-@dataclass(frozen=True)
-class Version:
-    """One content of one request file, as it landed on the branch."""
-
-    path: str
-    commit: str
-    author: str
-    committed_at: datetime
-    blob: str
-    request: AccessRequest | None  # None when the file does not parse
-    config: Config  # the policies as of ``commit``
-    findings: tuple[str, ...] = ()  # error findings ("file:line: CODE: message")
-    subject: str = ""
-    merge: bool = False
-    config_broken: bool = False
-    removal: Removal | None = None
-    # what an invalid file says it asks for (best effort, shown but never trusted)
-    fields: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
-    # The policies at the tip of the branch, for versions still on it (removal is None):
-    # what plan/apply judge them by today. None for superseded or deleted versions.
-    tip_config: Config | None = field(default=None, compare=False, hash=False)
-    tip_config_broken: bool = field(default=False, compare=False, hash=False)
-
-    def ended_by(self, removal: Removal) -> Version:
-        return replace(self, removal=removal)
+__all__ = ["STATES", "Removal", "State", "Version"]  # re-exported for the commands
 
 
 @dataclass(frozen=True)
@@ -66,6 +29,7 @@ class PullInfo:
     merged_at: datetime | None = None
     approvals: Approvals | None = None
     error: str | None = None
+    transient: bool = False  # the lookup itself failed (GitHub unreachable)
 
 
 @dataclass(frozen=True)
@@ -153,7 +117,7 @@ def short(sha: str) -> str:
 
 @dataclass(frozen=True)
 class _Judged:
-    """A version after policy evaluation, before the ledger is consulted."""
+    """A version after the judgment, before the ledger is consulted."""
 
     version: Version
     approved_at: datetime | None
@@ -164,62 +128,69 @@ class _Judged:
     approvers: tuple[str, ...] | None
     pr: int | None
     anomalies: tuple[str, ...]
+    unverified: bool = False
+
+
+DIRECT_PUSH = "direct push: reached the branch without a merged pull request"
+
+
+def approval_of(version: Version, pull: PullInfo | None, *, trust_git: bool) -> Approval:
+    """What GitHub (or git alone) says about how a version was approved."""
+    if trust_git or pull is None:
+        return Approval(version.committed_at)
+    if pull.error and pull.transient:
+        return Approval(None, pr=pull.number, unverified=pull.error)
+    if pull.number is None and not pull.error:
+        return Approval(None, refusal=DIRECT_PUSH, refusal_code="E-APPROVAL-DIRECT-PUSH")
+    approved_at = pull.merged_at or version.committed_at
+    approvals = pull.approvals or Approvals(frozenset())
+    return Approval(approved_at, approvals, pull.number, refusal=pull.error)
 
 
 def judge(
-    version: Version, pull: PullInfo | None, *, trust_git: bool, at_tip: bool = False
+    version: Version,
+    pull: PullInfo | None,
+    *,
+    trust_git: bool,
+    at_tip: bool = False,
+    at: datetime | None = None,
 ) -> _Judged:
-    """Evaluate one version against the policies of its commit, or (``at_tip``, for a
-    version still on the branch) against the policies at the tip, as plan/apply do."""
-    config, broken, refused = version.config, version.config_broken, "refused"
-    if at_tip and version.tip_config is not None:
-        config, broken = version.tip_config, version.tip_config_broken
-        if config is not version.config:  # the cache hands out one object per policy set
-            refused = "refused under current policies"
-    anomalies: list[str] = [f"invalid: {f}" for f in version.findings]
-    if broken:
-        anomalies.append(
-            "policies on the branch were invalid at this commit"
-            if config is version.config
-            else "policies at the tip of the branch are invalid"
-        )
-    approved_at: datetime | None = version.committed_at
-    approvals: Approvals | None = None
-    pr = approvers = None
-    if not trust_git and pull is not None:
-        pr = pull.number
-        if pull.error:
-            anomalies.append(f"approval not verified: {pull.error}")
-        elif pull.number is None:
-            anomalies.append("direct push: reached the branch without a merged pull request")
-            approved_at = None
-        else:
-            approved_at = pull.merged_at or version.committed_at
-            approvals = pull.approvals or Approvals(frozenset())
-            approvers = tuple(sorted(r.lower() for r in approvals.reviewers))
-    request = version.request
-    if request is None or approved_at is None:
-        return _Judged(
-            version, approved_at, None, False, None, None, approvers, pr, tuple(anomalies)
-        )
-    decision = evaluate(request, config, approved_at=approved_at, approvals=approvals)
-    window = decision.window or compute_window(request, approved_at)
-    allowed = decision.allowed and not version.findings and (pull is None or not pull.error)
-    if decision.allowed and approvals is not None:
-        approvers = decision.approvers_counted or approvers
-    if not decision.allowed:
-        anomalies.extend(f"{refused}: {r.message}" for r in decision.refusals[:3])
-    principal = decision.principal or config.principal(request.requester, request.provider)
+    """The one judgment (reconciler.core.judgment) of a version, by the policies of its
+    commit or (``at_tip``, for a version still on the branch) by the policies at the tip,
+    as plan/apply judge it; its problems worded as audit anomalies."""
+    approval = approval_of(version, pull, trust_git=trust_git)
+    j = judgment.judge(version, approval, at or version.committed_at, at_tip=at_tip)
+    tip = at_tip and version.tip_config is not None and version.tip_config is not version.config
+    refused = "refused under current policies" if tip else "refused"
+    anomalies: list[str] = []
+    refusals = 0
+    for p in j.problems:
+        if p.kind == "file":
+            anomalies.append(f"invalid: {version.path}:{p.line}: {p.code}: {p.message}")
+        elif p.kind == "config":
+            anomalies.append(
+                "policies at the tip of the branch are invalid"
+                if at_tip and version.tip_config is not None
+                else "policies on the branch were invalid at this commit"
+            )
+        elif p.code == "E-APPROVAL-UNVERIFIED" or (p.kind == "approval" and pull and pull.error):
+            anomalies.append(f"approval not verified: {p.message}")
+        elif p.kind == "approval":
+            anomalies.append(p.message)
+        elif refusals < 3:
+            refusals += 1
+            anomalies.append(f"{refused}: {p.message}")
     return _Judged(
         version,
-        approved_at,
-        window,
-        allowed,
-        decision.policy,
-        principal,
-        approvers,
-        pr,
+        j.approved_at,
+        j.window,
+        j.allowed,
+        j.policy if j.allowed else (j.decision.policy if j.decision else None),
+        j.principal,
+        j.approvers,
+        j.pr,
         tuple(anomalies),
+        unverified=j.state == "unverified",
     )
 
 
@@ -234,7 +205,7 @@ def _tip_anomalies(
         return []
     if window is None or window.end <= at or version.findings:
         return []
-    now = judge(version, pull, trust_git=trust_git, at_tip=True)
+    now = judge(version, pull, trust_git=trust_git, at_tip=True, at=at)
     if now.allowed == judged.allowed:
         return []
     if now.allowed:
@@ -244,22 +215,18 @@ def _tip_anomalies(
 
 
 def state_at(judged: _Judged, at: datetime, revoked_by_ledger: datetime | None) -> State:
-    """The state of a version at ``at``; an edit or deletion before its end revokes it."""
-    if not judged.allowed or judged.window is None or judged.approved_at is None:
-        return "rejected"
-    if at < judged.approved_at:
-        return "pending"
-    window = judged.window
-    removal = judged.version.removal
-    if removal is not None and removal.at <= at and removal.at < window.end:
-        return "revoked"
-    if revoked_by_ledger is not None and revoked_by_ledger <= at and revoked_by_ledger < window.end:
-        return "revoked"
-    if at < window.begin:
-        return "scheduled"
-    if at < window.end:
-        return "active"
-    return "expired"
+    """The state of a version at ``at`` (reconciler.core.judgment.state_at)."""
+    if judged.unverified:
+        return "unverified"
+    facts = judgment.Judgment(
+        judged.version.path,
+        judged.version.request,
+        "rejected",
+        judged.allowed,
+        window=judged.window,
+        approved_at=judged.approved_at,
+    )
+    return judgment.state_at(facts, at, judged.version.removal, revoked_by_ledger)
 
 
 def _removal_anomalies(judged: _Judged) -> list[str]:
@@ -385,7 +352,7 @@ def build_audit(
     for version in versions:
         pull = pulls.get((version.commit, version.path)) if pulls is not None else None
         git_only = trust_git or pulls is None
-        judged = judge(version, pull, trust_git=git_only, at_tip=at_tip)
+        judged = judge(version, pull, trust_git=git_only, at_tip=at_tip, at=at)
         anomalies = list(judged.anomalies) + _removal_anomalies(judged)
         if not at_tip:
             anomalies += _tip_anomalies(judged, pull, at, trust_git=git_only)

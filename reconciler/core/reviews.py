@@ -55,9 +55,14 @@ def approvers(
     *,
     pr_author: str | None,
     requester: str | None = None,
+    before: datetime | None = None,
 ) -> frozenset[str]:
-    """Lowercased logins whose approval counts on ``head_sha`` (before policy eligibility)."""
+    """Lowercased logins whose approval counts on ``head_sha`` (before policy eligibility).
+    ``before`` (the merge time): a review submitted after it never counts, since GitHub
+    lets anyone approve a pull request that is already merged."""
     excluded = {x.lower() for x in (pr_author, requester) if x}
+    if before is not None:
+        reviews = [r for r in reviews if r.submitted_at is not None and r.submitted_at <= before]
     return frozenset(
         login
         for login, review in latest_verdicts(reviews).items()

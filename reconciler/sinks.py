@@ -1,0 +1,102 @@
+"""Where an ``apply`` run's results go: sinks behind one small protocol.
+
+The ledger (the audit trail on the ``accessctl-ledger`` branch) is the first sink;
+notifications plug in the same way. A sink receives the full decisions behind each change
+(requester, reason, ticket, policy, pull request), not only request paths.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from reconciler.core.judgment import Judgment
+from reconciler.core.models import ChangeKind, ChangeResult
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One carried-out change with the decision behind it (None fields: no request, e.g.
+    a standing assignment nobody asked for)."""
+
+    result: ChangeResult
+    requester: str | None = None
+    reason: str | None = None
+    ticket: str | None = None
+    policy: str | None = None
+    pr: int | None = None
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What one apply run did, for the sinks."""
+
+    now: datetime
+    head: str | None  # the access repository commit the plan was made from
+    results: tuple[ChangeResult, ...]
+    judgments: Mapping[str, Judgment] = field(default_factory=dict)
+    # Evidence the reconciler keeps for itself beside the ledger (verified approvals).
+    files: Mapping[str, bytes] = field(default_factory=dict)
+
+    def decided(self) -> list[Decided]:
+        """Every grant and revoke (not keeps), with its request's decision."""
+        out = []
+        for r in self.results:
+            if r.change.kind is ChangeKind.KEEP:
+                continue
+            j = self.judgments.get(r.change.grant.request or "")
+            request = j.request if j is not None else None
+            out.append(
+                Decided(
+                    r,
+                    requester=request.requester if request else None,
+                    reason=request.reason if request else None,
+                    ticket=request.ticket if request else None,
+                    policy=j.policy if j is not None else None,
+                    pr=r.change.grant.pr or (j.pr if j is not None else None),
+                )
+            )
+        return out
+
+
+class Sink(Protocol):
+    name: str  # short, stable: "ledger", "slack"...
+    describe: str  # for a person: "the ledger (accessctl-ledger)"
+
+    def publish(self, report: RunReport) -> str | None:
+        """Deliver the run; return an identifier of what was written (a commit...), or
+        None when there was nothing to deliver. Raise on failure: the caller reports it
+        and goes on with the other sinks."""
+        ...
+
+
+class LedgerSink:
+    """The audit ledger: one commit per run that changed something (or learnt a new
+    verified approval), never on the checked-out branch."""
+
+    name = "ledger"
+
+    def __init__(self, repo: Path, branch: str | None = None) -> None:
+        from reconciler import ledger
+
+        self.repo = repo
+        self.branch = branch or ledger.DEFAULT_BRANCH
+        self.describe = f"could not record this apply in the ledger ({self.branch})"
+
+    def publish(self, report: RunReport) -> str | None:
+        from reconciler import ledger
+
+        decided = report.decided()
+        if not decided and not report.files:
+            return None
+        run: dict[str, object] = dict(ledger.default_run(self.repo))
+        run["commit"] = report.head or run.get("commit") or ""
+        if os.environ.get("GITHUB_ACTOR"):
+            run["actor"] = os.environ["GITHUB_ACTOR"]
+        return ledger.record(
+            self.repo, decided, now=report.now, run=run, branch=self.branch, files=report.files
+        )
