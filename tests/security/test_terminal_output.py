@@ -11,6 +11,7 @@ from .conftest import POLICY, GitRepo, request, run_cli
 from .test_injection import check_output
 
 HOSTILE_NAME = "requests/alice/x\x1b[31m\n::error::name.yaml"
+BIDI_NAME = "requests/alice/x\u202elmy.\x9b\u2028.yaml"  # bidi override, C1 CSI, separator
 HOSTILE_REASON = "Investigate slow queries\n::error::reason\x1b]0;t\x07"  # ESC: schema error
 MULTILINE = "Investigate slow queries\n::error::second-line of the reason"
 
@@ -22,6 +23,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {
             "policies/p.yaml": POLICY,
             HOSTILE_NAME: request(),
+            BIDI_NAME: request(),
             "requests/alice/esc.yaml": request(reason=HOSTILE_REASON),
             "requests/alice/multi.yaml": request(reason=MULTILINE),
         },
