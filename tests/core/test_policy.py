@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reconciler.core.models import AccessRequest, Approvals, Config, Policy, Reason
-from reconciler.core.policy import compute_window, evaluate
+from reconciler.core.policy import TicketPattern, compute_window, evaluate
 from reconciler.core.timeutil import format_duration, parse_duration
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -34,7 +34,7 @@ def pol(name: str, **kw: object) -> Policy:
 
 CONFIG = Config(
     policies=(
-        pol("db-read", ticket=re.compile(r"(INC|CHG)-[0-9]+")),
+        pol("db-read", ticket=TicketPattern.compile(r"(INC|CHG)-[0-9]+")),
         pol(
             "nonprod",
             scopes=("projects/payments-*",),

@@ -228,6 +228,23 @@ CASES: list[tuple[str, dict[str, str | bytes | None], str, int, str]] = [
         "E-CONFIG-UNKNOWN-TEAM",
     ),
     ("policy-bad-regex", {P: policy() + "    ticket: '(['\n"}, P, 10, "E-CONFIG-REGEX"),
+    # Ticket patterns run on RE2 (linear time), which has no backreferences or lookarounds.
+    (
+        "policy-ticket-backreference",
+        {P: policy() + "    ticket: '(INC)-\\1'\n"},
+        P,
+        10,
+        "E-CONFIG-REGEX",
+    ),
+    (
+        "policy-ticket-lookahead",
+        {P: policy() + "    ticket: '(?=I)INC'\n"},
+        P,
+        10,
+        "E-CONFIG-REGEX",
+    ),
+    ("policy-scope-short-project", {P: policy(scopes="[projects/ab]")}, P, 4, "E-CONFIG-SCOPE"),
+    ("policy-scope-folder-glob-bad", {P: policy(scopes="['folders/x*']")}, P, 4, "E-CONFIG-SCOPE"),
     ("policy-role-glob", {P: policy(roles="['roles/*']")}, P, 5, "E-CONFIG-ROLE"),
     ("policy-scope-any", {P: policy(scopes="['*']")}, P, 4, "E-CONFIG-SCOPE"),
     (
