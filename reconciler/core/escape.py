@@ -125,14 +125,19 @@ def annotation(
     return f"{head}::{annotation_data(message)}"
 
 
+def _one_markdown_line(text: str) -> str:
+    """Newlines and tabs become spaces (a multi-line reason reads as one paragraph and cannot
+    end a table row); other control, bidi and invisible characters are shown as escapes."""
+    return _UNSAFE_BUT_LAYOUT.sub(_visible, text).replace("\n", " ").replace("\t", " ")
+
+
 def markdown_text(text: str, limit: int = 500) -> str:
     """Text from a file, safe inside Markdown and HTML, in prose and in table cells alike:
     no markup, links, mentions, HTML, pipes (table cells), newlines (table rows) or control
     characters take effect; long text is cut with an ellipsis."""
-    text = _UNSAFE_BUT_LAYOUT.sub(" ", text)
+    text = _one_markdown_line(text)
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    text = text.replace("\n", " ")
     # Backslash-escape Markdown punctuation, then neutralise what escaping cannot:
     # HTML-significant characters become entities, @ gets a zero-width joiner so no mention.
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -142,7 +147,7 @@ def markdown_text(text: str, limit: int = 500) -> str:
 def markdown_code(text: str, limit: int = 200) -> str:
     """Inline code span, in prose, that no backtick in ``text`` can close. In a table cell
     use ``markdown_cell``."""
-    text = _UNSAFE.sub(" ", text)
+    text = _one_markdown_line(text)
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     text = text.replace("`", "\u02cb")  # a look-alike that cannot close the span
@@ -157,6 +162,6 @@ def markdown_cell(text: str, limit: int = 200) -> str:
     Markdown, HTML and mentions from taking effect; look-alike brackets and a zero-width
     joiner also keep the raw text (e-mail notifications, API readers) free of tags and
     mentions."""
-    code = markdown_code(text, limit)  # first: it would blank out the zero-width joiner
+    code = markdown_code(text, limit)  # first: it would show the joiner as an escape
     code = code.replace("<", "\u2039").replace(">", "\u203a").replace("@", "@\u200b")
     return code.replace("|", "\\|")
