@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from reconciler.commands.common import echo_json, handle_errors
+from reconciler.core import providers
 from reconciler.core.timeutil import format_rfc3339, parse_duration, parse_rfc3339
 from reconciler.errors import ConfigError, Finding, GitHubError
 from reconciler.options import at_option, format_option, repo_option
@@ -253,7 +254,9 @@ def _pr_body(draft: Draft, path: str) -> str:
 
 # --------------------------------------------------------------------------- command
 @click.command("request")
-@click.option("--provider", type=click.Choice(["gcp", "aws"]), required=True, help="The cloud.")
+# The registry as it stands when the command is built: every provider module has
+# registered by then (importing reconciler registers the built-ins).
+@click.option("--provider", type=click.Choice(providers.names()), required=True, help="The cloud.")
 @click.option(
     "--scope",
     required=True,
