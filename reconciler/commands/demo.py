@@ -27,11 +27,16 @@ import click
 import yaml
 
 from reconciler.commands.common import handle_errors
+from reconciler.core import providers
 from reconciler.core.timeutil import format_rfc3339, parse_rfc3339
+from reconciler.providers.aws import Aws
+from reconciler.providers.gcp import Gcp
 
 # A fixed story, so every run prints the same trail: the merge happens at MERGED_AT.
 REQUESTED_AT = parse_rfc3339("2026-12-01T08:50:00Z")
 MERGED_AT = parse_rfc3339("2026-12-01T09:00:00Z")
+# The two clouds the embedded sandboxes stand in for; names and titles are the registry's.
+GCP, AWS = Gcp.name, Aws.name
 GCP_PROJECT = "projects/payments-prod"
 AWS_ACCOUNT = "111122223333"
 AWS_PERMISSION_SET = "ReadOnlyAccess"
@@ -140,7 +145,8 @@ class Story:
     def show_clouds(self, when: str) -> None:
         click.secho(f"   What the clouds hold {when}:", bold=True)
         policy = self.gcp.get_policy(GCP_PROJECT)
-        click.echo(f"   GCP {GCP_PROJECT} IAM policy (version {policy.get('version')}):")
+        title = providers.spec(GCP).title
+        click.echo(f"   {title} {GCP_PROJECT} IAM policy (version {policy.get('version')}):")
         for binding in policy.get("bindings", []):
             cond = binding.get("condition")
             members = ", ".join(binding.get("members", []))
@@ -149,7 +155,7 @@ class Story:
                 click.echo(f"         condition title: {cond.get('title')}")
                 click.echo(f"         expression:      {cond.get('expression')}")
         held = sorted(self.aws.assignments(self.seeded, AWS_ACCOUNT))
-        click.echo(f"   AWS account {AWS_ACCOUNT} (IAM Identity Center assignments):")
+        click.echo(f"   {providers.spec(AWS).title}: account {AWS_ACCOUNT} assignments:")
         for ps, kind, who in held or [("(none)", "", "")]:
             click.echo(f"     - {ps} {kind} {who}".rstrip())
 
@@ -209,14 +215,14 @@ def seed_clouds(story: Story, policies: Mapping[str, str]) -> dict[str, Any]:
     )
     docs = [yaml.safe_load(text) or {} for text in policies.values()]
     users = sorted(
-        {p["aws"] for d in docs for p in (d.get("identities") or {}).values() if p.get("aws")}
+        {p[AWS] for d in docs for p in (d.get("identities") or {}).values() if p.get(AWS)}
     )
     sets = sorted(
         {
             r
             for d in docs
             for p in d.get("policies") or []
-            if p["provider"] == "aws"
+            if p["provider"] == AWS
             for r in p["roles"]
         }
     )
@@ -233,11 +239,15 @@ def point_policies_at_sandbox(
     for name, text in policies.items():
         doc = yaml.safe_load(text) or {}
         if "providers" in doc:
-            doc["providers"] = {**(doc["providers"] or {}), "aws": dict(aws_settings)}
+            doc["providers"] = {**(doc["providers"] or {}), AWS: dict(aws_settings)}
             header = "# Provider settings, pointed at the demo's sandbox clouds.\n"
             out[name] = header + yaml.safe_dump(doc, sort_keys=False)
             return out
-    out["providers.yaml"] = yaml.safe_dump({"providers": {"aws": dict(aws_settings), "gcp": {}}})
+    # Every registered provider that works without settings, and the sandbox's AWS.
+    section: dict[str, Any] = {
+        s.name: {} for s in providers.specs() if not s.settings_required and s.name != AWS
+    }
+    out["providers.yaml"] = yaml.safe_dump({"providers": {AWS: dict(aws_settings), **section}})
     return out
 
 
@@ -267,11 +277,11 @@ def walk(story: Story) -> None:
     story.git("switch", "-q", "-c", branch)
     common = ["--reason", f"Investigate {TICKET}, slow checkout queries", "--ticket", TICKET]
     story.run(
-        "request", "--requester", "alice", "--provider", "gcp", "--scope", GCP_PROJECT,
+        "request", "--requester", "alice", "--provider", GCP, "--scope", GCP_PROJECT,
         "--role", "roles/cloudsql.viewer", "--duration", "2h", *common, at=REQUESTED_AT,
     )  # fmt: skip
     story.run(
-        "request", "--requester", "alice", "--provider", "aws", "--scope", AWS_ACCOUNT,
+        "request", "--requester", "alice", "--provider", AWS, "--scope", AWS_ACCOUNT,
         "--role", AWS_PERMISSION_SET, "--duration", "1h", "--slug", "inc-4821-aws", *common,
         at=REQUESTED_AT,
     )  # fmt: skip
@@ -354,7 +364,10 @@ def demo_command(keep: bool) -> None:
             )
             story = Story(repo=tmp / "access", env=env, gcp=gcp, aws=aws)
             click.secho("accessctl demo: temporary production access, the GitOps way", bold=True)
-            click.echo(f"   GCP IAM emulator at {gcp.url}; AWS sandbox (moto) at {aws.url}")
+            click.echo(
+                f"   {providers.spec(GCP).title} IAM emulator at {gcp.url}; "
+                f"{providers.spec(AWS).title} sandbox (moto) at {aws.url}"
+            )
             click.echo(f"   access repo: {story.repo}")
             policies = example_policies()
             aws_settings = seed_clouds(story, policies)
