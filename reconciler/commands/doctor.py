@@ -21,8 +21,10 @@ from reconciler.core.models import Config
 from reconciler.core.timeutil import format_duration
 from reconciler.errors import ConfigError, Finding
 from reconciler.options import format_option, repo_option
+from reconciler.providers.aws import Aws
 from reconciler.repo import POLICIES, WorkTree, load_config
 
+AWS = Aws.name  # the provider these checks are for (its registry name)
 Locate = Callable[[str], tuple[str, int]]
 
 
@@ -50,14 +52,14 @@ def doctor_command(repo: Path, fmt: str) -> None:
     checked: list[str] = []
     found: list[Finding] = []
     if _uses_aws(config):
-        checked.append("aws")
+        checked.append(AWS)
         found += aws_findings(config, _locator(tree))
     _report(fmt, checked, found)
     sys.exit(1 if found else 0)
 
 
 def _uses_aws(config: Config) -> bool:
-    return "aws" in config.providers or any(p.provider == "aws" for p in config.policies)
+    return AWS in config.providers or any(p.provider == AWS for p in config.policies)
 
 
 def _report(fmt: str, checked: list[str], found: list[Finding]) -> None:
@@ -115,7 +117,7 @@ def aws_findings(
     except CloudFailure as exc:
         return [Finding(*where, "E-AWS-UNREACHABLE", f"IAM Identity Center: {exc}")]
     for name in sorted(owned_permission_sets(config)):
-        users = [p for p in config.policies if p.provider == "aws" and name in p.roles]
+        users = [p for p in config.policies if p.provider == AWS and name in p.roles]
         if name not in sets:
             found += [
                 Finding(
@@ -184,7 +186,7 @@ def _identity_findings(config: Config, provider: Any, locate: Locate) -> list[Fi
 
     found: list[Finding] = []
     for login, principals in sorted(config.identities.items()):
-        user = principals.get("aws")
+        user = principals.get(AWS)
         if not user:
             continue
         try:
