@@ -28,6 +28,8 @@ from reconciler.core.judgment import Approval, Judgment, grant_for, judge
 from reconciler.core.judgment import Problem as JudgmentProblem
 from reconciler.core.models import AccessRequest, Change, ChangeResult, Config, Grant, Plan
 from reconciler.core.plan import plan as make_plan
+from reconciler.core.policy import compute_window
+from reconciler.core.prcheck import may_revoke
 from reconciler.core.render import Problem
 from reconciler.core.timeutil import format_rfc3339
 from reconciler.errors import ConfigError, Finding
@@ -416,6 +418,7 @@ def reconcile(settings: Settings) -> Outcome:
     records = _approval_records(source, branch)
     judgments = judge_current(branch, records, now)
     problems += judgment_problems(judgments)
+    problems += ungated_removals(branch, source, now)
     desired = desired_grants(judgments, now)
     notes = request_notes(judgments, now)
 
@@ -466,6 +469,44 @@ def reconcile(settings: Settings) -> Outcome:
         )
         publish_all(sinks, report, outcome)
     return outcome
+
+
+def ungated_removals(
+    branch: history.Branch, source: ApprovalSource, now: datetime
+) -> list[Problem]:
+    """Request files deleted recently by someone who may not revoke them (neither the
+    requester nor an eligible approver of a policy that allows the request): the gate
+    refuses such a deletion, so one on the branch went past it. The revocation still
+    happens (less access is safe); a person should know."""
+    out: list[Problem] = []
+    for v in branch.versions:
+        removal, request = v.removal, v.request
+        if removal is None or not removal.deleted or request is None or v.findings:
+            continue
+        if removal.at <= now - HISTORY_HORIZON:
+            continue
+        if removal.at >= compute_window(request, v.committed_at).end:
+            continue  # cleaning up after the window ended revokes nothing
+        remover = source.remover(removal, v.path)
+        if remover.login is None:
+            if remover.error:
+                out.append(Problem("W-REMOVAL-UNVERIFIED", remover.error, file=v.path, line=1))
+            continue
+        if may_revoke(remover.login, request, v.path, v.config):
+            continue
+        via = f"pull request #{remover.pr}" if remover.pr else "a direct push"
+        out.append(
+            Problem(
+                "W-REVOKED-BY-OTHER",
+                f"deleted by {remover.login} through {via} in {removal.commit[:12]}, who is "
+                f"neither the requester {request.requester} nor an eligible approver of a "
+                "policy that allows it; the access is revoked all the same",
+                file=v.path,
+                line=1,
+                severity="warning",
+            )
+        )
+    return out
 
 
 def resolve_all(adapters: Mapping[str, base.Provider], grants: Iterable[Grant]) -> set[Grant]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from reconciler.core.judgment import Approval
+from reconciler.core.judgment import Approval, Removal
 from reconciler.core.models import Approvals
 
 
@@ -56,6 +56,18 @@ class ApprovalSource(Protocol):
         approvals), when this run learnt something new; empty otherwise."""
         ...
 
+    def remover(self, removal: Removal, path: str) -> Remover:
+        """Who removed a request file from the branch (the pull request's author, or the
+        commit's author for a direct push); never raises."""
+        ...
+
+
+@dataclass(frozen=True)
+class Remover:
+    login: str | None  # None: unknown (GitHub unreachable)
+    pr: int | None = None  # None: a direct push (or unknown)
+    error: str | None = None
+
 
 class TrustGit:
     """``--trust-git``: approved at the committer time of the last first-parent change."""
@@ -65,3 +77,8 @@ class TrustGit:
 
     def evidence(self) -> dict[str, bytes]:
         return {}
+
+    def remover(self, removal: Removal, path: str) -> Remover:
+        # Git alone knows the commit's author name, not a GitHub login: compared as is.
+        name = removal.author.rsplit(" <", 1)[0].strip()
+        return Remover(name or None)

@@ -14,7 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.approvals import ApprovalRecord, FileChange
+from reconciler.approvals import ApprovalRecord, FileChange, Remover
+from reconciler.core.judgment import Removal
 from reconciler.core.models import Approvals
 from reconciler.core.reviews import Review, approvers
 from reconciler.core.timeutil import format_rfc3339, parse_rfc3339
@@ -144,6 +145,26 @@ class GitHubApprovals:
             if cached is None:
                 self.cache.put(change, out[change.path])
         return out
+
+    def remover(self, removal: Removal, path: str) -> Remover:
+        """The author of the pull request whose merge removed ``path`` (a direct push:
+        the commit's author, as git records it). Kept with the verified approvals."""
+        key = f"removed:{removal.commit}:{path}"
+        self._seen.add(key)
+        kept = self.cache.records.get(key)
+        if isinstance(kept, dict) and isinstance(kept.get("author"), str):
+            pr = kept.get("pr")
+            return Remover(kept["author"], pr if isinstance(pr, int) else None)
+        try:
+            pull = self._merged_pull(removal.commit)
+        except GitHubError as exc:
+            return Remover(None, error=f"cannot tell who removed it: {exc}")
+        if pull is None:
+            name = removal.author.rsplit(" <", 1)[0].strip()
+            return Remover(name or None)  # a direct push: not a GitHub login
+        self.cache.records[key] = {"author": pull.author, "pr": pull.number}
+        self.cache.dirty = True
+        return Remover(pull.author, pull.number)
 
     def evidence(self) -> dict[str, bytes]:
         """The verified approvals for the ledger branch, when this run learnt new ones."""

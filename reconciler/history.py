@@ -409,6 +409,7 @@ def _scan(history: History) -> tuple[list[_Pending], _PolicyKey, list[Stray]]:
                 commit=change.commit.sha,
                 at=change.commit.committed_at,
                 deleted=not change.is_request,
+                author=change.commit.author,
             )
         if change.is_request:
             live[change.path] = _Pending(change, frozenset(policy_blobs.items()))

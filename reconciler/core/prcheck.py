@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Literal
 
 from reconciler.core.escape import markdown_code, markdown_text
+from reconciler.core.judgment import Judgment
+from reconciler.core.layout import under_requests
 from reconciler.core.models import AccessRequest, Config, Decision, Policy
 from reconciler.core.timeutil import format_duration, format_rfc3339
 from reconciler.errors import Finding
@@ -49,7 +51,8 @@ def split_changes(files: Iterable[tuple[str, str, str | None]]) -> list[PathChan
 
 
 def is_request_path(path: str) -> bool:
-    return path.startswith(REQUESTS_DIR)
+    """Under requests/ in any letter case (see reconciler.core.layout)."""
+    return under_requests(path)
 
 
 @dataclass(frozen=True)
@@ -120,21 +123,22 @@ def approval_state(
     return Approval(policy, policy.approvals, counted, tuple(sorted(eligible - set(counted))))
 
 
-def judge_request(
+def judge_request_verdict(
     request: AccessRequest,
     findings: Sequence[Finding],
     static: Decision,
-    with_approvals: Decision,
+    judged: Judgment,
     approval: Approval | None,
 ) -> FileVerdict:
-    """An added or modified request: errors fail it; otherwise approvals decide."""
+    """An added or modified request, from the one judgment (reconciler.core.judgment):
+    allowed -> success; only approvals missing -> pending; anything else -> failure."""
     errors = tuple(f for f in findings if f.severity == "error")
-    if errors or not static.allowed:
+    if errors or not static.allowed or not (judged.allowed or judged.waiting):
         return FileVerdict(
             request.path, "request", "failure", request, static, None, tuple(findings)
         )
-    if with_approvals.allowed:
-        return FileVerdict(request.path, "request", "success", request, with_approvals, approval)
+    if judged.allowed and judged.decision is not None:
+        return FileVerdict(request.path, "request", "success", request, judged.decision, approval)
     return FileVerdict(
         request.path, "request", "pending", request, static, approval, tuple(findings)
     )
@@ -151,28 +155,48 @@ def covering_policies(request: AccessRequest, config: Config) -> list[Policy]:
     ]
 
 
+def allowing_policies(request: AccessRequest, config: Config) -> list[Policy]:
+    """The policies that allow *this* request (cover its provider, scope and role and list
+    its requester), whatever its window: whose approvers may also end it early."""
+    return [
+        p
+        for p in covering_policies(request, config)
+        if request.requester.lower() in config.expand(p.requesters)
+    ]
+
+
+def may_revoke(login: str, request: AccessRequest | None, path: str, config: Config) -> bool:
+    """Whether ``login`` may delete the request file: its requester, or an eligible
+    approver of a policy that allows that request (not of any policy that happens to cover
+    the same scope and role). An unparseable file: only the directory's owner."""
+    who = login.lower()
+    owner = (request.requester if request else _directory_login(path)).lower()
+    if who == owner:
+        return True
+    if request is None:
+        return False
+    eligible = set().union(
+        *(config.expand(p.approvers) for p in allowing_policies(request, config))
+    )
+    return who in eligible - {owner}
+
+
 def judge_revocation(
     path: str, request: AccessRequest | None, config: Config, pr_author: str
 ) -> FileVerdict:
-    """A deleted request file (early revocation): its requester or an approver of a policy
-    covering it may delete it; anyone else may not."""
-    author = pr_author.lower()
+    """A deleted request file (early revocation): its requester, or an eligible approver
+    of a policy that allows that request, may delete it; anyone else may not."""
     owner = (request.requester if request else _directory_login(path)).lower()
-    if author == owner:
+    if pr_author.lower() == owner:
         return FileVerdict(path, "revocation", "success", request, note="revoked by its requester")
-    approvers = (
-        set().union(*(config.expand(p.approvers) for p in covering_policies(request, config)))
-        if request
-        else set()
-    )
-    if author in approvers:
+    if may_revoke(pr_author, request, path, config):
         return FileVerdict(path, "revocation", "success", request, note="revoked by an approver")
     finding = Finding(
         path,
         1,
         "E-PR-REVOKE",
-        f"{pr_author} may not delete this request: only its requester ({owner}) or an approver "
-        "of a policy covering it may revoke it early",
+        f"{pr_author} may not delete this request: only its requester ({owner}) or an "
+        "eligible approver of a policy that allows it may revoke it early",
     )
     return FileVerdict(path, "revocation", "failure", request, findings=(finding,))
 

@@ -76,9 +76,12 @@ def merge_pr(
     emulator.merge(REPO, n, merge_commit_sha=repo.commit({}, f"request (#{n})"))
 
 
-def apply(repo: GitRepo, gcp: GcpEmulator, env: dict[str, str]) -> tuple[int, dict, str]:
+def apply(
+    repo: GitRepo, gcp: GcpEmulator, env: dict[str, str], *, ledger: bool = True
+) -> tuple[int, dict, str]:
+    flags = [] if ledger else ["--no-ledger"]
     proc = subprocess.run(
-        [ACCESSCTL, "apply", "--repo", str(repo.root), "--format", "json", "--no-ledger"],
+        [ACCESSCTL, "apply", "--repo", str(repo.root), "--format", "json", *flags],
         env={**env, "ACCESSCTL_GCP_ENDPOINT": gcp.url, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -117,6 +120,18 @@ def test_apply_grants_only_what_github_approved_and_then_costs_nothing(
     # alice: repository, commit -> PRs, files, reviews; bob: commit -> PRs, files, reviews;
     # carol: commit -> PRs, then recent closed PRs (the association may lag).
     assert first == 9 and emulator.total_calls == 3  # repository, commit -> PRs, closed PRs
+
+
+def test_without_the_ledger_every_approval_is_verified_again(
+    emulator: GitHubEmulator, git_repo: GitRepo, github_env: dict[str, str], gcp: GcpEmulator
+) -> None:
+    """Verified approvals are only kept on the reconciler's own ledger branch."""
+    git_repo.commit({"policies/p.yaml": POLICY}, "policies", author="admin")
+    merge_pr(emulator, git_repo, "alice", reviewer="dave")
+    assert apply(git_repo, gcp, github_env, ledger=False)[0] == 0
+    emulator.reset_calls()
+    assert apply(git_repo, gcp, github_env, ledger=False)[0] == 0
+    assert emulator.calls["GET /repos/{o}/{r}/pulls/{n}/reviews"] == 1
 
 
 def test_idle_apply_makes_no_github_calls(

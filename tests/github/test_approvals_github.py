@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.approvals import FileChange
-from reconciler.approvals_github import NO_PULL_REQUEST, GitHubApprovals
+from reconciler.approvals_github import NO_PULL_REQUEST, ApprovalCache, GitHubApprovals
 from reconciler.github import GitHubClient
 from reconciler.sandbox.github_emulator import DEFAULT_TOKEN, GitHubEmulator
 
@@ -27,9 +27,9 @@ def change_of(repo: GitRepo, path: str) -> FileChange:
     return FileChange(path, commit, repo.git("rev-parse", f"HEAD:{path}"), when)
 
 
-def source(emulator: GitHubEmulator, cache: Path | None) -> GitHubApprovals:
+def source(emulator: GitHubEmulator, cache: bytes | None = None) -> GitHubApprovals:
     client = GitHubClient(emulator.url, DEFAULT_TOKEN, REPO, retries=1, backoff=0)
-    return GitHubApprovals(client, cache)
+    return GitHubApprovals(client, ApprovalCache(cache, client.api_url, client.repository))
 
 
 def open_pr(
@@ -63,7 +63,7 @@ def test_squash_merge(emulator: GitHubEmulator, based: tuple[GitRepo, str], tmp_
     squash = repo.commit({}, "squash")
     emulator.merge(REPO, n, merge_commit_sha=squash, merged_at=MERGED_AT)
 
-    record = source(emulator, tmp_path / "c.json").lookup([change_of(repo, REQUEST)])[REQUEST]
+    record = source(emulator).lookup([change_of(repo, REQUEST)])[REQUEST]
 
     assert record.error is None and record.pr == n
     assert record.commit == squash
@@ -83,7 +83,7 @@ def test_merge_commit(emulator: GitHubEmulator, based: tuple[GitRepo, str], tmp_
 
     change = change_of(repo, REQUEST)
     assert change.commit == repo.head()  # first-parent history sees the merge commit
-    record = source(emulator, None).lookup([change])[REQUEST]
+    record = source(emulator).lookup([change])[REQUEST]
     assert record.error is None and record.pr == n and record.approved_at == MERGED_AT
 
 
@@ -107,7 +107,7 @@ def test_rebase_merge_of_an_earlier_commit(
 
     change = change_of(repo, REQUEST)
     assert change.commit == rebased[0] != first
-    record = source(emulator, None).lookup([change])[REQUEST]
+    record = source(emulator).lookup([change])[REQUEST]
     assert record.error is None and record.pr == n
     assert record.approvals is not None
     # dave approved an older head; only erin's approval on the final head counts
@@ -118,7 +118,7 @@ def test_direct_push_is_reported(emulator: GitHubEmulator, git_repo: GitRepo) ->
     git_repo.commit({"policies/p.yaml": "teams: {}\n"})
     git_repo.commit({REQUEST: BODY}, "sneaky direct push")
 
-    record = source(emulator, None).lookup([change_of(git_repo, REQUEST)])[REQUEST]
+    record = source(emulator).lookup([change_of(git_repo, REQUEST)])[REQUEST]
 
     assert record.error == NO_PULL_REQUEST
     assert record.approved_at is None and not record.transient
@@ -138,7 +138,7 @@ def test_unmerged_or_other_branch_pr_is_not_an_approval(
     repo.checkout("main")
     repo.git("merge", "--ff-only", "-q", "feature")
 
-    record = source(emulator, None).lookup([change_of(repo, REQUEST)])[REQUEST]
+    record = source(emulator).lookup([change_of(repo, REQUEST)])[REQUEST]
     assert record.error == NO_PULL_REQUEST
 
 
@@ -152,12 +152,13 @@ def test_cache_makes_the_second_lookup_free(
     repo.git("merge", "--squash", "feature")
     emulator.merge(REPO, n, merge_commit_sha=repo.commit({}, "squash"), merged_at=MERGED_AT)
     change = change_of(repo, REQUEST)
-    cache = tmp_path / "cache" / "approvals.json"
 
-    first = source(emulator, cache).lookup([change])
+    first_source = source(emulator)
+    first = first_source.lookup([change])
+    kept = first_source.evidence()["approvals.json"]  # what apply stores on its ledger branch
     calls_first = emulator.total_calls
     emulator.reset_calls()
-    second_source = source(emulator, cache)
+    second_source = source(emulator, kept)
     second = second_source.lookup([change])
 
     assert calls_first == 4  # repo (default branch), commit -> pulls, files, reviews
@@ -173,10 +174,11 @@ def test_github_down_is_transient_not_a_refusal(
     repo.commit({REQUEST: BODY})
     emulator.fail(".", 503, times=50)
 
-    record = source(emulator, tmp_path / "c.json").lookup([change_of(repo, REQUEST)])[REQUEST]
+    looked_up = source(emulator)
+    record = looked_up.lookup([change_of(repo, REQUEST)])[REQUEST]
 
+    assert looked_up.evidence() == {}  # failures are never kept
     assert record.transient and record.error and "503" in record.error
-    assert not (tmp_path / "c.json").exists()  # failures are never cached
 
 
 def test_a_cache_committed_to_the_repository_is_never_trusted(
@@ -219,7 +221,7 @@ def test_content_that_differs_from_the_reviewed_head_is_refused(
     repo.git("merge", "--squash", "feature")
     emulator.merge(REPO, n, merge_commit_sha=repo.commit({}, "squash"), merged_at=MERGED_AT)
 
-    record = source(emulator, None).lookup([change_of(repo, REQUEST)])[REQUEST]
+    record = source(emulator).lookup([change_of(repo, REQUEST)])[REQUEST]
 
     assert record.error and "differs from the reviewed head" in record.error
     assert record.approved_at is None and not record.transient
