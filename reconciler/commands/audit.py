@@ -5,17 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import click
 
 from reconciler.commands.common import handle_errors, write_step_summary
-from reconciler.core.audit import AuditEntry, AuditFilter, LedgerEntry, PullInfo, Version, short
+from reconciler.core.audit import AuditEntry, AuditFilter, short
 from reconciler.core.escape import (
     annotation,
     clean_json,
@@ -26,6 +24,7 @@ from reconciler.core.escape import (
 )
 from reconciler.core.timeutil import format_duration, format_rfc3339, parse_rfc3339
 from reconciler.options import at_option, format_option, repo_option, trust_git_option
+from reconciler.trail import collect
 
 CSV_FIELDS = (
     "file",
@@ -54,102 +53,6 @@ def _parse_time(ctx: click.Context, param: click.Parameter, value: str | None) -
         return parse_rfc3339(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-
-
-def github_configured(trust_git: bool) -> bool:
-    """GitHub is consulted only without --trust-git and when Actions-style credentials exist."""
-    return not trust_git and bool(
-        os.environ.get("GITHUB_TOKEN") and os.environ.get("GITHUB_REPOSITORY")
-    )
-
-
-def pull_infos(repo: Path, versions: Sequence[Version]) -> dict[tuple[str, str], PullInfo]:
-    """Each version's commit -> its merged pull request, through the cached GitHub lookup.
-
-    The lookup answers one record per path, so versions go in rounds where every path
-    appears at most once (the n-th version of every file in round n)."""
-    from reconciler.approvals import FileChange
-    from reconciler.approvals_github import NO_PULL_REQUEST, GitHubApprovals
-
-    source = GitHubApprovals.from_env(repo)
-    rounds: list[list[FileChange]] = []
-    seen: dict[str, int] = {}
-    for v in versions:
-        n = seen.get(v.path, 0)
-        seen[v.path] = n + 1
-        if n == len(rounds):
-            rounds.append([])
-        rounds[n].append(FileChange(v.path, v.commit, v.blob, v.committed_at, v.author))
-    out: dict[tuple[str, str], PullInfo] = {}
-    for changes in rounds:
-        for path, record in source.lookup(changes).items():
-            if record.error == NO_PULL_REQUEST:
-                info = PullInfo(number=None)
-            else:
-                info = PullInfo(
-                    number=record.pr,
-                    merged_at=record.approved_at,
-                    approvals=record.approvals,
-                    error=record.error,
-                )
-            out[(record.commit, path)] = info
-    return out
-
-
-@dataclass(frozen=True)
-class _Builder:
-    """build_audit with its context, applied to a chunk of versions (maybe in a worker)."""
-
-    at: datetime
-    ledger: list[LedgerEntry] | None
-    pulls: dict[tuple[str, str], PullInfo] | None
-    at_tip: bool = False
-
-    def __call__(self, versions: list[Version]) -> list[AuditEntry]:
-        from reconciler.core.audit import build_audit
-
-        return build_audit(
-            versions,
-            at=self.at,
-            trust_git=self.pulls is None,
-            ledger=self.ledger,
-            pulls=self.pulls,
-            at_tip=self.at_tip,
-        )
-
-
-def collect(
-    repo: Path,
-    *,
-    now: datetime,
-    trust_git: bool,
-    ref: str = "HEAD",
-    ledger_branch: str | None = "accessctl-ledger",
-    only_current: bool = False,
-) -> tuple[list[AuditEntry], list[str]]:
-    """Read history, ledger and (maybe) GitHub; return the entries and notes for stderr.
-
-    ``only_current``: just the versions still on the branch, plus deleted ones (what
-    ``status`` shows), those on the branch judged by the policies at ``ref`` as plan/apply
-    judge them; otherwise every version by the policies of its own commit."""
-    from reconciler import history, ledger
-
-    notes: list[str] = []
-    if history.is_shallow(repo):
-        notes.append("this is a shallow clone: history before its boundary is not audited")
-    entries_ledger: list[LedgerEntry] | None = None
-    if ledger_branch and ledger.exists(repo, ledger_branch):
-        entries_ledger = ledger.read(repo, ledger_branch)
-        notes += [f"LEDGER: {p}" for p in ledger.verify(repo, ledger_branch)]
-    pulls = None
-    if github_configured(trust_git):
-        versions = history.load_versions(repo, ref, current_only=only_current)
-        pulls = pull_infos(repo, versions)
-        return _Builder(now, entries_ledger, pulls, only_current)(versions), notes
-    if not trust_git:
-        notes.append("no GitHub credentials: approvals not verified, pull requests not shown")
-    build = _Builder(now, entries_ledger, None, only_current)
-    return history.map_versions(repo, ref, build, current_only=only_current), notes
 
 
 def entries_json(entries: Sequence[AuditEntry]) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 import click
 import yaml
 
+from reconciler import git
 from reconciler.commands.common import handle_errors
 from reconciler.core import providers
 from reconciler.core.timeutil import format_rfc3339, parse_rfc3339
@@ -134,13 +135,11 @@ class Story:
         if when is not None:
             env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = format_rfc3339(when)
         click.secho(f"$ git {' '.join(_quote(a) for a in args)}", fg="cyan")
-        proc = subprocess.run(
-            ["git", *args], cwd=self.repo, env=env, capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0:
-            self.failures.append(f"git {' '.join(args)}: {proc.stderr.strip()}")
-            click.secho(_indent(proc.stderr.strip()), fg="red")
-        return proc.stdout.strip()
+        done = git.call(self.repo, *args, env=env)
+        if not done.ok:
+            self.failures.append(f"git {' '.join(args)}: {done.error()}")
+            click.secho(_indent(done.error()), fg="red")
+        return done.text()
 
     def show_clouds(self, when: str) -> None:
         click.secho(f"   What the clouds hold {when}:", bold=True)

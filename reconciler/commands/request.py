@@ -11,10 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,8 +21,16 @@ import click
 from reconciler.commands.common import echo_json, handle_errors
 from reconciler.core import providers
 from reconciler.core.timeutil import format_rfc3339, parse_duration, parse_rfc3339
-from reconciler.errors import ConfigError, Finding, GitHubError
+from reconciler.errors import ConfigError
 from reconciler.options import at_option, format_option, repo_option
+from reconciler.requesting import (
+    check,
+    commit_on_remote_branch,
+    default_branch,
+    default_requester,
+    open_pull,
+    remote_repository,
+)
 
 MODELINE = "# yaml-language-server: $schema=../../reconciler/schemas/request.schema.json"
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
@@ -37,22 +42,6 @@ _YAML_WORDS = frozenset(
     for w in (word, word.upper(), word.capitalize())
 ) | {"~"}
 _PLAIN_DURATION = re.compile(r"^(?:[0-9]{1,6}[smhdw]|P[0-9WDTHMS]+)$")
-
-
-def _git(
-    repo: Path, *args: str, input_bytes: bytes | None = None, env: dict[str, str] | None = None
-) -> str:
-    proc = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        input=input_bytes,
-        capture_output=True,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-    if proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip()
-        raise ConfigError(f"git {args[0]} failed: {err}")
-    return proc.stdout.decode().strip()
 
 
 def scalar(value: str) -> str:
@@ -106,52 +95,6 @@ class Draft:
         return slugify(f"{role}-{now.strftime('%Y%m%d-%H%M')}")
 
 
-def default_requester(repo: Path) -> str:
-    """``git config github.user``, the identities entry whose principal carries
-    ``git config user.email``, $GITHUB_ACTOR, then the GitHub CLI's logged-in user."""
-    from reconciler.commands.status import whoami
-
-    try:
-        return whoami(repo)
-    except ConfigError:
-        login = os.environ.get("GITHUB_ACTOR") or _gh_login()
-        if login:
-            return login
-        raise
-
-
-def _gh_login() -> str | None:
-    if shutil.which("gh") is None:
-        return None
-    try:
-        proc = subprocess.run(
-            ["gh", "api", "user", "--jq", ".login"],
-            capture_output=True, text=True, timeout=15, check=False,
-        )  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    login = proc.stdout.strip()
-    return login if proc.returncode == 0 and re.fullmatch(r"[A-Za-z0-9-]{1,39}", login) else None
-
-
-def check(repo: Path, path: str, text: str, now: datetime) -> list[Finding]:
-    """Every finding the PR check would raise for this file, merged now."""
-    from reconciler.core.validate import check_request_now
-    from reconciler.history import MemorySource
-    from reconciler.repo import WorkTree, load_config, load_requests
-
-    config, config_findings = load_config(WorkTree(repo))
-    broken = [f for f in config_findings if f.severity == "error"]
-    if broken:
-        raise ConfigError("the policies in this repository are invalid", tuple(broken))
-    requests, findings = load_requests(MemorySource({path: text.encode()}), config, [path])
-    errors = [f for f in findings if f.severity == "error"]
-    for request in requests:
-        _, found = check_request_now(request, config, now)
-        errors += [f for f in found if f.severity == "error"]
-    return errors
-
-
 def _time_flag(name: str, value: str | None) -> str | None:
     if value is None:
         return None
@@ -169,69 +112,6 @@ def _duration_flag(value: str | None) -> str | None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--duration") from None
     return value
-
-
-# --------------------------------------------------------------------------- pull request
-def _remote_repository(repo: Path) -> str | None:
-    """``owner/name`` from origin's URL (https or ssh), for when GITHUB_REPOSITORY is unset."""
-    try:
-        url = _git(repo, "remote", "get-url", "origin")
-    except ConfigError:
-        return None
-    m = re.search(r"[:/]([^/:]+/[^/]+?)(?:\.git)?/?$", url)
-    return m.group(1) if m else None
-
-
-def _default_branch(repo: Path) -> str:
-    try:
-        ref = _git(repo, "symbolic-ref", "-q", "refs/remotes/origin/HEAD")
-        return ref.rsplit("/", 1)[-1]
-    except ConfigError:
-        return "main"
-
-
-def commit_on_remote_branch(
-    repo: Path, path: str, text: str, *, base: str, branch: str, message: str
-) -> str:
-    """Commit ``path`` on top of origin/<base> without touching the checkout; push it to
-    ``branch``. Returns the new commit."""
-    _git(
-        repo, "fetch", "-q", "--no-tags", "origin", f"+refs/heads/{base}:refs/remotes/origin/{base}"
-    )
-    parent = _git(repo, "rev-parse", "--verify", f"refs/remotes/origin/{base}^{{commit}}")
-    blob = _git(repo, "hash-object", "-w", "--stdin", input_bytes=text.encode())
-    with tempfile.TemporaryDirectory(prefix="accessctl-request-") as tmp:
-        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        _git(repo, "read-tree", f"{parent}^{{tree}}", env=env)
-        _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
-        tree = _git(repo, "write-tree", env=env)
-        sha = _git(repo, "commit-tree", tree, "-p", parent, "-m", message, env=env)
-    _git(repo, "push", "-q", "origin", f"{sha}:refs/heads/{branch}")
-    return sha
-
-
-def open_pull(repository: str, *, head: str, base: str, title: str, body: str) -> str:
-    """Open the pull request through PyGithub; returns its web URL."""
-    from github import Auth, Github, GithubException
-
-    token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
-    if not token:
-        raise ConfigError(
-            "GITHUB_TOKEN (or GH_TOKEN) is not set: cannot open the pull request "
-            "(the branch was pushed; open it in the browser)"
-        )
-    api = os.environ.get("GITHUB_API_URL") or "https://api.github.com"
-    try:
-        gh = Github(base_url=api.rstrip("/"), auth=Auth.Token(token), timeout=20)
-        pull = gh.get_repo(repository).create_pull(base=base, head=head, title=title, body=body)
-    except GithubException as exc:
-        message = exc.data.get("message") if isinstance(exc.data, dict) else exc.data
-        raise GitHubError(
-            f"GitHub refused to open the pull request ({exc.status}: {message})"
-        ) from None
-    except OSError as exc:
-        raise GitHubError(f"GitHub could not be reached to open the pull request ({exc})") from None
-    return str(pull.html_url)
 
 
 def _pr_body(draft: Draft, path: str) -> str:
@@ -363,10 +243,10 @@ def request_command(  # noqa: PLR0917 - click passes options as arguments
 
 
 def _open_pr(repo: Path, draft: Draft, path: str, text: str, slug: str) -> str:
-    repository = os.environ.get("GITHUB_REPOSITORY") or _remote_repository(repo)
+    repository = os.environ.get("GITHUB_REPOSITORY") or remote_repository(repo)
     if not repository:
         raise ConfigError("cannot tell the GitHub repository: set GITHUB_REPOSITORY=OWNER/NAME")
-    base = _default_branch(repo)
+    base = default_branch(repo)
     branch = f"access/{draft.requester}/{slug}"
     title = f"Access request: {draft.provider} {draft.role} on {draft.scope} for {draft.requester}"
     commit_on_remote_branch(repo, path, text, base=base, branch=branch, message=title)

@@ -2,143 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import click
 
 from reconciler.commands.common import echo_json, handle_errors
-from reconciler.core.audit import AuditEntry, State
-from reconciler.core.escape import clean_json, log_line, terminal_text
-from reconciler.core.timeutil import format_duration, format_rfc3339
-from reconciler.errors import ConfigError
+from reconciler.core.escape import log_line, terminal_text
+from reconciler.core.timeutil import format_rfc3339
 from reconciler.options import at_option, format_option, repo_option, trust_git_option
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of status: a request file and where it stands at --at."""
-
-    file: str
-    requester: str | None
-    provider: str | None
-    scope: str | None
-    role: str | None
-    state: State
-    begin: datetime | None
-    end: datetime | None
-    note: str = ""
-
-    def to_json(self) -> dict[str, object]:
-        return clean_json(
-            {
-                "file": self.file,
-                "requester": self.requester,
-                "provider": self.provider,
-                "scope": self.scope,
-                "role": self.role,
-                "state": self.state,
-                "begin": format_rfc3339(self.begin) if self.begin else None,
-                "end": format_rfc3339(self.end) if self.end else None,
-            }
-        )
-
-    def time_left(self, now: datetime) -> str:
-        if self.state == "active" and self.end:
-            return f"{format_duration(self.end - now)} left"
-        if self.state == "scheduled" and self.begin:
-            return f"starts in {format_duration(self.begin - now)}"
-        if self.state == "expired" and self.end:
-            return f"ended {format_duration(now - self.end)} ago"
-        return self.note
-
-
-def _git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=False
-    )
-    return proc.stdout.strip() if proc.returncode == 0 else ""
-
-
-def committed_rows(entries: list[AuditEntry], now: datetime) -> list[Row]:
-    """Requests on the branch, and deleted ones whose window would still be open: an early
-    revocation stays visible (state revoked) until then."""
-    return [
-        Row(e.file, e.requester, e.provider, e.scope, e.role, e.state, e.begin, e.end, _note(e))
-        for e in entries
-        if e.removal is None or (e.state == "revoked" and e.end is not None and e.end > now)
-    ]
-
-
-def _note(entry: AuditEntry) -> str:
-    return entry.anomalies[0] if entry.anomalies else ""
-
-
-def uncommitted_rows(repo: Path, now: datetime) -> list[Row]:
-    """Request files in the work tree that the branch does not hold yet: pending (waiting
-    for a pull request and its merge), judged as if merged now, like the PR check does."""
-    from reconciler.core.validate import check_request_now
-    from reconciler.repo import REQUESTS, WorkTree, load_config, load_requests
-
-    listed = _git(repo, "status", "--porcelain", "--untracked-files=all", "--", f"{REQUESTS}/")
-    paths = sorted(
-        line[3:]
-        for line in listed.splitlines()
-        if line[:2].strip() not in ("D", "") and line[3:].endswith((".yaml", ".yml"))
-    )
-    if not paths:
-        return []
-    tree = WorkTree(repo)
-    config, _ = load_config(tree)
-    requests, findings = load_requests(tree, config, paths)
-    bad = {f.file for f in findings if f.severity == "error"}
-    rows = []
-    for request in requests:
-        decision, found = check_request_now(request, config, now)
-        refused = bool(found) or request.path in bad
-        window = decision.window
-        rows.append(
-            Row(
-                request.path,
-                request.requester,
-                request.provider,
-                request.scope,
-                request.role,
-                "rejected" if refused else "pending",
-                window.begin if window else None,
-                window.end if window else None,
-                found[0].message if found else "not on the branch yet: open a pull request",
-            )
-        )
-    parsed = {r.path for r in requests}
-    rows += [
-        Row(p, None, None, None, None, "rejected", None, None, "invalid: run accessctl validate")
-        for p in sorted(bad - parsed)
-    ]
-    return rows
-
-
-def whoami(repo: Path) -> str:
-    """The GitHub login of the person at the keyboard: ``git config github.user``, else the
-    identities entry whose principal carries ``git config user.email``."""
-    login = _git(repo, "config", "github.user")
-    if login:
-        return login
-    email = _git(repo, "config", "user.email").lower()
-    if email:
-        from reconciler.repo import WorkTree, load_config
-
-        config, _ = load_config(WorkTree(repo))
-        for name, principals in config.identities.items():
-            for principal in principals.values():
-                if principal.lower().split(":", 1)[-1] == email:
-                    return name
-    raise ConfigError(
-        "cannot tell who you are: set `git config github.user YOUR-LOGIN`, add your e-mail "
-        "to identities in policies/, or pass --requester LOGIN"
-    )
+from reconciler.trail import Row, collect, committed_rows, uncommitted_rows, whoami
 
 
 def render_text(rows: list[Row], now: datetime) -> str:
@@ -199,8 +72,6 @@ def status_command(  # noqa: PLR0917 - click passes options as arguments
 
     Exit codes: 0 listed; 2 not a git repository or a bad flag.
     """
-    from reconciler.commands.audit import collect
-
     if mine and not requester:
         requester = whoami(repo)
     entries, notes = collect(repo, now=now, trust_git=trust_git, ref=ref, only_current=True)
