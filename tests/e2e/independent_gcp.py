@@ -13,6 +13,8 @@ Behaviour modelled on the real API:
   and version != 3 is 400; conditions on basic roles are 400.
 - Bindings come back sorted by role, members sorted and de-duplicated, equal (role,
   condition) bindings merged: the order of the write is not the order of the read.
+- A condition title over 100 characters is 400. Google documents no limit; this holds
+  accessctl to the one its docs promise (docs/gcp.md), as the strictest surface might.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 BASIC_ROLES = {"roles/owner", "roles/editor", "roles/viewer"}
+TITLE_MAX = 100
 _PATH = re.compile(
     r"^/v3/(?P<res>(?:projects|folders|organizations)/[^/:]+):(?P<verb>getIamPolicy|setIamPolicy)$"
 )
@@ -171,6 +174,8 @@ class IndependentGcp:
                     )
                 if not cond.get("expression") or not cond.get("title"):
                     raise ApiError(400, "INVALID_ARGUMENT", "Condition needs title and expression")
+                if len(str(cond["title"])) > TITLE_MAX:
+                    raise ApiError(400, "INVALID_ARGUMENT", "Condition title is too long")
         with self.lock:
             etag = policy.get("etag")
             if self.conflicts_to_inject > 0:

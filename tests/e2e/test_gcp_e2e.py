@@ -9,10 +9,13 @@ import pytest
 
 from tests.e2e.conftest import GitRepo, request_yaml
 from tests.e2e.independent_gcp import IndependentGcp
+from tests.support.titles import description, title
 
 PROJECT = "projects/payments-prod"
 REQ = "requests/alice/inc-4821.yaml"
 G_KEYS = {"request", "principal", "provider", "scope", "role", "begin", "end"}
+# clean_env drops GITHUB_REPOSITORY and the repos have no origin: the "default" deployment
+DEPLOYMENT = "default"
 RFC3339Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 UNMANAGED = [
@@ -105,13 +108,12 @@ def test_grant_idempotent_expiry_unmanaged_untouched(
             "role": "roles/cloudsql.viewer",
             "members": ["user:alice@example.com"],
             "condition": {
-                "title": f"accessctl:{REQ}",
-                "description": got[0]["condition"]["description"],
+                "title": title(REQ, DEPLOYMENT),
+                "description": description(REQ, DEPLOYMENT),
                 "expression": 'request.time < timestamp("2026-12-01T11:00:00Z")',
             },
         }
     ]
-    assert REQ in got[0]["condition"]["description"]
     assert unmanaged(gcp) == before
     body = gcp.raw_sets[-1]["policy"]
     assert body["version"] == 3 and body.get("etag"), body
@@ -190,8 +192,8 @@ def test_folder_scope_and_two_requests_same_role(gcp_repo: GitRepo, gcp: Indepen
     apply(gcp_repo, "2026-12-01T10:00:00Z")
     titles = sorted(b["condition"]["title"] for b in managed(gcp, "folders/1234567"))
     assert titles == [
-        "accessctl:requests/alice/folder-logs.yaml",
-        "accessctl:requests/carol/folder-logs.yaml",
+        title("requests/alice/folder-logs.yaml", DEPLOYMENT),
+        title("requests/carol/folder-logs.yaml", DEPLOYMENT),
     ]
     writes = sets(gcp)
     apply(gcp_repo, "2026-12-01T10:01:00Z")
@@ -199,7 +201,7 @@ def test_folder_scope_and_two_requests_same_role(gcp_repo: GitRepo, gcp: Indepen
     # carol's ends first; alice's stays
     apply(gcp_repo, "2026-12-01T11:30:00Z")
     titles = [b["condition"]["title"] for b in managed(gcp, "folders/1234567")]
-    assert titles == ["accessctl:requests/alice/folder-logs.yaml"]
+    assert titles == [title("requests/alice/folder-logs.yaml", DEPLOYMENT)]
 
 
 def test_accessctl_now_equals_at_and_repo_default_cwd(

@@ -7,6 +7,7 @@ import json
 from tests.e2e.conftest import GitRepo, request_yaml
 from tests.e2e.independent_gcp import IndependentGcp
 from tests.e2e.test_gcp_e2e import (
+    DEPLOYMENT,
     PROJECT,
     REQ,
     UNMANAGED,
@@ -17,31 +18,34 @@ from tests.e2e.test_gcp_e2e import (
     sets,
     unmanaged,
 )
+from tests.support.titles import legacy, title
+
+
+def _mallory(condition_title: str) -> dict:
+    return {
+        "role": "roles/logging.viewer",
+        "members": ["user:mallory@example.com"],
+        "condition": {
+            "title": condition_title,
+            "expression": 'request.time < timestamp("2027-01-01T00:00:00Z")',
+        },
+    }
 
 
 def test_orphan_managed_binding_revoked_foreign_title_kept(
     gcp_repo: GitRepo, gcp: IndependentGcp
 ) -> None:
-    orphan = {
-        "role": "roles/logging.viewer",
-        "members": ["user:mallory@example.com"],
-        "condition": {
-            "title": "accessctl:requests/mallory/x.yaml",
-            "expression": 'request.time < timestamp("2027-01-01T00:00:00Z")',
-        },
-    }
-    lookalike = {
-        "role": "roles/logging.viewer",
-        "members": ["user:mallory@example.com"],
-        "condition": {
-            "title": "ACCESSCTL:requests/mallory/x.yaml",
-            "expression": 'request.time < timestamp("2027-01-01T00:00:00Z")',
-        },
-    }
-    gcp.seed(PROJECT, [*UNMANAGED, orphan, lookalike])
+    # this deployment's title, but no such request was ever on the branch: revoked
+    orphan = _mallory(title("requests/mallory/x.yaml", DEPLOYMENT))
+    lookalike = _mallory("ACCESSCTL:requests/mallory/x.yaml")
+    # another deployment's binding, and an old-style title naming no request this
+    # repository ever had: neither is provably ours, so both are left as they are
+    elsewhere = _mallory(title("requests/mallory/x.yaml", "acme/other-access"))
+    untraced = _mallory(legacy("requests/mallory/x.yaml"))
+    gcp.seed(PROJECT, [*UNMANAGED, orphan, lookalike, elsewhere, untraced])
     before = unmanaged(gcp)
     apply(gcp_repo, "2026-12-01T10:00:00Z")
-    assert managed(gcp) == []
+    assert managed(gcp) == [elsewhere, untraced]
     assert unmanaged(gcp) == before
 
 
@@ -135,7 +139,7 @@ def test_bad_request_file_grants_nothing_and_loses_nothing(
     assert res.code == 1, res
     errors = res.json()["errors"]
     assert any("requests/carol/bad.yaml" in json.dumps(e) for e in errors), errors
-    assert [b["condition"]["title"] for b in managed(gcp)] == [f"accessctl:{REQ}"]
+    assert [b["condition"]["title"] for b in managed(gcp)] == [title(REQ, DEPLOYMENT)]
 
 
 def _cond(title: str, expression: str) -> dict:
@@ -192,7 +196,7 @@ def test_organization_scope(gcp_repo: GitRepo, gcp: IndependentGcp) -> None:
     merge_request(gcp_repo, org, "2026-12-01T09:00:00Z", "requests/alice/org.yaml")
     apply(gcp_repo, "2026-12-01T09:10:00Z")
     assert [b["condition"]["title"] for b in managed(gcp, "organizations/998877")] == [
-        "accessctl:requests/alice/org.yaml"
+        title("requests/alice/org.yaml", DEPLOYMENT)
     ]
 
 
@@ -246,7 +250,7 @@ def test_two_concurrent_applies_lose_nothing(
         assert "Traceback" not in err
     titles = sorted(b["condition"]["title"] for b in managed(gcp))
     assert titles == [
-        "accessctl:requests/alice/inc-4821.yaml",
-        "accessctl:requests/carol/logs.yaml",
+        title("requests/alice/inc-4821.yaml", DEPLOYMENT),
+        title("requests/carol/logs.yaml", DEPLOYMENT),
     ]
     assert unmanaged(gcp) == before

@@ -21,6 +21,9 @@ from tests.support.emulators import running_gcp
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 PROJECTS = ("projects/app-prod-a", "projects/app-prod-b", "projects/app-prod-c")
+# The access repos here have no origin and run_cli clears GITHUB_REPOSITORY: the titles
+# are those of the "default" deployment (tests.support.titles).
+DEPLOYMENT = "default"
 
 POLICY = """\
 policies:
@@ -135,7 +138,8 @@ def run_cli(emulator: GcpEmulator, access_repo: GitRepo, monkeypatch: pytest.Mon
 
 
 def managed(emu: GcpEmulator, scope: str) -> list[dict]:
-    """The accessctl bindings of a scope, as the cloud holds them."""
+    """The bindings of a scope whose title starts ``accessctl:`` (this deployment's, and
+    any other or old-style accessctl title), as the cloud holds them."""
     return [
         b
         for b in emu.get_policy(scope).get("bindings", [])

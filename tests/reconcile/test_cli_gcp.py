@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 
 from reconciler.core.timeutil import format_rfc3339
+from tests.support.titles import legacy, title
 
 from .conftest import PROJECTS, T0, H, managed, request_yaml, unmanaged
 
@@ -23,7 +24,7 @@ def test_apply_grants_then_second_run_writes_nothing(run_cli, access_repo, emula
     (binding,) = managed(emulator, "projects/app-prod-a")
     assert binding["role"] == "roles/cloudsql.viewer"
     assert binding["members"] == ["user:alice@example.com"]
-    assert binding["condition"]["title"] == f"accessctl:{ALICE}"
+    assert binding["condition"]["title"] == title(ALICE)
     end = format_rfc3339(T0 + 2 * H)
     assert binding["condition"]["expression"] == f'request.time < timestamp("{end}")'
     assert emulator.writes() == 1
@@ -314,25 +315,33 @@ def test_policy_scope_nobody_uses_is_only_a_warning_when_unreadable(
 
 
 def test_tampered_and_orphaned_managed_bindings_are_fixed(run_cli, access_repo, emulator) -> None:
-    def binding(title: str, expression: str, member: str = "user:alice@example.com") -> dict:
+    def binding(name: str, expression: str, member: str = "user:alice@example.com") -> dict:
         return {
             "role": "roles/cloudsql.viewer",
             "members": [member],
-            "condition": {"title": title, "expression": expression},
+            "condition": {"title": name, "expression": expression},
         }
 
+    untraced = binding(
+        legacy("requests/mallory/ghost.yaml"),
+        'request.time < timestamp("2030-01-01T00:00:00Z")',
+        "user:mallory@example.com",
+    )
     emulator.set_policy(
         "projects/app-prod-a",
         {
             "bindings": [
                 # our binding, but someone widened its expression: unreadable, so replaced
-                binding(f"accessctl:{ALICE}", "true"),
-                # a managed binding whose request never existed on this branch
+                binding(title(ALICE), "true"),
+                # this deployment's binding whose request never existed on this branch
                 binding(
-                    "accessctl:requests/mallory/ghost.yaml",
+                    title("requests/mallory/ghost.yaml"),
                     'request.time < timestamp("2030-01-01T00:00:00Z")',
                     "user:mallory@example.com",
                 ),
+                # an old-style title naming no request this repository ever had: not
+                # provably ours (another deployment's, or by hand), so left alone
+                untraced,
             ]
         },
     )
@@ -342,8 +351,11 @@ def test_tampered_and_orphaned_managed_bindings_are_fixed(run_cli, access_repo, 
     result = run_cli("apply", "--trust-git", at=T0 + H)
     assert result.exit_code == 0, result.output
     assert "request file deleted" in result.stdout
-    (only,) = managed(emulator, "projects/app-prod-a")
+    held = managed(emulator, "projects/app-prod-a")
+    assert untraced in held
+    (only,) = [b for b in held if b != untraced]
     assert only["members"] == ["user:alice@example.com"]
+    assert only["condition"]["title"] == title(ALICE)
     end = format_rfc3339(T0 + 2 * H)
     assert only["condition"]["expression"] == f'request.time < timestamp("{end}")'
     assert emulator.writes() == 1

@@ -30,8 +30,9 @@ from hypothesis.stateful import (
 from reconciler import app
 from reconciler.core.timeutil import format_rfc3339
 from reconciler.sandbox.gcp_emulator import GcpEmulator
+from tests.support.titles import title
 
-from .conftest import POLICY, PROJECTS, T0, GitRepo, request_yaml
+from .conftest import DEPLOYMENT, POLICY, PROJECTS, T0, GitRepo, request_yaml
 
 ALLOWED = {"alice", "bob", "carol"}
 MAX = timedelta(hours=8)
@@ -116,7 +117,7 @@ class Reconciler(RuleBasedStateMachine):
                 continue
             end = _END.search(cond["expression"])
             for member in b["members"]:
-                out.add((b["role"], member, cond["title"][len("accessctl:") :], end and end[1]))
+                out.add((b["role"], member, cond["title"], end and end[1]))
         return out
 
     def _expected(self, scope: str) -> set[tuple[str, str, str, str]]:
@@ -128,7 +129,7 @@ class Reconciler(RuleBasedStateMachine):
             if end - begin > MAX or end <= self.now:
                 continue
             member = f"user:{r.requester}@example.com"
-            out.add((r.role, member, path, format_rfc3339(end)))
+            out.add((r.role, member, title(path, DEPLOYMENT), format_rfc3339(end)))
         return out
 
     # -- rules --------------------------------------------------------------------------
@@ -214,6 +215,7 @@ class Reconciler(RuleBasedStateMachine):
             trust_git=True,
             apply=True,
             ledger=False,
+            env={},  # no GITHUB_REPOSITORY from the runner: the "default" deployment
             provider_options={**FAST, "endpoint": self.emu.url},
         )
         outcome = app.reconcile(settings_)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+from tests.support.titles import description, legacy, tagged, title
+
 from .conftest import REPO, SCOPE, World, request
 
 MINE = "requests/alice/inc-4821.yaml"
@@ -29,7 +31,9 @@ def test_the_approved_pr_is_granted(world: World) -> None:
     assert world.apply().code == 0
     assert world.members() == {ALICE}
     (binding,) = world.gcp.get_policy(SCOPE)["bindings"]
-    assert binding["condition"]["title"] == f"accessctl:{MINE}"
+    # the deployment is the repository the workflow runs for (GITHUB_REPOSITORY)
+    assert binding["condition"]["title"] == title(MINE, REPO)
+    assert binding["condition"]["description"] == description(MINE, REPO, pr=number)
     stamp = r'timestamp\("\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"\)'
     assert re.fullmatch(rf"request\.time < {stamp}", binding["condition"]["expression"])
 
@@ -119,12 +123,28 @@ def test_unmanaged_bindings_survive_byte_for_byte(world: World) -> None:
                 "expression": 'request.time < timestamp("2020-01-01T00:00:00Z")',
             },
         },
+        {  # another deployment's binding
+            "role": "roles/cloudsql.viewer",
+            "members": ["user:mallory@example.com"],
+            "condition": {
+                "title": title("requests/mallory/x.yaml", "acme/other-access"),
+                "expression": 'request.time < timestamp("2099-01-01T00:00:00Z")',
+            },
+        },
+        {  # an old-style title naming no request this repository ever had
+            "role": "roles/cloudsql.viewer",
+            "members": ["user:mallory@example.com"],
+            "condition": {
+                "title": legacy("requests/mallory/x.yaml"),
+                "expression": 'request.time < timestamp("2099-01-01T00:00:00Z")',
+            },
+        },
     ]
     managed_orphan = {
         "role": "roles/cloudsql.viewer",
         "members": ["user:mallory@example.com"],
         "condition": {
-            "title": "accessctl:requests/mallory/x.yaml",
+            "title": title("requests/mallory/x.yaml", REPO),
             "expression": 'request.time < timestamp("2099-01-01T00:00:00Z")',
         },
     }
@@ -136,14 +156,15 @@ def test_unmanaged_bindings_survive_byte_for_byte(world: World) -> None:
     bindings = world.gcp.get_policy(SCOPE)["bindings"]
     for b in foreign:
         assert b in bindings
-    assert managed_orphan not in bindings  # managed (title prefix) with no request: revoked
-    ours = [b for b in bindings if b.get("condition", {}).get("title", "").startswith("accessctl:")]
+    assert managed_orphan not in bindings  # this deployment's title, no request: revoked
+    ours = [b for b in bindings if b.get("condition", {}).get("title", "").startswith(tagged(REPO))]
     assert [b["members"] for b in ours] == [[ALICE]]
 
 
 def test_an_expired_request_is_not_granted_again(world: World) -> None:
     number, _ = world.open_pr({MINE: request()})
-    world.github.add_review(REPO, number, "dave", "APPROVED")
+    reviewed = datetime.now(UTC) - timedelta(hours=4)
+    world.github.add_review(REPO, number, "dave", "APPROVED", submitted_at=reviewed)
     world.repo.git("merge", "-q", "--squash", "pr1")
     sha = world.repo.commit({}, f"merge #{number}")
     world.github.merge(
