@@ -123,10 +123,7 @@ def _policy(base: dict[str, Any], specs: Sequence[ProviderSpec]) -> None:
         for s in specs
     ]
     identity = base["properties"]["identities"]["additionalProperties"]
-    written = identity.get("properties", {})
-    # The shipped entry of a built-in provider stays while it is stricter than the
-    # provider's principal_pattern (one user, group or service account, not a domain).
-    identity["properties"] = {s.name: written.get(s.name) or _principal(s) for s in specs}
+    identity["properties"] = {s.name: _principal(s) for s in specs}
     identity["x-message"] = f"needs a {_either(s.name for s in specs)} principal"
     base["properties"]["providers"]["properties"] = {
         s.name: copy.deepcopy(dict(s.settings_schema)) for s in specs

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from reconciler.errors import AccessctlError
+
 Check = Callable[[Any], bool]
 _ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "$comment", "title", "description"})
 _TYPES: dict[str, Check] = {
@@ -25,7 +27,7 @@ _TYPES: dict[str, Check] = {
 }
 
 
-class _Unsupported(Exception):
+class _Unsupported(AccessctlError):
     """The schema uses a keyword the fast path does not implement: no fast path then."""
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from reconciler.errors import Finding
+from reconciler.errors import AccessctlError, Finding
 
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32
@@ -63,7 +63,7 @@ class Document:
         return not self.findings
 
 
-class _Fatal(Exception):
+class _Fatal(AccessctlError):
     """Stops building the tree: the rest of the file cannot be trusted."""
 
 

@@ -5,12 +5,11 @@ All frozen; sets of them are state, and the diff between states is set arithmeti
 
 from __future__ import annotations
 
-import re
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from reconciler.core import providers
 from reconciler.core.timeutil import format_rfc3339
@@ -51,6 +50,15 @@ class AccessRequest:
         return self.lines.get(key, 1)
 
 
+class TicketMatcher(Protocol):
+    """A policy's compiled ``ticket`` pattern (reconciler.core.policy.TicketPattern: RE2)."""
+
+    @property
+    def pattern(self) -> str: ...
+
+    def fullmatch(self, ticket: str, /) -> object: ...
+
+
 @dataclass(frozen=True)
 class Policy:
     """One entry of ``policies:`` in a policy file.
@@ -77,7 +85,7 @@ class Policy:
     approvals: int
     max_duration: timedelta
     description: str = ""
-    ticket: re.Pattern[str] | None = None
+    ticket: TicketMatcher | None = None
     file: str = ""
     line: int = 1
 

@@ -135,9 +135,7 @@ def _policy(doc: Document, entry: Mapping[str, Any], index: int, bad: set[Path_]
         approvals=entry["approvals"],
         max_duration=max_duration,
         description=entry.get("description", ""),
-        # TicketPattern has re.Pattern's .pattern and .fullmatch(); models.Policy.ticket is
-        # still typed re.Pattern[str] (the ignore goes once models types it as a protocol).
-        ticket=ticket,  # type: ignore[arg-type]
+        ticket=ticket,
         file=doc.file,
         line=doc.line(here),
     )

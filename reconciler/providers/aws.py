@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from reconciler.core.models import Change, ChangeKind, ChangeResult, Config, Grant
 from reconciler.core.providers import ProviderSpec, register
 from reconciler.core.timeutil import parse_duration
-from reconciler.errors import ConfigError
+from reconciler.errors import ConfigError, ProviderError
 from reconciler.providers.base import Observation
 from reconciler.retry import Backoff, retrying
 
@@ -152,7 +152,7 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class CloudFailure(Exception):
+class CloudFailure(ProviderError):
     """A call failed after its retries; the message is shown to a person."""
 
     def __init__(self, message: str, code: str = "") -> None:
@@ -843,8 +843,8 @@ class Aws(ProviderSpec):
     title = "AWS IAM Identity Center"
     scope_pattern = r"^[0-9]{12}$"
     scope_help = "a 12-digit account id"
-    principal_pattern = r"^\S{1,128}$"
-    principal_help = "an Identity Center user name"
+    principal_pattern = r"^[A-Za-z0-9_+=,.@-]{1,128}$"
+    principal_help = "an IAM Identity Center user name (letters, digits and _+=,.@-)"
     role_pattern = r"^[A-Za-z0-9_+=,.@-]{1,32}$"
     role_help = "a permission set name (at most 32 of letters, digits and _+=,.@-)"
     future_start = False  # an assignment holds from the moment it exists

@@ -80,8 +80,9 @@ class Gcp(ProviderSpec):
         rf"^(?:projects/{_PROJECT_ID}|folders/[0-9]{{1,20}}|organizations/[0-9]{{1,20}})$"
     )
     scope_help = "projects/<project-id>, folders/<number> or organizations/<number>"
-    principal_pattern = r"^(?:[A-Za-z]+:\S+|principal(?:Set)?://\S+)$"
-    principal_help = "a member such as user:alice@example.com"
+    # One user, group or service account: never a domain, allUsers or a list.
+    principal_pattern = r"^(?:user|group|serviceAccount):[^\s@:]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"
+    principal_help = "a GCP member: user:, group: or serviceAccount: and an email address"
     role_pattern = (
         rf"^(?:roles/[A-Za-z0-9_.]{{1,128}}|projects/{_PROJECT_ID}/roles/[A-Za-z0-9_.]{{1,64}}"
         r"|organizations/[0-9]{1,20}/roles/[A-Za-z0-9_.]{1,64})$"
