@@ -2,11 +2,16 @@
 
 Built from ``GITHUB_API_URL`` / ``GITHUB_TOKEN`` / ``GITHUB_REPOSITORY``. Every method
 returns plain values (never PyGithub objects), so callers and the core stay SDK-free.
+Every request pins the REST API version (``X-GitHub-Api-Version``) it was written for.
 """
 
 from __future__ import annotations
 
+import email.utils
+import functools
 import os
+import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +21,17 @@ from reconciler.core.reviews import Review
 from reconciler.errors import ConfigError, GitHubError
 
 DEFAULT_API_URL = "https://api.github.com"
+API_VERSION = "2022-11-28"  # the REST API version every request asks for
+ACTIONS_BOT_LOGIN = "github-actions[bot]"  # who Actions' GITHUB_TOKEN writes as
+COMMENT_LIMIT = 65_536  # GitHub's maximum comment body, in characters
+MAX_RATE_LIMIT_WAIT = 300.0  # longer waits fail the call rather than stall the run
 T = TypeVar("T")
+
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?")
+_CUT_NOTE = (
+    "\n\n---\n**This report is cut short**: it is longer than a GitHub comment may be. "
+    "The whole report is in the job summary of this workflow run.\n"
+)
 
 
 @dataclass(frozen=True)
@@ -45,14 +60,87 @@ class ChangedFile:
 
 @dataclass(frozen=True)
 class Comment:
+    """One comment on an issue or pull request, as listed."""
+
     id: int
     body: str
     author: str
     author_type: str | None
 
 
+@functools.cache
+def rate_limit_retry() -> type[Any]:
+    """The retry policy class, built on first use (PyGithub stays unloaded until then)."""
+    from github import GithubRetry
+    from github.GithubException import RateLimitExceededExceedsMaxWait
+
+    class RateLimitRetry(GithubRetry):
+        """PyGithub's retry policy (5xx; 403 rate limits by their message) plus GitHub's other
+        rate-limit answer, 429, with every wait bounded by ``max_rate_limit_wait``.
+
+        GitHub's rule for either status: wait ``Retry-After`` seconds when given; otherwise,
+        when ``x-ratelimit-remaining`` is 0, until ``x-ratelimit-reset``; otherwise at least a
+        minute (``secondary_rate_wait``). A longer wait than allowed fails the call at once.
+        ``on_response`` is told of every answer that is retried or refused here, so the
+        client's call counter sees the requests that never reach PyGithub.
+        """
+
+        def __init__(self, *, on_response: Callable[[], None] | None = None, **kwargs: Any) -> None:
+            self.on_response = on_response
+            self.rate_limit_wait: float | None = None
+            kwargs.setdefault("status_forcelist", [*range(500, 600), 429])
+            kwargs.setdefault(
+                "allowed_methods", GithubRetry.DEFAULT_ALLOWED_METHODS | {"GET", "POST", "PATCH"}
+            )
+            super().__init__(**kwargs)
+
+        def new(self, **kw: Any) -> RateLimitRetry:
+            fresh: RateLimitRetry = super().new(on_response=self.on_response, **kw)
+            return fresh
+
+        def get_backoff_time(self) -> float:
+            if self.rate_limit_wait is not None:
+                return self.rate_limit_wait
+            return float(super().get_backoff_time())
+
+        def increment(
+            self,
+            method: str | None = None,
+            url: str | None = None,
+            response: Any = None,
+            error: Exception | None = None,
+            _pool: Any = None,
+            _stacktrace: Any = None,
+        ) -> Any:
+            if response is None:
+                return super().increment(method, url, response, error, _pool, _stacktrace)
+            if self.on_response is not None:
+                self.on_response()
+            announced = _announced_wait(response.headers, time.time())
+            if response.status == 429 or (response.status == 403 and announced is not None):
+                wait = self.secondary_rate_wait if announced is None else announced
+                if self.max_rate_limit_wait is not None and wait > self.max_rate_limit_wait:
+                    raise RateLimitExceededExceedsMaxWait(
+                        response.status,
+                        {"message": "rate limited"},
+                        dict(response.headers),
+                        wait=wait,
+                    )
+                retry = super().increment(method, url, response, error, _pool, _stacktrace)
+                assert isinstance(retry, RateLimitRetry)
+                retry.rate_limit_wait = wait  # slept unless a Retry-After above 0 is
+                return retry
+            return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    return RateLimitRetry
+
+
 class GitHubClient:
-    """One repository on one GitHub API endpoint."""
+    """One repository on one GitHub API endpoint.
+
+    ``bot_login`` is who an installation token (Actions' ``GITHUB_TOKEN``, a GitHub App's)
+    writes as: GitHub will not tell such a token who it is (``GET /user`` answers 403).
+    """
 
     def __init__(
         self,
@@ -63,20 +151,29 @@ class GitHubClient:
         retries: int = 4,
         backoff: float = 0.5,
         secondary_rate_wait: float = 60.0,
+        max_rate_limit_wait: float = MAX_RATE_LIMIT_WAIT,
         timeout: int = 20,
+        bot_login: str = ACTIONS_BOT_LOGIN,
+        api_version: str = API_VERSION,
     ) -> None:
-        from github import Auth, Github, GithubRetry
+        from github import Auth, Github
 
         if repository.count("/") != 1 or not all(repository.split("/")):
             raise ConfigError(f"GITHUB_REPOSITORY must be OWNER/NAME, got {repository!r}")
+        if not _LOGIN.fullmatch(bot_login):
+            raise ConfigError(f"ACCESSCTL_BOT_LOGIN must be a GitHub login, got {bot_login!r}")
         self.repository = repository
         self.api_url = api_url.rstrip("/")
+        self.bot_login = bot_login
+        self.max_rate_limit_wait = max_rate_limit_wait
         self.calls = 0
-        retry = GithubRetry(
+        self._identity: str | None = None
+        retry = rate_limit_retry()(
             total=retries,
             backoff_factor=backoff,
             secondary_rate_wait=secondary_rate_wait,
-            max_rate_limit_wait=max(secondary_rate_wait, 300.0),
+            max_rate_limit_wait=max_rate_limit_wait,
+            on_response=self._count,
         )
         # No client-side throttle: a run makes a handful of serial calls, and rate
         # limits (primary and secondary) are honoured by the retry policy instead.
@@ -89,6 +186,7 @@ class GitHubClient:
             seconds_between_requests=None,
             seconds_between_writes=None,
             lazy=True,
+            api_version=api_version,
         )
         self._repo = self._gh.get_repo(repository)
         self._install_counter()
@@ -107,15 +205,24 @@ class GitHubClient:
                 f"{' and '.join(missing)} not set: GitHub access is needed to verify approvals "
                 "(in Actions pass `GITHUB_TOKEN: ${{ github.token }}`; offline, use --trust-git)"
             )
-        return cls(env.get("GITHUB_API_URL") or DEFAULT_API_URL, token, repository)
+        return cls(
+            env.get("GITHUB_API_URL") or DEFAULT_API_URL,
+            token,
+            repository,
+            bot_login=env.get("ACCESSCTL_BOT_LOGIN") or ACTIONS_BOT_LOGIN,
+        )
+
+    def _count(self) -> None:
+        self.calls += 1
 
     def _install_counter(self) -> None:
-        """Count every HTTP response (each page of a list is one call)."""
+        """Count every HTTP response (each page of a list is one call); the retry policy
+        counts the answers it retries, which never get this far."""
         requester = self._gh.requester
         connect = requester._Requester__createConnection  # type: ignore[attr-defined]
 
         def count(response: Any, *args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
+            self._count()
             return response
 
         try:
@@ -127,9 +234,15 @@ class GitHubClient:
     # ------------------------------------------------------------------ calls
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         from github import GithubException
+        from github.GithubException import RateLimitExceededExceedsMaxWait
 
         try:
             return fn()
+        except RateLimitExceededExceedsMaxWait as exc:
+            raise GitHubError(
+                f"GitHub: {what} failed: rate limited for {exc.wait or 0:.0f}s, longer than "
+                f"the {self.max_rate_limit_wait:.0f}s a run waits"
+            ) from None
         except GithubException as exc:
             message = exc.data.get("message") if isinstance(exc.data, dict) else exc.data
             if exc.status == 401:  # a wrong or expired token is configuration, not an outage
@@ -186,34 +299,65 @@ class GitHubClient:
 
         return self._call("listing closed pull requests", fetch)
 
-    def upsert_comment(self, number: int, marker: str, body: str) -> int:
-        """Update the comment that starts with ``marker``, or create it; returns its id.
+    def identity(self) -> str:
+        """The login this token writes as, asked once per client.
 
-        Comments by bots (ours is github-actions[bot]) are tried first; a person's comment
-        that copies the marker is overwritten with the real report where GitHub allows,
-        so a forged verdict never stands next to ours. If no edit is allowed, a new comment
-        is written rather than failing.
+        ``GET /user`` answers it for a person's token. GitHub refuses that call to an
+        installation token (403 "Resource not accessible by integration"): such a token
+        writes as ``bot_login`` (``github-actions[bot]`` for Actions' own token).
         """
+        if self._identity is None:
+            self._identity = self._call("finding out who the token is", self._whoami)
+        return self._identity
+
+    def _whoami(self) -> str:
         from github import GithubException
 
+        try:
+            _, data = self._gh.requester.requestJsonAndCheck("GET", "/user")
+        except GithubException as exc:
+            if exc.status == 403 and "not accessible by integration" in _message(exc).lower():
+                return self.bot_login
+            raise
+        login = data.get("login") if isinstance(data, dict) else None
+        if not isinstance(login, str) or not login:
+            raise GitHubError("GitHub: GET /user answered without a login")
+        return login
+
+    def comments(self, number: int) -> list[Comment]:
+        """Every comment on issue or pull request ``number``, oldest first."""
         issue = self._repo.get_issue(number)
-        listed = self._call(
-            f"listing the comments of #{number}", lambda: [_raw(c) for c in issue.get_comments()]
+        return self._call(
+            f"listing the comments of #{number}",
+            lambda: [_comment(_raw(c)) for c in issue.get_comments()],
         )
-        marked = [c for c in listed if str(c.get("body") or "").lstrip().startswith(marker)]
-        marked.sort(key=lambda c: not _is_bot(c.get("user")))
-        for comment in marked[:3]:
-            comment_id = int(comment["id"])
-            # PATCH by id rather than trusting the comment's own ``url`` field.
-            url = f"{self._repo.url}/issues/comments/{comment_id}"
-            try:
-                self._gh.requester.requestJsonAndCheck("PATCH", url, input={"body": body})
-                return comment_id
-            except GithubException as exc:
-                if exc.status not in (403, 404):
-                    raise GitHubError(f"GitHub: editing comment {comment_id} failed") from None
-        created = self._call(f"commenting on #{number}", lambda: issue.create_comment(body))
-        return int(_raw(created).get("id") or created.id)
+
+    def upsert_comment(self, number: int, marker: str, body: str) -> int:
+        """Write ``body`` as our one comment on #``number``; returns the comment's id.
+
+        Ours is a comment that starts with ``marker`` and whose author is this token's
+        identity (logins compare case-insensitively); the oldest such one is edited in
+        place. Anybody else's comment, whatever it says, is never edited, adopted or
+        trusted; without one of ours a new comment is created, so the real report is
+        always written. The body is cut to GitHub's size limit (``fit_comment``). A failed
+        edit raises GitHubError: the caller decides what that means.
+        """
+        text = fit_comment(body, marker)
+        marked = [c for c in self.comments(number) if c.body.startswith(marker)]
+        me = self.identity().lower() if marked else ""  # nothing to tell apart: no call
+        ours = [c.id for c in marked if c.author.lower() == me]
+        if not ours:
+            issue = self._repo.get_issue(number)
+            created = self._call(f"commenting on #{number}", lambda: issue.create_comment(text))
+            return int(_raw(created).get("id") or created.id)
+        comment_id = min(ours)
+        # PATCH by id rather than trusting the comment's own ``url`` field.
+        url = f"{self._repo.url}/issues/comments/{comment_id}"
+        self._call(
+            f"editing comment {comment_id} on #{number}",
+            lambda: self._gh.requester.requestJsonAndCheck("PATCH", url, input={"body": text}),
+        )
+        return comment_id
 
     def create_status(
         self, sha: str, state: str, description: str, context: str, target_url: str | None = None
@@ -247,16 +391,62 @@ def _fit(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def fit_comment(body: str, marker: str, limit: int = COMMENT_LIMIT) -> str:
+    """``body`` with ``marker`` first, within ``limit`` characters: a longer report is cut
+    at a line end and closed with a pointer to the job summary (an open code fence is
+    closed first, so the pointer renders as text)."""
+    if not body.startswith(marker):
+        body = f"{marker}\n{body}"
+    if len(body) <= limit:
+        return body
+    kept = body[: limit - len(_CUT_NOTE) - len("\n```")]
+    line_end = kept.rfind("\n")
+    if line_end > len(marker):
+        kept = kept[:line_end]
+    if kept.count("```") % 2:
+        kept += "\n```"
+    return kept + _CUT_NOTE
+
+
+def _announced_wait(headers: Mapping[str, str], now: float) -> float | None:
+    """The wait a GitHub answer asks for, in seconds: ``Retry-After`` (seconds or an HTTP
+    date), else the time to ``x-ratelimit-reset`` when no request is left; None if neither."""
+    retry_after = (headers.get("Retry-After") or "").strip()
+    if retry_after.isdigit():
+        return float(retry_after)
+    if retry_after:
+        try:
+            when = email.utils.parsedate_to_datetime(retry_after)
+        except (TypeError, ValueError):
+            return None
+        return max(when.timestamp() - now, 0.0)
+    reset = (headers.get("X-RateLimit-Reset") or "").strip()
+    if headers.get("X-RateLimit-Remaining") == "0" and reset.isdigit():
+        return max(float(reset) - now, 0.0)
+    return None
+
+
+def _message(exc: Any) -> str:
+    data = getattr(exc, "data", None)
+    message = data.get("message") if isinstance(data, dict) else data
+    return str(message or "")
+
+
+def _comment(raw: dict[str, Any]) -> Comment:
+    user = raw.get("user")
+    user = user if isinstance(user, dict) else {}
+    return Comment(
+        id=int(raw.get("id") or 0),
+        body=str(raw.get("body") or ""),
+        author=str(user.get("login") or ""),
+        author_type=user.get("type"),
+    )
+
+
 def _raw(obj: Any) -> dict[str, Any]:
     """The JSON GitHub sent, without PyGithub's lazy completion (one GET per item)."""
     raw = getattr(obj, "_rawData", None)
     return raw if isinstance(raw, dict) else {}
-
-
-def _is_bot(user: object) -> bool:
-    if not isinstance(user, dict):
-        return False
-    return user.get("type") == "Bot" or str(user.get("login", "")).endswith("[bot]")
 
 
 def _parse_time(value: object) -> datetime | None:

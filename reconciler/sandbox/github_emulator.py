@@ -4,6 +4,12 @@ It speaks GitHub's JSON shapes, ``Link``-header pagination, token auth and error
 so PyGithub talks to it exactly as it talks to api.github.com. A Python API seeds repos,
 pull requests, reviews and merges; counters tell how many calls each route received.
 
+Tokens behave like GitHub's two kinds: the default one is an installation token (Actions'
+``GITHUB_TOKEN``): ``GET /user`` answers 403 "Resource not accessible by integration" and what
+it writes is authored by ``github-actions[bot]``; ``add_token`` adds a person's token (``GET
+/user`` answers its login) or another app's installation token. Requests may pin a REST API
+version (``X-GitHub-Api-Version``); an unknown one is refused with 400, as GitHub does.
+
     with GitHubEmulator() as gh:
         gh.add_repo("acme/access")
         n = gh.add_pull("acme/access", author="alice", head_sha=..., base_sha=...,
@@ -29,6 +35,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 Json = dict[str, Any]
 DEFAULT_TOKEN = "emulator-token"  # noqa: S105 - a test credential, not a secret
 ACTIONS_BOT = {"login": "github-actions[bot]", "id": 41898282, "type": "Bot"}
+DEFAULT_API_VERSION = "2022-11-28"  # what GitHub assumes when a request names none
+API_VERSIONS = ("2022-11-28", "2026-03-10")  # the REST API versions GitHub serves
+COMMENT_LIMIT = 65_536  # GitHub's maximum comment body, in characters
+INTEGRATION_REFUSAL = "Resource not accessible by integration"
 
 
 def _stamp(when: datetime | None) -> str | None:
@@ -38,6 +48,26 @@ def _stamp(when: datetime | None) -> str | None:
 def _user(login: str, user_type: str | None = None) -> Json:
     kind = user_type or ("Bot" if login.endswith("[bot]") else "User")
     return {"login": login, "id": abs(hash(login)) % 10**8, "type": kind}
+
+
+@dataclass
+class Token:
+    """Who a token acts as: ``user`` authors what it writes. ``integration`` marks an
+    installation token (Actions' ``GITHUB_TOKEN``, a GitHub App's), refused on ``GET /user``."""
+
+    user: Json
+    integration: bool = False
+
+
+@dataclass(frozen=True)
+class Call:
+    """One routed request: path parameters, query, JSON body, its token, its API version."""
+
+    params: Json
+    query: Json
+    body: Json
+    caller: Token
+    version: str = DEFAULT_API_VERSION
 
 
 @dataclass
@@ -75,13 +105,15 @@ class GitHubEmulator:
 
     def __init__(self, token: str = DEFAULT_TOKEN, *, max_per_page: int = 100) -> None:
         self.token = token
+        self.tokens: dict[str, Token] = {token: Token(dict(ACTIONS_BOT), integration=True)}
         self.max_per_page = max_per_page
         self.repos: dict[str, RepoState] = {}
         self.calls: Counter[str] = Counter()  # "GET /repos/{o}/{r}/pulls/{n}" -> count
         self.log: list[tuple[str, str, int]] = []  # (method, path, status)
+        self.api_versions: Counter[str] = Counter()  # X-GitHub-Api-Version sent ("" if none)
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
-        self.identity: Json = dict(ACTIONS_BOT)  # who the token is: author of its comments
+        self._request = threading.local()  # the token and API version of the request served
         self._faults: list[tuple[re.Pattern[str], int, Json, dict[str, str]]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -115,6 +147,11 @@ class GitHubEmulator:
         return f"http://127.0.0.1:{port}"
 
     @property
+    def identity(self) -> Json:
+        """Who the default token is (the author of what it writes)."""
+        return self.tokens[self.token].user
+
+    @property
     def total_calls(self) -> int:
         return sum(self.calls.values())
 
@@ -122,6 +159,7 @@ class GitHubEmulator:
         with self._lock:
             self.calls.clear()
             self.log.clear()
+            self.api_versions.clear()
 
     # ----------------------------------------------------------------- seeding
     def add_repo(self, full_name: str, default_branch: str = "main") -> RepoState:
@@ -129,6 +167,14 @@ class GitHubEmulator:
             repo = RepoState(full_name, next(self._ids), next(self._ids), default_branch)
             self.repos[full_name] = repo
             return repo
+
+    def add_token(
+        self, token: str, login: str, *, integration: bool = False, user_type: str | None = None
+    ) -> None:
+        """Another credential: a person's token (``GET /user`` answers ``login``) or, with
+        ``integration``, an installation token whose writes ``login`` (``app[bot]``) authors."""
+        with self._lock:
+            self.tokens[token] = Token(_user(login, user_type), integration)
 
     def add_pull(
         self,
@@ -204,6 +250,13 @@ class GitHubEmulator:
                 if review["id"] == review_id:
                     review["state"] = "DISMISSED"
 
+    def add_comment(
+        self, repo: str, number: int, body: str, *, login: str, user_type: str | None = None
+    ) -> int:
+        """A comment somebody else wrote on issue/PR ``number``; returns its id."""
+        with self._lock:
+            return _store_comment(self, self.repos[repo], number, body, _user(login, user_type))
+
     def merge(
         self,
         repo: str,
@@ -252,6 +305,29 @@ class GitHubEmulator:
             headers={"Retry-After": "0"},
         )
 
+    def rate_limit(
+        self,
+        pattern: str,
+        *,
+        times: int = 1,
+        status: int = 429,
+        retry_after: str | None = "0",
+        reset: int | None = None,
+    ) -> None:
+        """The next ``times`` matching requests are rate limited, as GitHub answers: with
+        ``Retry-After`` seconds and/or (``reset``, epoch seconds) ``x-ratelimit-remaining: 0``
+        and ``x-ratelimit-reset``."""
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        if reset is not None:
+            headers |= {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
+        primary = reset is not None and retry_after is None
+        message = (
+            "API rate limit exceeded for installation ID 1."
+            if primary
+            else "You have exceeded a secondary rate limit. Please wait a few minutes."
+        )
+        self.fail(pattern, status, times=times, message=message, headers=headers)
+
     # ----------------------------------------------------------------- queries
     def comments(self, repo: str, number: int) -> list[Json]:
         with self._lock:
@@ -276,7 +352,15 @@ class GitHubEmulator:
         return None
 
     def route(self, method: str, path: str, query: dict[str, str], body: Json | None) -> Reply:
-        for verb, regex, name, fn in _ROUTES:
+        """Serve one request as the token and API version of the request being handled."""
+        caller = getattr(self._request, "caller", None) or self.tokens[self.token]
+        version = getattr(self._request, "version", DEFAULT_API_VERSION)
+        for verb, regex, name, fn in _USER_ROUTES:
+            if verb == method and regex.fullmatch(path):
+                with self._lock:
+                    self.calls[f"{method} {name}"] += 1
+                    return fn(self, Call({}, query, body or {}, caller, version))
+        for verb, regex, name, handler in _ROUTES:
             m = regex.fullmatch(path)
             if verb == method and m:
                 with self._lock:
@@ -284,7 +368,9 @@ class GitHubEmulator:
                     repo = self.repos.get(f"{m['owner']}/{m['repo']}")
                     if repo is None:
                         return Reply(404, {"message": "Not Found"})
-                    return fn(self, repo, m.groupdict(), query, body or {})
+                    return handler(
+                        self, repo, Call(m.groupdict(), query, body or {}, caller, version)
+                    )
         with self._lock:
             self.calls[f"{method} {path}"] += 1
         return Reply(404, {"message": "Not Found"})
@@ -321,8 +407,10 @@ def _repo_json(emu: GitHubEmulator, repo: RepoState) -> Json:
     }
 
 
-def _pull_json(emu: GitHubEmulator, repo: RepoState, pull: PullState) -> Json:
-    return {
+def _pull_json(
+    emu: GitHubEmulator, repo: RepoState, pull: PullState, version: str = DEFAULT_API_VERSION
+) -> Json:
+    shape = {
         "id": repo.id * 1000 + pull.number,
         "number": pull.number,
         "url": emu.api(repo, f"/pulls/{pull.number}"),
@@ -339,13 +427,36 @@ def _pull_json(emu: GitHubEmulator, repo: RepoState, pull: PullState) -> Json:
         "closed_at": _stamp(pull.merged_at) if pull.state == "closed" else None,
         "updated_at": _stamp(pull.updated_at),
     }
+    if version >= "2026-03-10":  # that version drops merge_commit_sha from every pull
+        del shape["merge_commit_sha"]
+    return shape
 
 
 def _comment_json(comment: Json) -> Json:
     return {k: v for k, v in comment.items() if not k.startswith("_")}
 
 
+def _store_comment(emu: GitHubEmulator, repo: RepoState, number: int, body: str, user: Json) -> int:
+    cid = next(emu._ids)
+    now = _stamp(datetime.now(UTC))
+    repo.comments[cid] = {
+        "id": cid,
+        "url": emu.api(repo, f"/issues/comments/{cid}"),
+        "issue_url": emu.api(repo, f"/issues/{number}"),
+        "body": body,
+        "user": dict(user),
+        "author_association": "NONE" if user.get("type") == "Bot" else "MEMBER",
+        "created_at": now,
+        "updated_at": now,
+        "_issue": number,
+    }
+    return cid
+
+
 # --------------------------------------------------------------------- handlers
+_NOT_FOUND = {"message": "Not Found"}
+
+
 def _page(emu: GitHubEmulator, items: list[Any], query: dict[str, str], url: str) -> Reply:
     """GitHub's pagination: ``per_page`` (default 30, max 100), ``page``, Link header."""
     try:
@@ -363,91 +474,112 @@ def _page(emu: GitHubEmulator, items: list[Any], query: dict[str, str], url: str
     return Reply(200, chunk, {"Link": ", ".join(links)} if links else {})
 
 
-def _pull_or_404(repo: RepoState, number: str) -> PullState | None:
-    return repo.pulls.get(int(number))
+def _too_long(body: object) -> Reply | None:
+    """GitHub's answer to a comment body that is missing or over its size limit."""
+    if not isinstance(body, str):
+        return Reply(422, {"message": "Validation Failed"})
+    if len(body) > COMMENT_LIMIT:
+        error = {
+            "resource": "IssueComment",
+            "code": "custom",
+            "field": "body",
+            "message": f"body is too long (maximum is {COMMENT_LIMIT} characters)",
+        }
+        return Reply(422, {"message": "Validation Failed", "errors": [error]})
+    return None
 
 
-def get_repo(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+def get_user(emu: GitHubEmulator, call: Call) -> Reply:
+    """``GET /user``: the token's own account; installation tokens are refused (403)."""
+    if call.caller.integration:
+        return Reply(
+            403,
+            {
+                "message": INTEGRATION_REFUSAL,
+                "documentation_url": "https://docs.github.com/rest/users/users#get-the-authenticated-user",
+                "status": "403",
+            },
+        )
+    return Reply(200, {**call.caller.user, "user_view_type": "public"})
+
+
+def get_repo(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
     return Reply(200, _repo_json(emu, repo))
 
 
-def get_pull(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
-    pull = _pull_or_404(repo, m["n"])
-    return Reply(200, _pull_json(emu, repo, pull)) if pull else Reply(404, {"message": "Not Found"})
+def get_pull(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    pull = repo.pulls.get(int(call.params["n"]))
+    if pull is None:
+        return Reply(404, _NOT_FOUND)
+    return Reply(200, _pull_json(emu, repo, pull, call.version))
 
 
-def list_pulls(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+def list_pulls(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    q = call.query
     state = q.get("state", "open")
     pulls = [p for p in repo.pulls.values() if state in ("all", p.state)]
     if q.get("base"):
         pulls = [p for p in pulls if p.base_ref == q["base"]]
     key = (lambda p: p.updated_at) if q.get("sort") == "updated" else (lambda p: p.number)
     pulls.sort(key=key, reverse=q.get("direction", "desc") == "desc")
-    items = [_pull_json(emu, repo, p) for p in pulls]
+    items = [_pull_json(emu, repo, p, call.version) for p in pulls]
     return _page(emu, items, q, emu.api(repo, "/pulls"))
 
 
-def pull_files(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
-    pull = _pull_or_404(repo, m["n"])
-    if not pull:
-        return Reply(404, {"message": "Not Found"})
-    return _page(emu, list(pull.files), q, emu.api(repo, f"/pulls/{pull.number}/files"))
+def pull_files(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    pull = repo.pulls.get(int(call.params["n"]))
+    if pull is None:
+        return Reply(404, _NOT_FOUND)
+    return _page(emu, list(pull.files), call.query, emu.api(repo, f"/pulls/{pull.number}/files"))
 
 
-def pull_reviews(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
-    pull = _pull_or_404(repo, m["n"])
-    if not pull:
-        return Reply(404, {"message": "Not Found"})
+def pull_reviews(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    pull = repo.pulls.get(int(call.params["n"]))
+    if pull is None:
+        return Reply(404, _NOT_FOUND)
     items = [dict(r) for r in repo.reviews[pull.number]]
-    return _page(emu, items, q, emu.api(repo, f"/pulls/{pull.number}/reviews"))
+    return _page(emu, items, call.query, emu.api(repo, f"/pulls/{pull.number}/reviews"))
 
 
-def list_comments(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
-    number = int(m["n"])
+def list_comments(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    number = int(call.params["n"])
     if number not in repo.pulls:
-        return Reply(404, {"message": "Not Found"})
+        return Reply(404, _NOT_FOUND)
     items = [_comment_json(c) for c in repo.comments.values() if c["_issue"] == number]
-    return _page(emu, items, q, emu.api(repo, f"/issues/{number}/comments"))
+    return _page(emu, items, call.query, emu.api(repo, f"/issues/{number}/comments"))
 
 
-def create_comment(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
-    number = int(m["n"])
+def create_comment(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    number = int(call.params["n"])
     if number not in repo.pulls:
-        return Reply(404, {"message": "Not Found"})
-    if not isinstance(b.get("body"), str):
-        return Reply(422, {"message": "Validation Failed"})
-    cid = next(emu._ids)
-    now = _stamp(datetime.now(UTC))
-    repo.comments[cid] = {
-        "id": cid,
-        "url": emu.api(repo, f"/issues/comments/{cid}"),
-        "issue_url": emu.api(repo, f"/issues/{number}"),
-        "body": b["body"],
-        "user": dict(emu.identity),
-        "created_at": now,
-        "updated_at": now,
-        "_issue": number,
-    }
+        return Reply(404, _NOT_FOUND)
+    refused = _too_long(call.body.get("body"))
+    if refused:
+        return refused
+    cid = _store_comment(emu, repo, number, call.body["body"], call.caller.user)
     return Reply(201, _comment_json(repo.comments[cid]))
 
 
-def edit_comment(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
-    comment = repo.comments.get(int(m["id"]))
+def edit_comment(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    """Any token with write access may edit any comment on GitHub, not only its own: the
+    client, not GitHub, must keep its hands off other people's comments."""
+    comment = repo.comments.get(int(call.params["id"]))
     if comment is None:
-        return Reply(404, {"message": "Not Found"})
-    if comment["user"]["login"] != emu.identity["login"]:
-        return Reply(403, {"message": "Resource not accessible by integration"})
-    if not isinstance(b.get("body"), str):
-        return Reply(422, {"message": "Validation Failed"})
-    comment["body"] = b["body"]
+        return Reply(404, _NOT_FOUND)
+    refused = _too_long(call.body.get("body"))
+    if refused:
+        return refused
+    comment["body"] = call.body["body"]
     comment["updated_at"] = _stamp(datetime.now(UTC))
+    comment["_edited_by"] = call.caller.user["login"]
     return Reply(200, _comment_json(comment))
 
 
 _STATUS_STATES = {"error", "failure", "pending", "success"}
 
 
-def create_status(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+def create_status(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    b = call.body
     if b.get("state") not in _STATUS_STATES:
         return Reply(422, {"message": "Validation Failed"})
     description = b.get("description")
@@ -460,32 +592,36 @@ def create_status(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Jso
         "target_url": b.get("target_url"),
         "context": b.get("context") or "default",
         "created_at": _stamp(datetime.now(UTC)),
-        "creator": dict(emu.identity),
+        "creator": dict(call.caller.user),
     }
-    repo.statuses.setdefault(m["sha"], []).append(status)
+    repo.statuses.setdefault(call.params["sha"], []).append(status)
     return Reply(201, status)
 
 
-def list_statuses(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
-    items = list(reversed(repo.statuses.get(m["sha"], [])))  # newest first, as GitHub
-    return _page(emu, items, q, emu.api(repo, f"/commits/{m['sha']}/statuses"))
+def list_statuses(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    sha = call.params["sha"]
+    items = list(reversed(repo.statuses.get(sha, [])))  # newest first, as GitHub
+    return _page(emu, items, call.query, emu.api(repo, f"/commits/{sha}/statuses"))
 
 
-def commit_pulls(emu: GitHubEmulator, repo: RepoState, m: Json, q: Json, b: Json) -> Reply:
+def commit_pulls(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
     """PRs associated with a commit: merged ones that put it on the base branch, and PRs
     whose head branch carries it."""
-    sha = m["sha"]
+    sha = call.params["sha"]
     found = [
         p
         for p in repo.pulls.values()
         if sha in p.commits or sha in p.main_commits or sha == p.merge_commit_sha
     ]
-    items = [_pull_json(emu, repo, p) for p in sorted(found, key=lambda p: p.number)]
-    return _page(emu, items, q, emu.api(repo, f"/commits/{sha}/pulls"))
+    items = [_pull_json(emu, repo, p, call.version) for p in sorted(found, key=lambda p: p.number)]
+    return _page(emu, items, call.query, emu.api(repo, f"/commits/{sha}/pulls"))
 
 
+_USER_ROUTES: list[tuple[str, re.Pattern[str], str, Callable[[GitHubEmulator, Call], Reply]]] = [
+    ("GET", re.compile("/user"), "/user", get_user),
+]
 _R = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
-Handler = Callable[[GitHubEmulator, RepoState, Json, Json, Json], Reply]
+Handler = Callable[[GitHubEmulator, RepoState, Call], Reply]
 _ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
     (verb, re.compile(_R + suffix), "/repos/{o}/{r}" + name, fn)
     for verb, suffix, name, fn in [
@@ -533,24 +669,33 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(split.query).items()}
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        reply = self._authorize() or self._fault(f"{method} {path}")
+        version = self.headers.get("X-GitHub-Api-Version")
+        with emu._lock:
+            emu.api_versions[version or ""] += 1
+        caller = self._caller()
+        reply = (
+            (Reply(401, {"message": "Bad credentials"}) if caller is None else None)
+            or _refuse_version(version)
+            or self._fault(f"{method} {path}")
+        )
         if reply is None:
             try:
                 body = json.loads(raw) if raw else None
             except ValueError:
                 reply = Reply(400, {"message": "Problems parsing JSON"})
             else:
+                emu._request.caller, emu._request.version = caller, version or DEFAULT_API_VERSION
                 reply = emu.route(method, path, query, body if isinstance(body, dict) else None)
         with emu._lock:
             emu.log.append((method, path, reply.status))
         self._send(reply)
 
-    def _authorize(self) -> Reply | None:
-        header = self.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() in ("token", "bearer") and token == self.emulator.token:
+    def _caller(self) -> Token | None:
+        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() not in ("token", "bearer"):
             return None
-        return Reply(401, {"message": "Bad credentials"})
+        with self.emulator._lock:
+            return self.emulator.tokens.get(token)
 
     def _fault(self, key: str) -> Reply | None:
         fault = self.emulator.take_fault(key)
@@ -563,15 +708,32 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, reply: Reply) -> None:
         data = json.dumps(reply.body).encode()
+        headers = {
+            "content-type": ("Content-Type", "application/json; charset=utf-8"),
+            "content-length": ("Content-Length", str(len(data))),
+            "x-ratelimit-limit": ("X-RateLimit-Limit", "5000"),
+            "x-ratelimit-remaining": ("X-RateLimit-Remaining", "4999"),
+        }
+        headers |= {key.lower(): (key, value) for key, value in reply.headers.items()}
         self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-RateLimit-Limit", "5000")
-        self.send_header("X-RateLimit-Remaining", "4999")
-        for key, value in reply.headers.items():
+        for key, value in headers.values():
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _refuse_version(version: str | None) -> Reply | None:
+    """GitHub answers 400 to an API version it does not serve (none named: the default)."""
+    if version is None or version in API_VERSIONS:
+        return None
+    message = f"Unsupported 'X-GitHub-Api-Version' header value: {version!r}"
+    return Reply(
+        400,
+        {
+            "message": message,
+            "documentation_url": "https://docs.github.com/rest/about-the-rest-api/api-versions",
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

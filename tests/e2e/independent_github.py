@@ -1,7 +1,8 @@
 """A minimal GitHub REST emulator for black-box pr-check tests, written from GitHub's
-public REST docs (pulls, pull files, reviews, issue comments, commit statuses), not from
-reconciler/sandbox/github_emulator.py. It answers only those routes; anything else is 404,
-so a new dependency on another endpoint shows up as a failing test."""
+public REST docs (pulls, pull files, reviews, issue comments, commit statuses, the
+authenticated user), not from reconciler/sandbox/github_emulator.py. It answers only those
+routes; anything else is 404, so a new dependency on another endpoint shows up as a failing
+test."""
 
 from __future__ import annotations
 
@@ -101,6 +102,14 @@ class IndependentGitHub:
         }
 
     def route(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        if method == "GET" and path == "/user":
+            # TOKEN stands for Actions' GITHUB_TOKEN, an installation token: GitHub does not
+            # serve "Get the authenticated user" to those.
+            return 403, {
+                "message": "Resource not accessible by integration",
+                "documentation_url": "https://docs.github.com/rest/users/users#get-the-authenticated-user",
+                "status": "403",
+            }
         prefix = f"/repos/{self.repo}"
         if not path.startswith(prefix):
             return 404, {"message": "Not Found"}

@@ -89,11 +89,12 @@ def test_long_status_descriptions_are_cut_to_fit(emulator: GitHubEmulator) -> No
     assert status is not None and len(status["description"]) == 140
 
 
-def test_marker_comment_is_found_whoever_the_token_is(emulator: GitHubEmulator) -> None:
-    emulator.identity = {"login": "ci-user", "id": 7, "type": "User"}  # e.g. a PAT
+def test_a_persons_token_finds_its_own_comment(emulator: GitHubEmulator) -> None:
+    emulator.add_token("pat", "CI-User")  # a person's token: GET /user answers its login
     n = emulator.add_pull(REPO, author="alice", head_sha=HEAD, base_sha=BASE)
-    gh = client(emulator)
+    gh = GitHubClient(emulator.url, "pat", REPO, retries=0)
     first = gh.upsert_comment(n, "<!-- m -->", "<!-- m -->\none")
     second = gh.upsert_comment(n, "<!-- m -->", "<!-- m -->\ntwo")
     [comment] = emulator.comments(REPO, n)
     assert first == second == comment["id"] and comment["body"].endswith("two")
+    assert gh.identity() == "CI-User" and emulator.calls["GET /user"] == 1
