@@ -14,11 +14,12 @@ from datetime import datetime
 from pathlib import Path
 
 from reconciler import git
+from reconciler.core import layout
 from reconciler.core.audit import AuditEntry, LedgerEntry, PullInfo, State, Version
 from reconciler.core.escape import clean_json
 from reconciler.core.judgment import Approval, judge_request
 from reconciler.core.timeutil import format_duration, format_rfc3339
-from reconciler.errors import ConfigError
+from reconciler.errors import ConfigError, Finding
 
 
 def github_configured(trust_git: bool) -> bool:
@@ -234,3 +235,19 @@ def whoami(repo: Path) -> str:
         "cannot tell who you are: set `git config github.user YOUR-LOGIN`, add your e-mail "
         "to identities in policies/, or pass --requester LOGIN"
     )
+
+
+def stray_findings(repo: Path, ref: str = "HEAD") -> list[Finding]:
+    """Entries under requests/ (any letter case) at ``ref`` that are not request files:
+    ignored by every command, and said so (warnings), so a person can clean them up."""
+    tip = git.resolve(repo, ref)
+    if tip is None:
+        return []
+    out = []
+    for path, (mode, _) in sorted(git.ls_tree(repo, tip).items()):
+        if layout.classify(path, mode) is layout.Kind.STRAY:
+            problem = layout.stray_problem(path, mode)
+            out.append(
+                Finding(path, 1, problem.code, f"{problem.message}; ignored", severity="warning")
+            )
+    return out

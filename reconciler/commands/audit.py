@@ -24,7 +24,7 @@ from reconciler.core.escape import (
 )
 from reconciler.core.timeutil import format_duration, format_rfc3339, parse_rfc3339
 from reconciler.options import at_option, format_option, repo_option, trust_git_option
-from reconciler.trail import collect
+from reconciler.trail import collect, stray_findings
 
 CSV_FIELDS = (
     "file",
@@ -235,10 +235,12 @@ def audit_command(  # noqa: PLR0917 - click passes options as arguments
         ref=ref,
         ledger_branch=None if no_ledger else ledger_branch,
     )
+    strays = stray_findings(repo, ref)
+    notes += [f"{f.file}: {f.message}" for f in strays]
     wanted = AuditFilter(requester=requester, scope=scope, since=since, until=until)
     entries = [e for e in entries if wanted.admits(e)]
     for note in notes:
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"note: {log_line(note)}", err=True)
     if fmt == "json":
         click.echo(entries_json(entries))
     elif fmt == "csv":
@@ -248,6 +250,8 @@ def audit_command(  # noqa: PLR0917 - click passes options as arguments
     else:
         click.echo(render_text(entries, now))
     if fmt == "github":  # a scheduled compliance job: anomalies as warnings, a summary table
+        for stray in strays:
+            click.echo(annotation("warning", stray.message, file=stray.file, title="accessctl"))
         for e in entries:
             for anomaly in e.anomalies:
                 click.echo(annotation("warning", anomaly, file=e.file, title="accessctl audit"))

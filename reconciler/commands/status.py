@@ -11,7 +11,14 @@ from reconciler.commands.common import echo_json, handle_errors
 from reconciler.core.escape import log_line, terminal_text
 from reconciler.core.timeutil import format_rfc3339
 from reconciler.options import at_option, format_option, repo_option, trust_git_option
-from reconciler.trail import Row, collect, committed_rows, uncommitted_rows, whoami
+from reconciler.trail import (
+    Row,
+    collect,
+    committed_rows,
+    stray_findings,
+    uncommitted_rows,
+    whoami,
+)
 
 
 def render_text(rows: list[Row], now: datetime) -> str:
@@ -75,6 +82,7 @@ def status_command(  # noqa: PLR0917 - click passes options as arguments
     if mine and not requester:
         requester = whoami(repo)
     entries, notes = collect(repo, now=now, trust_git=trust_git, ref=ref, only_current=True)
+    notes += [f"{f.file}: {f.message}" for f in stray_findings(repo, ref)]
     rows = committed_rows(entries, now)
     if ref == "HEAD":
         rows += uncommitted_rows(repo, now)
@@ -86,5 +94,5 @@ def status_command(  # noqa: PLR0917 - click passes options as arguments
         return
     for note in notes:
         if not note.startswith("no GitHub"):  # status is git-first by design; no need to say
-            click.echo(f"note: {note}", err=True)
+            click.echo(f"note: {log_line(note)}", err=True)
     click.echo(render_text(rows, now))

@@ -124,19 +124,17 @@ def test_bad_versions_in_history_are_rejected_never_a_crash(access_repo: GitRepo
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     entries = json.loads(proc.stdout)["requests"]
+    # "Bad Name.yaml" is not a request file name: never parsed, never a version, reported
+    assert "requests/alice/Bad Name.yaml" in proc.stderr
     assert [(e["file"], e["state"]) for e in entries] == [
         (ALICE, "rejected"),
         (ALICE, "rejected"),
-        ("requests/alice/Bad Name.yaml", "rejected"),
         (ALICE, "active"),
     ]
     assert entries[0]["anomalies"][0].startswith("invalid: ")
     assert entries[0]["provider"] is None
     assert any("refused" in a and "4h" in a for a in entries[1]["anomalies"])
     assert entries[1]["provider"] == "gcp"  # a refused request still says what it asked
-    assert entries[2]["anomalies"][0].startswith("invalid: ")
-    # an invalid file still shows what it asked for, as far as it can be read
-    assert (entries[2]["provider"], entries[2]["role"]) == ("gcp", "roles/cloudsql.viewer")
 
 
 def test_each_version_is_judged_by_the_policies_of_its_time(access_repo: GitRepo) -> None:
@@ -244,7 +242,11 @@ def test_hostile_text_stays_inert_in_markdown_and_annotations(
     access_repo: GitRepo, tmp_path
 ) -> None:
     hostile = "requester: alice\nprovider: gcp\nscope: 'x|y @everyone <img src=x>'\nrole: '`r|`'\nunknown: 1\n"
-    access_repo.commit({"requests/alice/x|y.yaml": hostile}, "2026-12-01T09:00:00Z")
+    # a request file with hostile content, and a stray whose name carries a pipe
+    access_repo.commit(
+        {"requests/alice/x-y.yaml": hostile, "requests/alice/x|y.yaml": hostile},
+        "2026-12-01T09:00:00Z",
+    )
     summary = tmp_path / "summary.md"
     proc = run_cli(
         "audit", "--repo", str(access_repo.root), "--trust-git", "--format", "github",
@@ -258,3 +260,4 @@ def test_hostile_text_stays_inert_in_markdown_and_annotations(
     assert "<img" not in rows[0] and "@everyone" not in rows[0].replace("@\u200b", "")
     warnings = [line for line in proc.stdout.splitlines() if line.startswith("::warning")]
     assert warnings and all("\n" not in w for w in warnings)
+    assert any("file=requests/alice/x|y.yaml" in w for w in warnings)  # the stray, reported
