@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from reconciler import __version__
+from reconciler.core.escape import log_line
 from reconciler.errors import AccessctlError
 
 # command name -> module under reconciler.commands that defines `<name>_command`
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> Any:
     try:
         return cli.main(args=argv, prog_name="accessctl", standalone_mode=True)
     except AccessctlError as exc:  # raised outside click's own handling
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {log_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)
 
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from reconciler.core.escape import log_line
 from reconciler.errors import AccessctlError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -24,9 +25,9 @@ def handle_errors(f: F) -> F:
         try:
             return f(*args, **kwargs)
         except AccessctlError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {log_line(str(exc))}", err=True)
             for finding in getattr(exc, "findings", ()):
-                click.echo(f"  {finding}", err=True)
+                click.echo(f"  {log_line(str(finding))}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from reconciler.commands.common import echo_json, handle_errors
+from reconciler.core.escape import log_line
 from reconciler.core.models import Config
 from reconciler.core.timeutil import format_duration
 from reconciler.errors import ConfigError, Finding
@@ -76,7 +77,7 @@ def _report(fmt: str, checked: list[str], found: list[Finding]) -> None:
         click.echo("No online checks apply (no aws provider in policies/).")
         return
     for f in found:
-        click.echo(f"{f.severity}: {f}")
+        click.echo(f"{f.severity}: {log_line(str(f))}")
     if found:
         click.echo(f"{len(found)} finding(s) in: {', '.join(checked)}")
     else:

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from reconciler.commands.common import echo_json, handle_errors, write_step_summary
-from reconciler.core.escape import annotation
+from reconciler.core.escape import annotation, log_line
 from reconciler.core.prcheck import (
     MARKER,
     STATUS_CONTEXT,
@@ -98,11 +98,13 @@ def _publish(client: GitHubClient, report: Report, markdown: str) -> None:
             report.head, state, status_description(report), STATUS_CONTEXT, _run_url()
         )
     except GitHubError as exc:
-        click.echo(f"warning: could not set the {STATUS_CONTEXT} status: {exc}", err=True)
+        click.echo(
+            f"warning: could not set the {STATUS_CONTEXT} status: {log_line(str(exc))}", err=True
+        )
     try:
         client.upsert_comment(report.pr, MARKER, markdown)
     except GitHubError as exc:
-        click.echo(f"warning: could not write the PR comment: {exc}", err=True)
+        click.echo(f"warning: could not write the PR comment: {log_line(str(exc))}", err=True)
 
 
 def _run_url() -> str | None:
@@ -117,8 +119,9 @@ def _run_url() -> str | None:
 
 
 def _oneline(text: str) -> str:
-    """File text on one log line: no newline can start a workflow command."""
-    return " ".join(str(text).replace("\r", " ").replace("\n", " ").split())
+    """File or PR text on one log line (core.escape): no control, bidi or newline
+    character reaches the terminal, and nothing can start a workflow command."""
+    return log_line(str(text))
 
 
 def _output(fmt: str, report: Report, calls: int) -> None:

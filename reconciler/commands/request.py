@@ -20,6 +20,7 @@ import click
 
 from reconciler.commands.common import echo_json, handle_errors
 from reconciler.core import providers
+from reconciler.core.escape import log_line
 from reconciler.core.timeutil import format_rfc3339, parse_duration, parse_rfc3339
 from reconciler.errors import ConfigError
 from reconciler.options import at_option, format_option, repo_option
@@ -219,9 +220,11 @@ def request_command(  # noqa: PLR0917 - click passes options as arguments
         if fmt == "json":
             echo_json({"ok": False, "file": path, "findings": [f.to_json() for f in findings]})
         else:
-            click.echo(f"refused: {path} would not pass the policies; nothing written", err=True)
+            click.echo(
+                f"refused: {log_line(path)} would not pass the policies; nothing written", err=True
+            )
             for f in findings:
-                click.echo(f"  {f}", err=True)
+                click.echo(f"  {log_line(str(f))}", err=True)
         sys.exit(1)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")

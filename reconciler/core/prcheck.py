@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from reconciler.core.escape import markdown_code, markdown_text
+from reconciler.core.escape import markdown_cell, markdown_code, markdown_text
 from reconciler.core.judgment import Judgment
 from reconciler.core.layout import under_requests
 from reconciler.core.models import AccessRequest, Config, Decision, Policy
@@ -292,12 +292,8 @@ def _first(v: FileVerdict) -> str:
 
 
 def _code(text: str) -> str:
-    """An identifier as an inline code span, safe in a table cell too (GFM splits cells on
-    unescaped pipes even inside code spans)."""
-    # Code spans already neutralise Markdown, HTML and mentions; the look-alike brackets
-    # and the zero-width joiner also keep the raw comment free of "<tag" and "@name".
-    text = text.replace("<", "\u2039").replace(">", "\u203a").replace("@", "@\u200b")
-    return markdown_code(text).replace("|", "\\|")
+    """An identifier as an inline code span, safe in a table cell too (core.escape)."""
+    return markdown_cell(text)
 
 
 def _codes(items: Iterable[str]) -> str:

@@ -358,7 +358,7 @@ def test_a_forged_marker_comment_never_stands_alone(pr: Scenario, emulator: GitH
     assert (
         len(ours) == 1 and "waiting for approvals" in ours[0]["body"]
     )  # found again, not duplicated
-    assert repo.comments[1]["body"] == forged  # GitHub refused to let us edit mallory's
+    assert repo.comments[1]["body"] == forged  # we never edit mallory's
 
 
 HOSTILE = "@org/team <img src=x onerror=alert(1)> [x](javascript:alert(1)) **b** | col\n::set-output name=a::b"

@@ -65,14 +65,7 @@ def test_a_hostile_reason_and_ticket_stay_inert(world: World) -> None:
         "x\x1b[31m.yaml",
         "x`<img src=y>`@dave.yaml",
         "x%0A::error::pct.yaml",
-        pytest.param(
-            "x\u202elmy.\x9b.yaml",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="commands/pr_check.py _oneline prints bidi and C1 characters raw "
-                "(to be routed through core.escape.log_line)",
-            ),
-        ),
+        "x\u202elmy.\x9b.yaml",
     ],
     ids=["newline", "ansi", "backticks-html-mention", "percent", "bidi-c1"],
 )
