@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -33,6 +32,7 @@ from reconciler.core.audit import LedgerEntry
 from reconciler.core.models import ChangeKind, ChangeResult
 from reconciler.core.timeutil import format_rfc3339, parse_rfc3339
 from reconciler.errors import AccessctlError
+from reconciler.retry import Backoff, retrying
 from reconciler.sinks import Decided
 
 DEFAULT_BRANCH = "accessctl-ledger"
@@ -46,6 +46,10 @@ grant or revoke, with the cloud's answer. Do not edit by hand; protect this bran
 the reconciler's identity may push and nobody may force-push or delete it.
 Read it with `accessctl audit`.
 """
+
+
+class _Raced(AccessctlError):
+    """Another writer moved the ledger between our read and our update: rebuild, retry."""
 
 
 class LedgerError(AccessctlError):
@@ -166,16 +170,23 @@ def record(
     lines = [json.dumps(entry_json(r, i, now, run), sort_keys=False) for i, r in enumerate(changes)]
     remote = _has_remote(repo)
     message = f"ledger: {len(changes)} change(s) by {run.get('id', 'run')}"
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(min(0.2 * 2**attempt, 3.0))
+    def once() -> str:
         sha = _attempt(repo, branch, path, lines, message=message, remote=remote, files=files)
-        if sha is not None:
-            return sha
-    raise LedgerError(
-        f"ledger: could not update {branch} after {attempts} attempts "
-        "(another run kept pushing, or the push is not allowed); the cloud changes were made"
-    )
+        if sha is None:
+            raise _Raced(branch)
+        return sha
+
+    try:
+        return retrying(
+            once,
+            policy=Backoff(attempts=attempts, base=0.2, cap=3.0),
+            retryable=lambda exc: isinstance(exc, _Raced),
+        )
+    except _Raced:
+        raise LedgerError(
+            f"ledger: could not update {branch} after {attempts} attempts "
+            "(another run kept pushing, or the push is not allowed); the cloud changes were made"
+        ) from None
 
 
 def _ledger_branch(repo: Path, branch: str) -> str:
