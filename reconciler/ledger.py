@@ -170,6 +170,7 @@ def record(
     lines = [json.dumps(entry_json(r, i, now, run), sort_keys=False) for i, r in enumerate(changes)]
     remote = _has_remote(repo)
     message = f"ledger: {len(changes)} change(s) by {run.get('id', 'run')}"
+
     def once() -> str:
         sha = _attempt(repo, branch, path, lines, message=message, remote=remote, files=files)
         if sha is None:
