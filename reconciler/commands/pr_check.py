@@ -59,11 +59,12 @@ def pr_check_command(
     client = GitHubClient.from_env()
     report = check_pull_request(client, repo, number, now)
     markdown = render_markdown(report, now)
+    commented = True
     if not no_comment:
-        _publish(client, report, markdown)
+        commented = _publish(client, report, markdown)
     write_step_summary(markdown)
     _output(fmt, report, client.calls)
-    sys.exit(0 if report.state == "success" else 1)
+    sys.exit(0 if report.state == "success" and commented else 1)
 
 
 # ------------------------------------------------------------------------ gathering
@@ -88,10 +89,11 @@ def _event_pr_number() -> int:
 
 
 # ------------------------------------------------------------------------ reporting
-def _publish(client: GitHubClient, report: Report, markdown: str) -> None:
-    """The commit status first (it gates the merge), then the one comment. Neither failing
-    changes the verdict (the exit code): a status that cannot be set leaves a required
-    check missing, which blocks the merge anyway (e.g. a fork's read-only token)."""
+def _publish(client: GitHubClient, report: Report, markdown: str) -> bool:
+    """The commit status first (it gates the merge), then the one comment. A status that
+    cannot be set is a warning: the required check stays missing, which blocks the merge
+    anyway (e.g. a fork's read-only token). A comment that cannot be written fails this
+    step (returns False), with the verdict still set in the status."""
     state = report.state
     try:
         client.create_status(
@@ -104,7 +106,13 @@ def _publish(client: GitHubClient, report: Report, markdown: str) -> None:
     try:
         client.upsert_comment(report.pr, MARKER, markdown)
     except GitHubError as exc:
-        click.echo(f"warning: could not write the PR comment: {log_line(str(exc))}", err=True)
+        click.echo(
+            f"error: could not write the PR comment: {log_line(str(exc))} (the verdict, "
+            f"{state}, is in the {STATUS_CONTEXT} status and the job summary)",
+            err=True,
+        )
+        return False
+    return True
 
 
 def _run_url() -> str | None:

@@ -191,6 +191,20 @@ def test_a_status_that_cannot_be_set_does_not_change_the_verdict(pr: Scenario) -
     assert len(pr.comments) == 1
 
 
+def test_a_comment_that_cannot_be_written_fails_the_step_but_keeps_the_verdict(
+    pr: Scenario,
+) -> None:
+    """The verdict (success) is set in the status; the step fails so someone looks."""
+    pr.open({MINE: request()})
+    pr.review("dave")
+    pr.emulator.fail(r"POST /repos/.*/issues/\d+/comments", 403, times=10, message="Forbidden")
+    run = pr.run()
+    assert run.code == 1, run.stdout + run.stderr
+    assert "could not write the PR comment" in run.stderr and "success" in run.stderr
+    assert pr.status and pr.status["state"] == "success"
+    assert pr.comments == []
+
+
 def test_no_review_is_pending_with_who_is_needed(pr: Scenario) -> None:
     pr.open({MINE: request()})
     run = pr.run()
