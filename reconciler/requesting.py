@@ -13,6 +13,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -94,45 +96,99 @@ def default_branch(repo: Path) -> str:
         return "main"
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where ``--open-pr`` proposes a request: checked before anything is written."""
+
+    repository: str  # owner/name on GitHub
+    token: str
+    api_url: str
+    base: str  # the default branch on origin
+
+
+def preflight(repo: Path, env: Mapping[str, str] | None = None) -> Target:
+    """Everything ``--open-pr`` needs, before a file is written or a branch pushed: a token,
+    the repository (GITHUB_REPOSITORY, or origin's URL when it is a GitHub URL), and an
+    ``origin`` remote to push to (any URL: a mirror or a GitHub Enterprise host is fine
+    when GITHUB_REPOSITORY names the repository)."""
+    env = os.environ if env is None else env
+    token = env.get("GITHUB_TOKEN") or env.get("GH_TOKEN")
+    if not token:
+        raise ConfigError(
+            "--open-pr needs a GitHub token: set GITHUB_TOKEN or GH_TOKEN (for example "
+            "`export GH_TOKEN=$(gh auth token)`); nothing was written"
+        )
+    if not git.has_remote(repo):
+        raise ConfigError(f"--open-pr pushes to `origin`, and {repo} has no such remote")
+    repository = env.get("GITHUB_REPOSITORY") or remote_repository(repo)
+    if not repository:
+        raise ConfigError(
+            "cannot tell the GitHub repository from origin's URL: set "
+            "GITHUB_REPOSITORY=OWNER/NAME; nothing was written"
+        )
+    api = env.get("GITHUB_API_URL") or "https://api.github.com"
+    return Target(repository, token, api.rstrip("/"), default_branch(repo))
+
+
 def commit_on_remote_branch(
     repo: Path, path: str, text: str, *, base: str, branch: str, message: str
 ) -> str:
     """Commit ``path`` on top of origin/<base> without touching the checkout; push it to
-    ``branch``. Returns the new commit."""
+    ``branch``. Returns the branch's commit. When the remote branch already holds exactly
+    this file (a rerun after a push whose pull request was not opened), nothing new is
+    committed or pushed."""
     _git(
         repo, "fetch", "-q", "--no-tags", "origin", f"+refs/heads/{base}:refs/remotes/origin/{base}"
     )
-    parent = _git(repo, "rev-parse", "--verify", f"refs/remotes/origin/{base}^{{commit}}")
     blob = _git(repo, "hash-object", "-w", "--stdin", input_bytes=text.encode())
+    existing = _pushed(repo, branch)
+    if existing is not None and git.text(repo, "rev-parse", f"{existing}:{path}") == blob:
+        return existing
+    parent = _git(repo, "rev-parse", "--verify", f"refs/remotes/origin/{base}^{{commit}}")
     with tempfile.TemporaryDirectory(prefix="accessctl-request-") as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
         _git(repo, "read-tree", f"{parent}^{{tree}}", env=env)
         _git(repo, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
         tree = _git(repo, "write-tree", env=env)
         sha = _git(repo, "commit-tree", tree, "-p", parent, "-m", message, env=env)
-    _git(repo, "push", "-q", "origin", f"{sha}:refs/heads/{branch}")
+    _git(repo, "push", "-q", "--force-with-lease", "origin", f"{sha}:refs/heads/{branch}")
     return sha
 
 
-def open_pull(repository: str, *, head: str, base: str, title: str, body: str) -> str:
-    """Open the pull request through PyGithub; returns its web URL."""
+def _pushed(repo: Path, branch: str) -> str | None:
+    """The commit of ``branch`` on origin (fetched), or None when it does not exist."""
+    done = git.call(
+        repo,
+        "fetch",
+        "-q",
+        "--no-tags",
+        "origin",
+        f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
+    )
+    return git.resolve(repo, f"refs/remotes/origin/{branch}") if done.ok else None
+
+
+def open_pull(target: Target, *, head: str, title: str, body: str) -> str:
+    """The pull request from ``head`` to the default branch; an open one for the same
+    branch is reused (a rerun never opens a second). Returns its web URL."""
     from github import Auth, Github, GithubException
 
-    token = os.environ.get("GITHUB_TOKEN") or os.environ.get("GH_TOKEN")
-    if not token:
-        raise ConfigError(
-            "GITHUB_TOKEN (or GH_TOKEN) is not set: cannot open the pull request "
-            "(the branch was pushed; open it in the browser)"
-        )
-    api = os.environ.get("GITHUB_API_URL") or "https://api.github.com"
     try:
-        gh = Github(base_url=api.rstrip("/"), auth=Auth.Token(token), timeout=20)
-        pull = gh.get_repo(repository).create_pull(base=base, head=head, title=title, body=body)
+        gh = Github(base_url=target.api_url, auth=Auth.Token(target.token), timeout=20)
+        repo = gh.get_repo(target.repository, lazy=True)
+        owner = target.repository.split("/", 1)[0]
+        for pull in repo.get_pulls(state="open", head=f"{owner}:{head}", base=target.base):
+            return str(pull.html_url)
+        pull = repo.create_pull(base=target.base, head=head, title=title, body=body)
     except GithubException as exc:
         message = exc.data.get("message") if isinstance(exc.data, dict) else exc.data
         raise GitHubError(
-            f"GitHub refused to open the pull request ({exc.status}: {message})"
+            f"GitHub refused to open the pull request ({exc.status}: {message}); the branch "
+            f"{head} is pushed: rerun the same command to retry, or open it in the browser"
         ) from None
     except OSError as exc:
-        raise GitHubError(f"GitHub could not be reached to open the pull request ({exc})") from None
+        raise GitHubError(
+            f"GitHub could not be reached to open the pull request ({exc}); the branch {head} "
+            "is pushed: rerun the same command to retry"
+        ) from None
     return str(pull.html_url)

@@ -9,7 +9,6 @@ and its index are left alone), pushes a branch and opens the pull request.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -25,12 +24,12 @@ from reconciler.core.timeutil import format_rfc3339, parse_duration, parse_rfc33
 from reconciler.errors import ConfigError
 from reconciler.options import at_option, format_option, repo_option
 from reconciler.requesting import (
+    Target,
     check,
     commit_on_remote_branch,
-    default_branch,
     default_requester,
     open_pull,
-    remote_repository,
+    preflight,
 )
 
 MODELINE = "# yaml-language-server: $schema=../../reconciler/schemas/request.schema.json"
@@ -179,12 +178,16 @@ def request_command(  # noqa: PLR0917 - click passes options as arguments
     """Write requests/<login>/<slug>.yaml from flags, checked against the policies first.
 
     Nothing is written when the policies would refuse the request: the findings are
-    printed instead (exit 1). With --open-pr the file is committed on a new branch on top
-    of origin's default branch (your checkout is left as it is), pushed, and a pull
-    request is opened with GITHUB_TOKEN; its URL is printed.
+    printed instead (exit 1). With --open-pr the token (GITHUB_TOKEN or GH_TOKEN) and the
+    origin remote are checked first; then the file is committed on a branch
+    access/<login>/<slug> on top of origin's default branch (your checkout is left as it
+    is), pushed, and a pull request is opened; its URL is printed. Rerunning the same
+    command continues where it stopped: an identical file, an already pushed branch or an
+    already open pull request is reused, never duplicated.
 
     Exit codes: 0 written (and PR opened); 1 refused by the policies, or the PR could
-    not be opened; 2 bad flags, broken policies, or the file exists already.
+    not be opened (rerun to retry); 2 bad flags, broken policies, no token or remote for
+    --open-pr, or a different file exists already at that path.
     """
     if not duration and not expires:
         raise click.UsageError("give --duration or --expires (or both)")
@@ -212,9 +215,12 @@ def request_command(  # noqa: PLR0917 - click passes options as arguments
         )
     path = f"requests/{login}/{name}.yaml"
     target = repo / path
-    if target.exists():
-        raise ConfigError(f"{path} exists already: choose another --slug (or edit that file)")
     text = draft.text()
+    where = preflight(repo) if open_pr else None  # token and remote first: nothing written
+    rerun = target.exists() and target.read_text(encoding="utf-8", errors="replace") == text
+    if target.exists() and not (rerun and open_pr):
+        same = " with the same content (add --open-pr to propose it)" if rerun else ""
+        raise ConfigError(f"{path} exists already{same}: choose another --slug (or edit that file)")
     findings = check(repo, path, text, now)
     if findings:
         if fmt == "json":
@@ -226,11 +232,12 @@ def request_command(  # noqa: PLR0917 - click passes options as arguments
             for f in findings:
                 click.echo(f"  {log_line(str(f))}", err=True)
         sys.exit(1)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text, encoding="utf-8")
+    if not rerun:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
     url = None
-    if open_pr:
-        url = _open_pr(repo, draft, path, text, name)
+    if where is not None:
+        url = _open_pr(repo, where, draft, path=path, text=text, slug=name)
     if fmt == "json":
         echo_json({"ok": True, "file": path, "pull_request": url})
         return
@@ -245,12 +252,8 @@ def request_command(  # noqa: PLR0917 - click passes options as arguments
         )
 
 
-def _open_pr(repo: Path, draft: Draft, path: str, text: str, slug: str) -> str:
-    repository = os.environ.get("GITHUB_REPOSITORY") or remote_repository(repo)
-    if not repository:
-        raise ConfigError("cannot tell the GitHub repository: set GITHUB_REPOSITORY=OWNER/NAME")
-    base = default_branch(repo)
+def _open_pr(repo: Path, where: Target, draft: Draft, *, path: str, text: str, slug: str) -> str:
     branch = f"access/{draft.requester}/{slug}"
     title = f"Access request: {draft.provider} {draft.role} on {draft.scope} for {draft.requester}"
-    commit_on_remote_branch(repo, path, text, base=base, branch=branch, message=title)
-    return open_pull(repository, head=branch, base=base, title=title, body=_pr_body(draft, path))
+    commit_on_remote_branch(repo, path, text, base=where.base, branch=branch, message=title)
+    return open_pull(where, head=branch, title=title, body=_pr_body(draft, path))
