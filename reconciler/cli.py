@@ -23,6 +23,7 @@ COMMANDS = {
     "request": "request",
     "demo": "demo",
     "doctor": "doctor",
+    "heartbeat": "heartbeat",
 }
 SHORT_HELP = {
     "validate": "Check request and policy files offline; every finding at file:line.",
@@ -34,6 +35,7 @@ SHORT_HELP = {
     "request": "Write a valid request file from flags; --open-pr opens the pull request.",
     "demo": "The whole lifecycle against the embedded sandbox clouds, no credentials.",
     "doctor": "Online checks of the cloud side (permission sets, session durations, users).",
+    "heartbeat": "Exit 1 when the last successful apply is older than --max-age.",
 }
 
 
