@@ -34,7 +34,7 @@ from reconciler.core.render import Problem
 from reconciler.core.timeutil import format_rfc3339
 from reconciler.errors import ConfigError, Finding
 from reconciler.providers import base
-from reconciler.sinks import LedgerSink, RunReport, Sink
+from reconciler.sinks import HeartbeatSink, LedgerSink, RunReport, Sink
 
 ScopeRef = tuple[str, str]  # (provider, scope)
 DEFAULT_CONCURRENCY = 8
@@ -459,13 +459,15 @@ def reconcile(settings: Settings) -> Outcome:
         outcome.applied = True
         sinks = settings.sinks
         if sinks is None:
-            sinks = [LedgerSink(repo)] if settings.ledger else []
+            sinks = [LedgerSink(repo), HeartbeatSink(repo)] if settings.ledger else []
         report = RunReport(
             now=now,
             head=branch.tip,
             results=tuple(outcome.results),
             judgments=judgments,
             files=source.evidence(),
+            succeeded=outcome.exit_code == 0,
+            run=env.get("GITHUB_RUN_ID", ""),
         )
         publish_all(sinks, report, outcome)
     return outcome

@@ -41,6 +41,8 @@ class RunReport:
     judgments: Mapping[str, Judgment] = field(default_factory=dict)
     # Evidence the reconciler keeps for itself beside the ledger (verified approvals).
     files: Mapping[str, bytes] = field(default_factory=dict)
+    succeeded: bool = False  # the run converged (apply would exit 0)
+    run: str = ""  # the run's id, for people
 
     def decided(self) -> list[Decided]:
         """Every grant and revoke (not keeps), with its request's decision."""
@@ -100,3 +102,21 @@ class LedgerSink:
         return ledger.record(
             self.repo, decided, now=report.now, run=run, branch=self.branch, files=report.files
         )
+
+
+class HeartbeatSink:
+    """Proof that a successful apply ran (reconciler.heartbeat): one commit on its own
+    branch, replaced each time, so an idle run still leaves a fresh heartbeat."""
+
+    name = "heartbeat"
+    describe = "could not write the heartbeat (accessctl-heartbeat)"
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+
+    def publish(self, report: RunReport) -> str | None:
+        from reconciler import heartbeat
+
+        if not report.succeeded:
+            return None  # a failed run must not look alive
+        return heartbeat.beat(self.repo, report.now, report.run or "run")

@@ -1,0 +1,79 @@
+"""``accessctl heartbeat``: has the reconciler run successfully lately?"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from reconciler.commands.common import echo_json, handle_errors, write_step_summary
+from reconciler.core.escape import annotation
+from reconciler.core.timeutil import format_duration, format_rfc3339, parse_duration
+from reconciler.options import at_option, format_option, repo_option
+
+
+def _max_age(ctx: click.Context, param: click.Parameter, value: str) -> object:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+@click.command("heartbeat")
+@repo_option
+@format_option("text", "json", "github")
+@at_option
+@click.option(
+    "--max-age",
+    default="30m",
+    show_default=True,
+    callback=_max_age,
+    help="How old the last successful apply may be (30m, 1h, PT45M).",
+)
+@click.option("--no-fetch", is_flag=True, help="Do not fetch the heartbeat from origin first.")
+@handle_errors
+def heartbeat_command(repo: Path, fmt: str, now: datetime, max_age: object, no_fetch: bool) -> None:
+    """Exit 1 when the last successful apply is older than --max-age, or when there is
+    none; say when it last ran.
+
+    Every successful apply replaces the branch accessctl-heartbeat with one commit dated
+    by the run. This reads it (fetching origin's copy first), so it works from any clone,
+    from a second scheduled workflow, or from a monitor outside GitHub.
+
+    Exit codes: 0 fresh; 1 stale or never ran; 2 not a git repository or a bad flag.
+    """
+    from datetime import timedelta
+
+    from reconciler import heartbeat
+
+    assert isinstance(max_age, timedelta)
+    beat = heartbeat.last(repo, fetch=not no_fetch)
+    age = now - beat.at if beat else None
+    fresh = age is not None and age <= max_age
+    if beat is None:
+        message = "no successful apply recorded (no accessctl-heartbeat branch)"
+    else:
+        assert age is not None
+        ago = format_duration(max(age, timedelta(0)))
+        limit = format_duration(max_age)
+        state = "within" if fresh else "older than"
+        message = f"last successful apply at {format_rfc3339(beat.at)}, {ago} ago ({state} {limit})"
+    if fmt == "json":
+        echo_json(
+            {
+                "fresh": fresh,
+                "last": format_rfc3339(beat.at) if beat else None,
+                "age_seconds": int(age.total_seconds()) if age is not None else None,
+                "max_age_seconds": int(max_age.total_seconds()),
+                "commit": beat.commit if beat else None,
+            }
+        )
+    else:
+        click.echo(("ok: " if fresh else "STALE: ") + message)
+    if fmt == "github":
+        if not fresh:
+            click.echo(annotation("error", message, title="accessctl heartbeat"))
+        write_step_summary(f"### accessctl heartbeat\n\n{'✅' if fresh else '❌'} {message}\n")
+    sys.exit(0 if fresh else 1)
