@@ -2,38 +2,65 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# `make demo` needs the sandbox clouds only; `make test` the developer tools too.
+DEMO_STAMP := $(VENV)/.installed-sandbox
+DEV_STAMP := $(VENV)/.installed-dev
+# LOCKED=1 (CI): install exactly requirements/dev.txt, every file hash-checked, then the
+# project itself without touching the index again.
+LOCKED ?=
+LOCKS := requirements/reconcile.txt requirements/dev.txt
 
-.PHONY: demo test lint typecheck workflows unit setup bench clean
+.PHONY: demo test lint typecheck workflows unit setup lock bench clean
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	@touch $(STAMP)
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(if $(LOCKED),,$(BIN)/python -m pip install -q --upgrade pip)
 
-setup: $(STAMP)
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[sandbox]'
+	@touch $@
 
-demo: $(STAMP)
+$(DEV_STAMP): pyproject.toml $(if $(LOCKED),$(LOCKS)) | $(BIN)/python
+ifdef LOCKED
+	$(BIN)/python -m pip install -q --require-hashes -r requirements/dev.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+else
+	$(BIN)/python -m pip install -q -e '.[dev,sandbox]'
+endif
+	@touch $@ $(DEMO_STAMP)
+
+setup: $(DEV_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/accessctl demo
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check reconciler tests bench
 	$(BIN)/ruff format --check reconciler tests bench
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-workflows: $(STAMP)
+workflows: $(DEV_STAMP)
 	$(BIN)/actionlint -color=false .github/workflows/*.yml
-	$(BIN)/zizmor --offline --no-progress .github/workflows
+	$(BIN)/zizmor --offline --no-progress .github/workflows .github/dependabot.yml action.yml
 
-unit: $(STAMP)
+unit: $(DEV_STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test: lint typecheck workflows unit
 
-bench: $(STAMP)
+# Refresh the hash-checked lock files from requirements/*.in (keeps existing pins;
+# `make lock UPGRADE=1` moves everything to the newest allowed versions).
+lock: $(DEV_STAMP)
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links \
+		$(if $(UPGRADE),--upgrade) --output-file=requirements/reconcile.txt requirements/reconcile.in
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links \
+		$(if $(UPGRADE),--upgrade) --output-file=requirements/dev.txt requirements/dev.in
+
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/reconcile.py
 	$(BIN)/python bench/audit.py
