@@ -7,12 +7,13 @@ Every request pins the REST API version (``X-GitHub-Api-Version``) it was writte
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import functools
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -66,6 +67,33 @@ class Comment:
     body: str
     author: str
     author_type: str | None
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """One commit as GitHub describes it: who GitHub says wrote it, and whether GitHub
+    verified its signature (``reason``: GitHub's verification reason, ``valid`` when it did).
+    ``author``/``committer`` are the GitHub accounts their e-mail addresses belong to (None
+    when none does), never the free-text names in the commit."""
+
+    sha: str
+    parents: tuple[str, ...]
+    verified: bool
+    reason: str
+    author: str | None
+    committer: str | None
+
+
+@dataclass(frozen=True)
+class CommitStatus:
+    """One commit status, with the account that created it (statuses are never edited or
+    deleted: a new one with the same context is added instead)."""
+
+    context: str
+    state: str
+    description: str
+    creator: str
+    created_at: datetime | None
 
 
 @functools.cache
@@ -385,6 +413,142 @@ class GitHubClient:
             ]
 
         return self._call(f"listing statuses of {sha[:12]}", fetch)
+
+    # ------------------------------------------------------------ Git database
+    def create_tree(self, files: Mapping[str, bytes], base_tree: str | None) -> str:
+        """A tree: ``base_tree`` with ``files`` (path -> content) written over it. Text goes
+        inline (GitHub writes the blob); other bytes are uploaded as blobs first."""
+        entries: list[dict[str, object]] = []
+        for path, content in sorted(files.items()):
+            entry: dict[str, object] = {"path": path, "mode": "100644", "type": "blob"}
+            try:
+                entry["content"] = content.decode("utf-8")
+            except UnicodeDecodeError:
+                entry["sha"] = self._create_blob(content)
+            entries.append(entry)
+        body: dict[str, object] = {"tree": entries}
+        if base_tree:
+            body["base_tree"] = base_tree
+        data = self._request("POST", "/git/trees", "creating a tree", body)
+        return str(data["sha"])
+
+    def _create_blob(self, content: bytes) -> str:
+        body = {"content": base64.b64encode(content).decode(), "encoding": "base64"}
+        return str(self._request("POST", "/git/blobs", "creating a blob", body)["sha"])
+
+    def create_commit(self, message: str, tree: str, parents: Sequence[str]) -> CommitInfo:
+        """A commit written by GitHub itself. No author, committer or signature is sent: for
+        an installation token (Actions' ``GITHUB_TOKEN``, a GitHub App's) GitHub then signs the
+        commit as that app's bot, so nobody without the token can make one that verifies."""
+        body = {"message": message, "tree": tree, "parents": list(parents)}
+        data = self._request("POST", "/git/commits", "creating a commit", body)
+        verification = data.get("verification") or {}
+        return CommitInfo(
+            sha=str(data["sha"]),
+            parents=tuple(str(p.get("sha")) for p in data.get("parents") or []),
+            verified=verification.get("verified") is True,
+            reason=str(verification.get("reason") or ""),
+            author=None,
+            committer=None,
+        )
+
+    def create_ref(self, branch: str, sha: str) -> bool:
+        """Create ``refs/heads/<branch>`` at ``sha``; False when it exists already."""
+        body = {"ref": f"refs/heads/{branch}", "sha": sha}
+        return self._ref_call("POST", "/git/refs", f"creating branch {branch}", body)
+
+    def update_ref(self, branch: str, sha: str) -> bool:
+        """Move ``branch`` to ``sha``, fast-forward only; False when it is not one (someone
+        else moved the branch since we read it)."""
+        body = {"sha": sha, "force": False}
+        return self._ref_call("PATCH", f"/git/refs/heads/{branch}", f"updating {branch}", body)
+
+    def _ref_call(self, verb: str, suffix: str, what: str, body: Mapping[str, object]) -> bool:
+        try:
+            self._request(verb, suffix, what, body)
+        except _Refused:
+            return False
+        return True
+
+    def commit(self, sha: str) -> CommitInfo:
+        """One commit with GitHub's verification of its signature."""
+        data = self._request("GET", f"/commits/{sha}", f"reading commit {sha[:12]}")
+        return _commit_info(data)
+
+    def history(self, head: str) -> list[CommitInfo]:
+        """Every commit reachable from ``head``, newest first (``GET /commits?sha=``: one call
+        per hundred commits), each with GitHub's verification of its signature."""
+
+        def fetch() -> list[CommitInfo]:
+            return [_commit_info(_raw(c)) for c in self._repo.get_commits(sha=head)]
+
+        return self._call(f"listing the commits of {head[:12]}", fetch)
+
+    def commit_statuses(self, sha: str) -> list[CommitStatus]:
+        """Every status of commit ``sha`` with its creator, newest first."""
+
+        def fetch() -> list[CommitStatus]:
+            out = []
+            for raw in map(_raw, self._repo.get_commit(sha).get_statuses()):
+                creator = raw.get("creator")
+                creator = creator if isinstance(creator, dict) else {}
+                out.append(
+                    CommitStatus(
+                        context=str(raw.get("context") or ""),
+                        state=str(raw.get("state") or ""),
+                        description=str(raw.get("description") or ""),
+                        creator=str(creator.get("login") or ""),
+                        created_at=_parse_time(raw.get("created_at")),
+                    )
+                )
+            return out
+
+        return self._call(f"listing statuses of {sha[:12]}", fetch)
+
+    def _request(
+        self, verb: str, suffix: str, what: str, body: Mapping[str, object] | None = None
+    ) -> dict[str, Any]:
+        return self._call(what, lambda: self._raw_request(verb, suffix, body))
+
+    def _raw_request(
+        self, verb: str, suffix: str, body: Mapping[str, object] | None
+    ) -> dict[str, Any]:
+        from github import GithubException
+
+        url = f"{self._repo.url}{suffix}"
+        try:
+            _, data = self._gh.requester.requestJsonAndCheck(
+                verb, url, input=dict(body) if body is not None else None
+            )
+        except GithubException as exc:
+            message = _message(exc).lower()
+            if exc.status == 422 and ("fast forward" in message or "already exists" in message):
+                raise _Refused(message) from None
+            raise
+        return data if isinstance(data, dict) else {}
+
+
+class _Refused(Exception):
+    """GitHub refused a ref update because the ref moved (or exists): the caller's race."""
+
+
+def _commit_info(raw: dict[str, Any]) -> CommitInfo:
+    commit = raw.get("commit") if isinstance(raw.get("commit"), dict) else {}
+    verification = commit.get("verification") if isinstance(commit, dict) else None
+    verification = verification if isinstance(verification, dict) else {}
+
+    def login(key: str) -> str | None:
+        user = raw.get(key)
+        return str(user["login"]) if isinstance(user, dict) and user.get("login") else None
+
+    return CommitInfo(
+        sha=str(raw.get("sha") or ""),
+        parents=tuple(str(p.get("sha")) for p in raw.get("parents") or [] if isinstance(p, dict)),
+        verified=verification.get("verified") is True,
+        reason=str(verification.get("reason") or ""),
+        author=login("author"),
+        committer=login("committer"),
+    )
 
 
 def _fit(text: str, limit: int) -> str:

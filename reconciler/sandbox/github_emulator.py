@@ -20,6 +20,7 @@ version (``X-GitHub-Api-Version``); an unknown one is refused with 400, as GitHu
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import re
@@ -29,8 +30,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from reconciler.sandbox.github_git import (
+    GITHUB_COMMITTER,
+    GitDatabase,
+    GitDatabaseError,
+    Person,
+    StoredCommit,
+    account_of,
+    noreply_email,
+)
 
 Json = dict[str, Any]
 DEFAULT_TOKEN = "emulator-token"  # noqa: S105 - a test credential, not a secret
@@ -98,6 +110,7 @@ class RepoState:
     reviews: dict[int, list[Json]] = field(default_factory=dict)
     comments: dict[int, Json] = field(default_factory=dict)  # comment id -> comment
     statuses: dict[str, list[Json]] = field(default_factory=dict)  # sha -> newest last
+    git: GitDatabase | None = None  # the repository's objects and refs (attach_git)
 
 
 class GitHubEmulator:
@@ -108,6 +121,7 @@ class GitHubEmulator:
         self.tokens: dict[str, Token] = {token: Token(dict(ACTIONS_BOT), integration=True)}
         self.max_per_page = max_per_page
         self.repos: dict[str, RepoState] = {}
+        self.emails: dict[str, Json] = {}  # verified e-mail address -> the account it belongs to
         self.calls: Counter[str] = Counter()  # "GET /repos/{o}/{r}/pulls/{n}" -> count
         self.log: list[tuple[str, str, int]] = []  # (method, path, status)
         self.api_versions: Counter[str] = Counter()  # X-GitHub-Api-Version sent ("" if none)
@@ -167,6 +181,20 @@ class GitHubEmulator:
             repo = RepoState(full_name, next(self._ids), next(self._ids), default_branch)
             self.repos[full_name] = repo
             return repo
+
+    def attach_git(self, full_name: str, path: Path) -> GitDatabase:
+        """Back ``full_name``'s Git database and commit endpoints with the bare repository at
+        ``path`` (the test's ``origin``): what the API writes, ``git fetch`` brings, and what
+        ``git push`` sends, the API lists."""
+        with self._lock:
+            database = GitDatabase(path)
+            self.repos[full_name].git = database
+            return database
+
+    def add_email(self, email: str, login: str, user_type: str | None = None) -> None:
+        """``email`` is a verified address of ``login``: commits carrying it are theirs."""
+        with self._lock:
+            self.emails[email.lower()] = _user(login, user_type)
 
     def add_token(
         self, token: str, login: str, *, integration: bool = False, user_type: str | None = None
@@ -582,6 +610,8 @@ def create_status(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
     b = call.body
     if b.get("state") not in _STATUS_STATES:
         return Reply(422, {"message": "Validation Failed"})
+    if repo.git is not None and repo.git.kind(call.params["sha"]) != "commit":
+        return Reply(422, {"message": f"No commit found for SHA: {call.params['sha']}"})
     description = b.get("description")
     if isinstance(description, str) and len(description) > 140:
         return Reply(422, {"message": "description is too long (maximum is 140 characters)"})
@@ -617,6 +647,213 @@ def commit_pulls(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
     return _page(emu, items, call.query, emu.api(repo, f"/commits/{sha}/pulls"))
 
 
+# --------------------------------------------------------------------- Git database
+def _with_git(repo: RepoState, fn: Callable[[GitDatabase], Reply]) -> Reply:
+    """Serve from the repository's Git database; GitHub's 409 when there is none."""
+    if repo.git is None:
+        return Reply(409, {"message": "Git Repository is empty."})
+    try:
+        return fn(repo.git)
+    except GitDatabaseError as exc:
+        return Reply(exc.status, {"message": exc.message})
+
+
+def _user_of(emu: GitHubEmulator, email: str) -> Json | None:
+    return account_of(email, emu.emails)
+
+
+def _person_body(value: object, fallback: Person) -> Person:
+    if not isinstance(value, dict):
+        return fallback
+    when = fallback.when
+    if isinstance(value.get("date"), str):
+        when = datetime.fromisoformat(value["date"].replace("Z", "+00:00"))
+    if not isinstance(value.get("name"), str) or not isinstance(value.get("email"), str):
+        raise GitDatabaseError("author and committer need a name and an email")
+    return Person(value["name"], value["email"], when)
+
+
+def _git_commit_json(emu: GitHubEmulator, repo: RepoState, c: StoredCommit) -> Json:
+    """A commit as the Git database endpoints show it (``git/commits``)."""
+    assert repo.git is not None
+    return {
+        "sha": c.sha,
+        "node_id": f"C_{c.sha[:20]}",
+        "url": emu.api(repo, f"/git/commits/{c.sha}"),
+        "html_url": f"https://github.example/{repo.full_name}/commit/{c.sha}",
+        "author": c.author.json(),
+        "committer": c.committer.json(),
+        "tree": {"sha": c.tree, "url": emu.api(repo, f"/git/trees/{c.tree}")},
+        "message": c.message,
+        "parents": [_parent_json(emu, repo, p) for p in c.parents],
+        "verification": repo.git.verification(c),
+    }
+
+
+def _parent_json(emu: GitHubEmulator, repo: RepoState, sha: str) -> Json:
+    return {
+        "sha": sha,
+        "url": emu.api(repo, f"/commits/{sha}"),
+        "html_url": f"https://github.example/{repo.full_name}/commit/{sha}",
+    }
+
+
+def _commit_json(emu: GitHubEmulator, repo: RepoState, c: StoredCommit) -> Json:
+    """A commit as ``GET /commits`` and ``GET /commits/{ref}`` show it: the git commit plus the
+    GitHub accounts its author and committer e-mail addresses belong to."""
+    shape = _git_commit_json(emu, repo, c)
+    return {
+        "sha": c.sha,
+        "node_id": shape["node_id"],
+        "commit": {
+            "author": shape["author"],
+            "committer": shape["committer"],
+            "message": c.message,
+            "tree": shape["tree"],
+            "url": shape["url"],
+            "comment_count": 0,
+            "verification": shape["verification"],
+        },
+        "url": emu.api(repo, f"/commits/{c.sha}"),
+        "html_url": shape["html_url"],
+        "comments_url": emu.api(repo, f"/commits/{c.sha}/comments"),
+        "author": _user_of(emu, c.author.email),
+        "committer": _user_of(emu, c.committer.email),
+        "parents": shape["parents"],
+    }
+
+
+def create_blob(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    def run(database: GitDatabase) -> Reply:
+        content, encoding = call.body.get("content"), call.body.get("encoding", "utf-8")
+        if not isinstance(content, str) or encoding not in ("utf-8", "base64"):
+            return Reply(422, {"message": "Invalid request."})
+        data = base64.b64decode(content) if encoding == "base64" else content.encode("utf-8")
+        sha = database.write_blob(data)
+        return Reply(201, {"url": emu.api(repo, f"/git/blobs/{sha}"), "sha": sha})
+
+    return _with_git(repo, run)
+
+
+def create_tree(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    def run(database: GitDatabase) -> Reply:
+        entries, base = call.body.get("tree"), call.body.get("base_tree")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            return Reply(422, {"message": "Invalid tree info"})
+        sha = database.write_tree(base if isinstance(base, str) else None, entries)
+        items = [
+            {**e, "url": emu.api(repo, f"/git/{e['type']}s/{e['sha']}")}
+            for e in database.tree_entries(sha)
+        ]
+        body = {"sha": sha, "url": emu.api(repo, f"/git/trees/{sha}"), "tree": items}
+        return Reply(201, {**body, "truncated": False})
+
+    return _with_git(repo, run)
+
+
+def create_git_commit(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    """GitHub signs the commit (as the token's bot) only for an installation token that sent
+    no author, committer or signature; every other commit is stored as given, unsigned."""
+
+    def run(database: GitDatabase) -> Reply:
+        b = call.body
+        message, tree, parents = b.get("message"), b.get("tree"), b.get("parents", [])
+        if not isinstance(message, str) or not isinstance(tree, str):
+            return Reply(422, {"message": "Invalid request."})
+        if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+            return Reply(422, {"message": "Invalid request."})
+        custom = any(k in b for k in ("author", "committer", "signature"))
+        sign = call.caller.integration and not custom
+        me = call.caller.user
+        now = datetime.now(UTC).replace(microsecond=0)
+        author = _person_body(b.get("author"), Person(str(me["login"]), noreply_email(me), now))
+        committer = _person_body(b.get("committer"), author)
+        if sign:
+            committer = Person(*GITHUB_COMMITTER, now)
+        signature = b.get("signature") if isinstance(b.get("signature"), str) else None
+        sha = database.write_commit(
+            tree=tree,
+            parents=parents,
+            message=message,
+            author=author,
+            committer=committer,
+            sign=sign,
+            signature=signature,
+        )
+        [stored] = database.read_commits([sha])
+        return Reply(201, _git_commit_json(emu, repo, stored))
+
+    return _with_git(repo, run)
+
+
+def _ref_json(emu: GitHubEmulator, repo: RepoState, name: str, sha: str) -> Json:
+    return {
+        "ref": name,
+        "node_id": f"REF_{sha[:12]}",
+        "url": emu.api(repo, f"/git/{name}"),
+        "object": {"type": "commit", "sha": sha, "url": emu.api(repo, f"/git/commits/{sha}")},
+    }
+
+
+def get_ref(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    def run(database: GitDatabase) -> Reply:
+        name = f"refs/{call.params['ref']}"
+        sha = database.ref(name)
+        return (
+            Reply(404, _NOT_FOUND) if sha is None else Reply(200, _ref_json(emu, repo, name, sha))
+        )
+
+    return _with_git(repo, run)
+
+
+def create_ref(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    def run(database: GitDatabase) -> Reply:
+        name, sha = call.body.get("ref"), call.body.get("sha")
+        if not isinstance(name, str) or not isinstance(sha, str):
+            return Reply(422, {"message": "Invalid request."})
+        database.create_ref(name, sha)
+        return Reply(201, _ref_json(emu, repo, name, sha))
+
+    return _with_git(repo, run)
+
+
+def update_ref(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    def run(database: GitDatabase) -> Reply:
+        name, sha = f"refs/{call.params['ref']}", call.body.get("sha")
+        if not isinstance(sha, str):
+            return Reply(422, {"message": "Invalid request."})
+        database.update_ref(name, sha, force=call.body.get("force") is True)
+        return Reply(200, _ref_json(emu, repo, name, sha))
+
+    return _with_git(repo, run)
+
+
+def list_commits(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    def run(database: GitDatabase) -> Reply:
+        start = call.query.get("sha") or repo.default_branch
+        head = database.resolve(start)
+        if head is None:
+            return Reply(404, {"message": f"No commit found for SHA: {start}"})
+        shas = database.history(head)
+        page = _page(emu, shas, call.query, emu.api(repo, "/commits"))
+        stored = database.read_commits(page.body)
+        page.body = [_commit_json(emu, repo, c) for c in stored]
+        return page
+
+    return _with_git(repo, run)
+
+
+def get_commit(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    def run(database: GitDatabase) -> Reply:
+        sha = database.resolve(call.params["ref"])
+        if sha is None:
+            return Reply(422, {"message": f"No commit found for SHA: {call.params['ref']}"})
+        [stored] = database.read_commits([sha])
+        return Reply(200, _commit_json(emu, repo, stored))
+
+    return _with_git(repo, run)
+
+
 _USER_ROUTES: list[tuple[str, re.Pattern[str], str, Callable[[GitHubEmulator, Call], Reply]]] = [
     ("GET", re.compile("/user"), "/user", get_user),
 ]
@@ -642,6 +879,14 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
             list_statuses,
         ),
         ("GET", r"/commits/(?P<sha>[0-9a-fA-F]+)/pulls", "/commits/{sha}/pulls", commit_pulls),
+        ("GET", r"/commits", "/commits", list_commits),
+        ("GET", r"/commits/(?P<ref>[^/]+)", "/commits/{ref}", get_commit),
+        ("POST", r"/git/blobs", "/git/blobs", create_blob),
+        ("POST", r"/git/trees", "/git/trees", create_tree),
+        ("POST", r"/git/commits", "/git/commits", create_git_commit),
+        ("GET", r"/git/ref/(?P<ref>.+)", "/git/ref/{ref}", get_ref),
+        ("POST", r"/git/refs", "/git/refs", create_ref),
+        ("PATCH", r"/git/refs/(?P<ref>.+)", "/git/refs/{ref}", update_ref),
     ]
 ]
 
