@@ -20,13 +20,14 @@ reported, never raised.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -112,6 +113,12 @@ class Gcp(ProviderSpec):
                 "x-message": "must be seconds, 1 to 600",
             },
             "verify_read": {"type": "boolean", "x-message": "must be true or false"},
+            "max_policy_bytes": {
+                "type": "integer",
+                "minimum": 1024,
+                "maximum": 1048576,
+                "x-message": "must be bytes, 1024 to 1048576 (default 65536)",
+            },
             "deployment": {
                 "type": "string",
                 "minLength": 1,
@@ -352,6 +359,20 @@ def modify(
 ) -> policy_pb2.Policy:
     """A copy of ``policy`` with ``revokes`` removed and ``grants`` added; nothing else moves
     (bindings that are not this deployment's are copied as they are)."""
+    return _modify(scope, policy, grants, revokes, now=now, deployment=deployment)[0]
+
+
+def _modify(
+    scope: str,
+    policy: policy_pb2.Policy,
+    grants: Sequence[Grant],
+    revokes: Sequence[Grant],
+    *,
+    now: datetime,
+    deployment: Deployment,
+) -> tuple[policy_pb2.Policy, list[Grant]]:
+    """``modify``, and the grants that became new bindings: one each, in order, at the end
+    of the policy (the others were there already)."""
     from google.iam.v1 import policy_pb2
 
     # A revoke and a grant of the same binding (same member but for case) cancel out.
@@ -378,6 +399,7 @@ def modify(
             if claim.legacy:  # touched anyway: it leaves with this deployment's title
                 copy.condition.title = deployment.title_for(claim.request)
                 copy.condition.description = deployment.description_for(keep[0])
+    added: list[Grant] = []
     for grant in grants:
         if _key(grant, now) in present:
             continue  # already there (a concurrent run, or a retry after a lost response)
@@ -389,8 +411,9 @@ def modify(
         binding.condition.title = deployment.title_for(grant.request)
         binding.condition.description = deployment.description_for(grant)
         binding.condition.expression = expression_for(grant, now)
+        added.append(grant)
     new.version = 3  # conditions need it, and removing bindings from a v3 policy too
-    return new
+    return new, added
 
 
 def grant_problem(grant: Grant) -> str | None:
@@ -405,6 +428,176 @@ def grant_problem(grant: Grant) -> str | None:
     if not grant.request:
         return "grant names no request file"
     return None
+
+
+# -- GCP's limits on one allow policy (pure) ------------------------------------------
+#
+# IAM refuses (400 INVALID_ARGUMENT) a setIamPolicy whose policy breaks one of these, so a
+# grant that would break one is refused here instead and the rest of the write goes on.
+
+MAX_PRINCIPALS = 1500  # per allow policy, every appearance counted
+MAX_GROUPS = 250  # Google groups (each once) and domains (every appearance) per policy
+DEFAULT_MAX_POLICY_BYTES = 64 * 1024  # GCP documents "a few 10s of KB", no exact figure
+ADVISED_CONDITIONAL_BINDINGS = 100  # Google's advice, not a refusal: a warning
+_WORKSPACE_ACCOUNT = "principalSet://goog/cloudIdentityCustomerId/"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one allow policy may hold. ``principals`` and ``groups`` are GCP's and fixed;
+    ``policy_bytes`` is the ``max_policy_bytes`` setting; ``conditional_bindings`` is only
+    warned about."""
+
+    principals: int = MAX_PRINCIPALS
+    groups: int = MAX_GROUPS
+    policy_bytes: int = DEFAULT_MAX_POLICY_BYTES
+    conditional_bindings: int = ADVISED_CONDITIONAL_BINDINGS
+
+
+def _json_bytes(value: object) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _as_json(message: Any) -> dict[str, Any]:
+    """A binding or audit config as the REST call carries it (proto3 JSON, defaults left
+    out)."""
+    from google.protobuf import json_format
+
+    data: dict[str, Any] = json_format.MessageToDict(message)
+    return data
+
+
+@dataclass(frozen=True)
+class Usage:
+    """How much of the limits a policy uses. ``size`` is the UTF-8 length of
+    ``{"bindings":[...],"auditConfigs":[...]}`` as compact JSON: what grows with every
+    binding, without the etag and version that every write carries anyway."""
+
+    principals: int = 0
+    groups: frozenset[str] = frozenset()  # each Google group once
+    domains: int = 0  # domains and Workspace accounts: every appearance
+    bindings: int = 0
+    size: int = _json_bytes({"bindings": [], "auditConfigs": []})
+
+    @property
+    def group_count(self) -> int:
+        return len(self.groups) + self.domains
+
+    def with_members(self, members: Sequence[str]) -> Usage:
+        groups, domains = set(self.groups), self.domains
+        for member in members:
+            kind = member.partition(":")[0]
+            if kind == "group":
+                groups.add(member_id(member))
+            elif kind == "domain" or member.startswith(_WORKSPACE_ACCOUNT):
+                domains += 1
+        return replace(
+            self,
+            principals=self.principals + len(members),
+            groups=frozenset(groups),
+            domains=domains,
+        )
+
+    def plus(self, binding: Any) -> Usage:
+        """This usage with one more binding at the end of the policy."""
+        added = _json_bytes(_as_json(binding)) + (1 if self.bindings else 0)
+        return replace(
+            self.with_members(list(binding.members)),
+            bindings=self.bindings + 1,
+            size=self.size + added,
+        )
+
+    def breaches(self, limits: Limits, would: bool = True) -> list[str]:
+        """The hard limits this usage breaks, each named with its numbers."""
+        has, is_ = ("would have", "would be") if would else ("has", "is")
+        out = []
+        if self.principals > limits.principals:
+            out.append(
+                f"GCP's limit of {limits.principals:,} principals per allow policy (it {has} "
+                f"{self.principals:,}; every appearance of a principal counts)"
+            )
+        if self.group_count > limits.groups:
+            out.append(
+                f"GCP's limit of {limits.groups:,} Google groups and domains per allow policy "
+                f"(it {has} {self.group_count:,})"
+            )
+        if self.size > limits.policy_bytes:
+            out.append(
+                f"max_policy_bytes, {limits.policy_bytes:,} bytes per allow policy (it {is_} "
+                f"{self.size:,} bytes)"
+            )
+        return out
+
+
+def measure(bindings: Iterable[Any], audit_configs: Iterable[Any] = ()) -> Usage:
+    """The usage of a policy's bindings and audit configs (audit-log exemptions count as
+    principals, as IAM counts them)."""
+    usage = Usage()
+    audit = [_as_json(config) for config in audit_configs]
+    for config in audit:
+        for log in config.get("auditLogConfigs", ()):
+            usage = usage.with_members(log.get("exemptedMembers", ()))
+    usage = replace(usage, size=_json_bytes({"bindings": [], "auditConfigs": audit}))
+    for binding in bindings:
+        usage = usage.plus(binding)
+    return usage
+
+
+def conditional_note(scope: str, policy: policy_pb2.Policy, limits: Limits) -> str | None:
+    """A warning when a policy holds more conditional bindings than Google advises."""
+    conditional = sum(1 for binding in policy.bindings if binding.HasField("condition"))
+    if conditional <= limits.conditional_bindings:
+        return None
+    return (
+        f"{scope}: the allow policy has {conditional:,} conditional role bindings, more "
+        f"than the {limits.conditional_bindings:,} Google advises per policy (IAM accepts "
+        "them; fewer, shorter grants keep it fast to evaluate)"
+    )
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """The policy to write, and the grants left out of it, by key, with why."""
+
+    policy: policy_pb2.Policy
+    refused: Mapping[Hashable, str]
+
+
+def fit(
+    scope: str,
+    policy: policy_pb2.Policy,
+    grants: Sequence[Grant],
+    revokes: Sequence[Grant],
+    *,
+    now: datetime,
+    deployment: Deployment,
+    limits: Limits,
+) -> Fitted:
+    """``modify`` within ``limits``: every revoke (they only shrink the policy), then the
+    grants in order, each one that would break a limit left out, and the ones after it
+    still tried (a user may fit where a group no longer does)."""
+    wanted, added = _modify(scope, policy, grants, revokes, now=now, deployment=deployment)
+    if not added:
+        return Fitted(wanted, {})
+    kept = len(wanted.bindings) - len(added)
+    usage = measure(wanted.bindings[:kept], wanted.audit_configs)
+    refused: dict[Hashable, str] = {}
+    for grant, binding in zip(added, wanted.bindings[kept:], strict=True):
+        after = usage.plus(binding)
+        breaches = after.breaches(limits)
+        if breaches:
+            refused[_key(grant, now)] = (
+                f"not granted: with it the allow policy of {scope} would exceed "
+                + "; and ".join(breaches)
+                + ". Nothing over a limit is sent to IAM; the next apply tries again, and "
+                "it goes through once revoked or expired bindings make room"
+            )
+        else:
+            usage = after
+    if not refused:
+        return Fitted(wanted, {})
+    fitting = [g for g in grants if _key(g, now) not in refused]
+    return Fitted(modify(scope, policy, fitting, revokes, now=now, deployment=deployment), refused)
 
 
 # -- clients --------------------------------------------------------------------------
@@ -549,9 +742,11 @@ class GcpProvider:
         backoff_max: float = 8.0,
         timeout: float = 30.0,
         verify_read: bool = False,
+        limits: Limits | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.clients = clients
+        self.limits = limits or Limits()
         self.deployment = deployment or Deployment()
         self.concurrency = max(1, concurrency)
         self.backoff = Backoff(attempts=max(1, attempts), base=backoff_base, cap=backoff_max)
@@ -587,8 +782,21 @@ class GcpProvider:
             grants, notes = read_policy(scope, outcome.policy, self.deployment)
             observation.grants[scope] = grants
             observation.warnings.extend(notes)
+            observation.warnings.extend(self._limit_notes(scope, outcome.policy))
         observation.calls = {k: self.calls[k] - before.get(k, 0) for k in self.calls}
         return observation
+
+    def _limit_notes(self, scope: str, policy: policy_pb2.Policy) -> list[str]:
+        """What a person should know before planning grants here: a policy already over a
+        limit takes no new binding, and many conditional bindings are against advice."""
+        usage = measure(policy.bindings, policy.audit_configs)
+        notes = [
+            f"{scope}: the allow policy is over {breach}; new grants there are refused "
+            "until it shrinks"
+            for breach in usage.breaches(self.limits, would=False)
+        ]
+        note = conditional_note(scope, policy, self.limits)
+        return [*notes, note] if note else notes
 
     def _read_scope(self, scope: str) -> _Outcome:
         if not _SCOPE.match(scope):
@@ -666,13 +874,13 @@ class GcpProvider:
         revokes: list[tuple[int, Change]],
         now: datetime,
     ) -> dict[int, ChangeResult]:
-        stored = self._retrying(
+        stored, refused = self._retrying(
             lambda: self._write(
                 scope, [c.grant for _, c in grants], [c.grant for _, c in revokes], now
             )
         )
-        results = self._verify(scope, stored, grants, revokes, now)
-        if all(r.ok for r in results.values()):
+        results = self._verify(scope, stored, grants, revokes, now, refused=refused)
+        if all(r.ok or _key(r.change.grant, now) in refused for r in results.values()):
             return results
         # GCP answers setIamPolicy with the stored policy; should an endpoint answer
         # with less, a fresh read is the judge before we call the change failed.
@@ -680,21 +888,32 @@ class GcpProvider:
             fresh = self._retrying(lambda: self._get(scope))
         except Exception:
             return results
-        return self._verify(scope, fresh, grants, revokes, now)
+        return self._verify(scope, fresh, grants, revokes, now, refused=refused)
 
     def _write(
         self, scope: str, grants: list[Grant], revokes: list[Grant], now: datetime
-    ) -> policy_pb2.Policy:
-        """One read-modify-write; the first attempt uses observe()'s read."""
+    ) -> tuple[policy_pb2.Policy, Mapping[Hashable, str]]:
+        """One read-modify-write within the limits (the first attempt uses observe()'s
+        read); the policy IAM holds afterwards, and the grants left out, by key."""
         with self._lock:
             current = self._cache.pop(scope, None)
         if current is None:
             current = self._get(scope)
-        wanted = modify(scope, current, grants, revokes, now=now, deployment=self.deployment)
-        if _same_bindings(wanted, current):
-            return current  # nothing to do: already converged (e.g. by a concurrent run)
-        stored = self._set(scope, wanted)
-        return self._get(scope) if self.verify_read else stored
+        wanted = fit(
+            scope,
+            current,
+            grants,
+            revokes,
+            now=now,
+            deployment=self.deployment,
+            limits=self.limits,
+        )
+        if _same_bindings(wanted.policy, current):
+            # Nothing to do: already converged (e.g. by a concurrent run), or every grant
+            # was refused and there was nothing to revoke.
+            return current, wanted.refused
+        stored = self._set(scope, wanted.policy)
+        return (self._get(scope) if self.verify_read else stored), wanted.refused
 
     def _verify(
         self,
@@ -703,13 +922,21 @@ class GcpProvider:
         grants: list[tuple[int, Change]],
         revokes: list[tuple[int, Change]],
         now: datetime,
+        *,
+        refused: Mapping[Hashable, str],
     ) -> dict[int, ChangeResult]:
         held = {_key(g, now) for g in grants_of(scope, stored, self.deployment)}
         granted = {_key(c.grant, now) for _, c in grants}
+        note = conditional_note(scope, stored, self.limits) if grants else None
         out: dict[int, ChangeResult] = {}
         for i, change in grants:
-            ok = _key(change.grant, now) in held
+            key = _key(change.grant, now)
+            ok = key in held
             message = "granted" if ok else "binding missing from the policy after the write"
+            if ok and note:
+                message = f"granted; note: {note}"
+            elif not ok and key in refused:
+                message = refused[key]
             out[i] = ChangeResult(change, ok=ok, message=message, verified=ok)
         for i, change in revokes:
             key = _key(change.grant, now)
@@ -777,9 +1004,10 @@ def deployment_of(config: Config, options: Mapping[str, Any]) -> Deployment:
 def make_provider(config: Config, options: Mapping[str, Any]) -> GcpProvider:
     """Settings (``providers.gcp`` in policies, each overridden by the caller's option of
     the same name): ``deployment`` ("default"), ``concurrency`` (8), ``attempts`` (5),
-    ``timeout`` (30 s), ``verify_read`` (false). Caller-only options: ``known_requests``,
-    ``endpoint`` (default ``$ACCESSCTL_GCP_ENDPOINT``), ``clients`` (a GcpClients, for
-    tests), ``backoff_base`` (0.5 s) and ``backoff_max`` (8 s)."""
+    ``timeout`` (30 s), ``verify_read`` (false), ``max_policy_bytes`` (65536). Caller-only
+    options: ``known_requests``, ``endpoint`` (default ``$ACCESSCTL_GCP_ENDPOINT``),
+    ``clients`` (a GcpClients, for tests), ``backoff_base`` (0.5 s) and ``backoff_max``
+    (8 s)."""
     merged = _settings(config, options)
     concurrency = int(merged.get("concurrency", 8))
     clients = merged.get("clients")
@@ -795,4 +1023,5 @@ def make_provider(config: Config, options: Mapping[str, Any]) -> GcpProvider:
         backoff_max=float(merged.get("backoff_max", 8.0)),
         timeout=float(merged.get("timeout", 30.0)),
         verify_read=bool(merged.get("verify_read", False)),
+        limits=Limits(policy_bytes=int(merged.get("max_policy_bytes", DEFAULT_MAX_POLICY_BYTES))),
     )

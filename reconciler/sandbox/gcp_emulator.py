@@ -14,13 +14,22 @@ IAM that matter to a reconciler:
   that does not name them;
 - a condition title longer than 100 characters is refused (GCP documents no limit;
   the emulator assumes the strictest, so nothing accessctl writes can trip a real one);
+- the policy a write would leave is held to IAM's limits, answered with 400
+  INVALID_ARGUMENT like GCP: 1,500 principals (every appearance in a binding or an
+  audit-log exemption; GCP's own error text), 250 Google groups (each counted once) and
+  domains (every appearance), and a size bound, ``max_policy_bytes`` (64 KiB unless
+  given): the UTF-8 length of ``{"bindings":[...],"auditConfigs":[...]}`` as compact JSON
+  with empty fields left out. GCP documents its size limit only as "a few 10s of KB", so
+  the bound is whatever the reconciler is configured with; the group and size error
+  texts are modelled on the members one;
 - member and role syntax is checked; an unknown resource answers 403
   PERMISSION_DENIED, like GCP for a project the caller cannot see;
 - errors use Google's JSON error body, so the client raises google.api_core exceptions.
 
 For tests and the demo it offers direct access (``get_policy``/``set_policy``), fault
-injection (``fail_next``, ``conflict_next``, ``latency``), call counters and the most
-API calls it ever had in flight at once (``max_in_flight``).
+injection (``fail_next``, ``conflict_next``, ``latency``), call counters, the HTTP
+statuses it answered (``answered``, ``errors``) and the most API calls it ever had in
+flight at once (``max_in_flight``).
 
     python -m reconciler.sandbox.gcp_emulator --port 8085 --seed seed.json
 """
@@ -47,7 +56,9 @@ from urllib.parse import unquote, urlsplit
 
 BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 EMPTY_ETAG = "ACAB"  # what IAM returns for a resource whose policy was never set
-MAX_MEMBERS = 1500  # principals per allow policy, counted across bindings
+MAX_MEMBERS = 1500  # principals per allow policy, every appearance counted
+MAX_GROUPS = 250  # Google groups (each once) and domains (every appearance) per policy
+MAX_POLICY_BYTES = 64 * 1024  # the reconciler's default max_policy_bytes
 MAX_EXPRESSION = 12800  # characters of a condition expression (CEL)
 MAX_TITLE = 100  # characters of a condition title: undocumented, so the strictest assumed
 
@@ -84,6 +95,7 @@ _STATUS_NAMES = {
     504: "DEADLINE_EXCEEDED",
 }
 _MASKABLE = frozenset({"bindings", "etag", "auditConfigs", "version"})
+_WORKSPACE_ACCOUNT = "principalSet://goog/cloudIdentityCustomerId/"
 
 PolicyDict = dict[str, Any]
 Mutation = Callable[[PolicyDict], PolicyDict | None]
@@ -125,17 +137,74 @@ def validate_policy(policy: Any) -> PolicyDict:
     if not isinstance(raw_bindings, list):
         raise ApiError(400, "Invalid JSON payload: 'bindings' must be a list.")
     bindings = [_validate_binding(b, version) for b in raw_bindings]
-    members = sum(len(b["members"]) for b in bindings)
-    if members > MAX_MEMBERS:
-        raise ApiError(
-            400,
-            f"The number of members in the policy ({members}) is larger than the maximum "
-            f"allowed size {MAX_MEMBERS}.",
-        )
     audit = policy.get("auditConfigs", []) or []
     if not isinstance(audit, list):
         raise ApiError(400, "Invalid JSON payload: 'auditConfigs' must be a list.")
     return {"version": version, "bindings": bindings, "auditConfigs": copy.deepcopy(audit)}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What IAM lets one allow policy hold (see the module docstring)."""
+
+    principals: int = MAX_MEMBERS
+    groups: int = MAX_GROUPS
+    policy_bytes: int = MAX_POLICY_BYTES
+
+
+def _compact(value: Any) -> Any:
+    """A JSON value without empty fields, as proto3 JSON leaves them out."""
+    if isinstance(value, Mapping):
+        pairs = ((k, _compact(v)) for k, v in value.items())
+        return {k: v for k, v in pairs if v not in (None, "", [], {})}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+def policy_bytes(policy: Mapping[str, Any]) -> int:
+    """The size a policy is held to: its bindings and audit configs as compact JSON."""
+    body = {
+        "bindings": _compact(list(policy.get("bindings") or [])),
+        "auditConfigs": _compact(list(policy.get("auditConfigs") or [])),
+    }
+    return len(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def _principals(policy: Mapping[str, Any]) -> list[str]:
+    """Every appearance of a principal: in bindings and in audit-log exemptions."""
+    members = [m for b in policy.get("bindings") or () for m in b.get("members") or ()]
+    for config in policy.get("auditConfigs") or ():
+        for log in (config.get("auditLogConfigs") or ()) if isinstance(config, Mapping) else ():
+            if isinstance(log, Mapping):
+                members += [m for m in log.get("exemptedMembers") or () if isinstance(m, str)]
+    return members
+
+
+def check_limits(policy: Mapping[str, Any], limits: Limits) -> None:
+    """Refuse a policy IAM would not store, with a 400 like GCP's."""
+    members = _principals(policy)
+    if len(members) > limits.principals:
+        raise ApiError(
+            400,
+            f"The number of members in the policy ({len(members):,}) is larger than the "
+            f"maximum allowed size {limits.principals:,}.",
+        )
+    groups = {m.lower() for m in members if m.startswith("group:")}
+    domains = sum(1 for m in members if m.startswith(("domain:", _WORKSPACE_ACCOUNT)))
+    if len(groups) + domains > limits.groups:
+        raise ApiError(
+            400,
+            f"The number of groups and domains in the policy ({len(groups) + domains:,}) is "
+            f"larger than the maximum allowed size {limits.groups:,}.",
+        )
+    size = policy_bytes(policy)
+    if size > limits.policy_bytes:
+        raise ApiError(
+            400,
+            f"The size of the policy ({size:,} bytes) is larger than the maximum allowed "
+            f"size {limits.policy_bytes:,} bytes.",
+        )
 
 
 def _validate_binding(binding: Any, version: int) -> PolicyDict:
@@ -245,12 +314,16 @@ class GcpEmulator:
         host: str = "127.0.0.1",
         latency: float = 0.0,
         auto_create: bool = False,
+        max_policy_bytes: int = MAX_POLICY_BYTES,
     ) -> None:
         self.host = host
         self.port = port
         self.latency = latency  # seconds added to every API call (benchmarks)
         self.auto_create = auto_create  # unknown well-formed resources spring into being
+        self.limits = Limits(policy_bytes=max_policy_bytes)  # replace it to test others
         self.calls: Counter[tuple[str, str]] = Counter()  # (get|set, resource) -> count
+        self.answered: Counter[int] = Counter()  # HTTP status -> responses sent
+        self.errors: list[tuple[int, str]] = []  # (status, message) of each error answered
         self.in_flight = 0  # API calls being answered right now
         self.max_in_flight = 0  # the most at once since start or reset_counters()
         self._resources: dict[str, _Resource] = {}
@@ -347,6 +420,8 @@ class GcpEmulator:
     def reset_counters(self) -> None:
         with self._lock:
             self.calls.clear()
+            self.answered.clear()
+            self.errors.clear()
         with self._flight:
             self.max_in_flight = self.in_flight
 
@@ -354,6 +429,14 @@ class GcpEmulator:
         with self._flight:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _answered(self, status: int) -> None:
+        with self._lock:
+            self.answered[status] += 1
+
+    def _answered_error(self, exc: ApiError) -> None:
+        with self._lock:
+            self.errors.append((exc.status, exc.message))
 
     def _call_ended(self) -> None:
         with self._flight:
@@ -452,6 +535,7 @@ class GcpEmulator:
         if "auditConfigs" in paths:
             stored["auditConfigs"] = policy["auditConfigs"]
         stored["version"] = 3 if _has_conditions(stored) else 1
+        check_limits(stored, self.limits)
         resource.generation += 1
         stored["etag"] = _etag_for(name, resource.generation)
         resource.policy = stored
@@ -508,6 +592,7 @@ def _handler_for(emulator: GcpEmulator) -> type[BaseHTTPRequestHandler]:
                 else:
                     self._send(200, emulator.set_iam_policy(resource, body))
             except ApiError as exc:
+                emulator._answered_error(exc)
                 self._send(exc.status, exc.body())
             except Exception as exc:  # a bug here must still answer like a server
                 self._send(500, ApiError(500, f"Emulator error: {exc!r}").body())
@@ -534,6 +619,7 @@ def _handler_for(emulator: GcpEmulator) -> type[BaseHTTPRequestHandler]:
             return data
 
         def _send(self, status: int, payload: Mapping[str, Any]) -> None:
+            emulator._answered(status)
             data = json.dumps(payload).encode()
             self.send_response(status, HTTPStatus(status).phrase)
             self.send_header("Content-Type", "application/json; charset=UTF-8")
@@ -563,9 +649,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--auto-create", action="store_true", help="any well-formed resource name exists"
     )
+    parser.add_argument(
+        "--max-policy-bytes",
+        type=int,
+        default=MAX_POLICY_BYTES,
+        help="size bound of one allow policy (match the reconciler's max_policy_bytes)",
+    )
     args = parser.parse_args(argv)
     emulator = GcpEmulator(
-        port=args.port, host=args.host, latency=args.latency, auto_create=args.auto_create
+        port=args.port,
+        host=args.host,
+        latency=args.latency,
+        auto_create=args.auto_create,
+        max_policy_bytes=args.max_policy_bytes,
     )
     if args.seed:
         try:
