@@ -90,6 +90,27 @@ class Policy:
     line: int = 1
 
 
+# A scheduled reconciler runs every 10 minutes; a grant or revoke recorded within two runs
+# of when it was due is on time.
+DEFAULT_LATE_TOLERANCE = timedelta(minutes=20)
+DEFAULT_RECONCILER_IDENTITY = "github-actions[bot]"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The deployment's own settings (``settings:`` in a policy file), each optional.
+
+    ```yaml
+    settings:
+      late_tolerance: 20m                        # a grant/revoke recorded later is flagged
+      reconciler_identity: github-actions[bot]   # who writes the ledger branch
+    ```
+    """
+
+    late_tolerance: timedelta = DEFAULT_LATE_TOLERANCE
+    reconciler_identity: str = DEFAULT_RECONCILER_IDENTITY
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything under ``policies/``, merged across files."""
@@ -100,6 +121,7 @@ class Config:
         default_factory=dict
     )  # lowercased login -> {provider: principal}
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)
 
     def expand(self, principals: tuple[str, ...]) -> frozenset[str]:
         """Logins (lowercased) named by ``[alice, team:leads]``; unknown teams expand to nothing."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from reconciler.core import providers
 from reconciler.core.loader import Document, Path_
-from reconciler.core.models import Config, Policy
+from reconciler.core.models import Config, Policy, Settings
 from reconciler.core.policy import TicketPattern
 from reconciler.core.timeutil import parse_duration
 from reconciler.core.validate import SchemaChecker, as_mapping, ints_to_text, where
@@ -32,6 +32,7 @@ class PolicyFile:
     teams: dict[str, frozenset[str]] = field(default_factory=dict)
     identities: dict[str, dict[str, str]] = field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # valid keys, parsed
 
 
 def check_policy_file(doc: Document, checker: SchemaChecker) -> PolicyFile:
@@ -43,7 +44,7 @@ def check_policy_file(doc: Document, checker: SchemaChecker) -> PolicyFile:
     out = PolicyFile(doc)
     if not doc.ok:
         return out
-    raw = as_mapping(doc, "policies, teams, identities, providers")
+    raw = as_mapping(doc, "policies, teams, identities, providers, settings")
     if raw is None:
         return out
     data = ints_to_text(raw, keep=frozenset({"approvals"}) | _integer_settings())
@@ -71,6 +72,28 @@ def check_policy_file(doc: Document, checker: SchemaChecker) -> PolicyFile:
                 out.identities[name.lower()] = dict(item)
             elif not _settings_problems(doc, name, item):
                 out.providers[name] = dict(item)
+    out.settings = _deployment_settings(doc, data.get("settings"), bad)
+    return out
+
+
+def _deployment_settings(doc: Document, value: object, bad: set[Path_]) -> dict[str, Any]:
+    """The valid keys of the ``settings:`` section, parsed (a duration to a timedelta)."""
+    if not isinstance(value, dict) or ("settings",) in bad:
+        return {}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        here: Path_ = ("settings", key)
+        if here in bad:
+            continue
+        if key == "late_tolerance":
+            try:
+                out[key] = parse_duration(item)
+            except ValueError as exc:
+                doc.findings.append(
+                    Finding(doc.file, doc.line(here), "E-CONFIG-DURATION", f"{where(here)}{exc}")
+                )
+        else:
+            out[key] = item
     return out
 
 
@@ -230,6 +253,7 @@ def merge_config(files: Iterable[PolicyFile]) -> tuple[Config, list[Finding]]:
     teams: dict[str, frozenset[str]] = {}
     identities: dict[str, dict[str, str]] = {}
     providers: dict[str, dict[str, Any]] = {}
+    settings: dict[str, Any] = {}
     for pf in files:
         valid = dict(pf.policies)
         for i, entry in pf.entries:
@@ -249,11 +273,15 @@ def merge_config(files: Iterable[PolicyFile]) -> tuple[Config, list[Finding]]:
         for name in _section(pf, "providers"):
             if first("provider", name, pf, ("providers", name)) and name in pf.providers:
                 providers[name] = pf.providers[name]
+        for key in _section(pf, "settings"):
+            if first("setting", key, pf, ("settings", key)) and key in pf.settings:
+                settings[key] = pf.settings[key]
     config = Config(
         policies=tuple(p for _, _, p in policies),
         teams=teams,
         identities=identities,
         providers=providers,
+        settings=Settings(**settings),
     )
     known_teams = {name for pf in files for name in _section(pf, "teams")}
     for pf in files:
