@@ -15,6 +15,11 @@ the change; ``verify_read: true`` adds a separate ``getIamPolicy`` for the paran
 fresh policy; 429/5xx/transport errors are retried the same way with bounded
 exponential backoff and jitter (``reconciler.retry``). A scope that still fails is
 reported, never raised.
+
+Each write is held to GCP's limits on one allow policy first (``fit``): the revokes, then
+the grants in plan order that keep the policy within 1,500 principals, 250 groups and
+domains and ``max_policy_bytes``; a grant that would break one is reported failed, naming
+the limit, and never sent.
 """
 
 from __future__ import annotations
@@ -550,8 +555,8 @@ def conditional_note(scope: str, policy: policy_pb2.Policy, limits: Limits) -> s
         return None
     return (
         f"{scope}: the allow policy has {conditional:,} conditional role bindings, more "
-        f"than the {limits.conditional_bindings:,} Google advises per policy (IAM accepts "
-        "them; fewer, shorter grants keep it fast to evaluate)"
+        f"than the {limits.conditional_bindings:,} Google advises per policy (IAM still "
+        "accepts them, so accessctl writes them and only warns)"
     )
 
 
