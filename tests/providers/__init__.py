@@ -1,0 +1,1 @@
+"""The provider contract suite: one set of tests every registered provider must pass."""
