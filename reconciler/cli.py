@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from typing import Any
 
@@ -24,6 +25,8 @@ COMMANDS = {
     "demo": "demo",
     "doctor": "doctor",
     "heartbeat": "heartbeat",
+    "init": "init",
+    "test": "test",
 }
 SHORT_HELP = {
     "validate": "Check request and policy files offline; every finding at file:line.",
@@ -36,7 +39,11 @@ SHORT_HELP = {
     "demo": "The whole lifecycle against the embedded sandbox clouds, no credentials.",
     "doctor": "Online checks of the cloud side (permission sets, session durations, users).",
     "heartbeat": "Exit 1 when the last successful apply is older than --max-age.",
+    "init": "Scaffold an access repository: policies, requests, workflows, CODEOWNERS.",
+    "test": "Run the policy test cases in policies/tests/ with the same judgment as CI.",
 }
+# command -> (the extra it needs, modules that extra installs)
+EXTRAS = {"demo": ("sandbox", ("moto", "flask"))}
 
 
 class LazyGroup(click.Group):
@@ -49,6 +56,9 @@ class LazyGroup(click.Group):
         module_name = COMMANDS.get(cmd_name)
         if module_name is None:
             return None
+        missing = _missing_extra(cmd_name)
+        if missing is not None:
+            return missing
         module = importlib.import_module(f"reconciler.commands.{module_name}")
         attr = cmd_name.replace("-", "_") + "_command"
         command = getattr(module, attr, None)
@@ -60,6 +70,29 @@ class LazyGroup(click.Group):
             formatter.write_dl(
                 [(name, SHORT_HELP.get(name, "")) for name in self.list_commands(ctx)]
             )
+
+
+def _missing_extra(cmd_name: str) -> click.Command | None:
+    """A stand-in that says how to install what ``cmd_name`` needs, when it is missing."""
+    extra, modules = EXTRAS.get(cmd_name, ("", ()))
+    absent = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not absent:
+        return None
+    message = (
+        f"`accessctl {cmd_name}` needs the {extra} extra ({', '.join(absent)} not installed): "
+        f"pip install 'accessctl[{extra}]'"
+    )
+
+    def refuse() -> None:
+        click.echo(f"error: {message}", err=True)
+        sys.exit(2)
+
+    return click.Command(
+        cmd_name,
+        callback=refuse,
+        help=f"{SHORT_HELP.get(cmd_name, '')} Needs: pip install 'accessctl[{extra}]'.",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

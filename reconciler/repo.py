@@ -27,6 +27,7 @@ __all__ = ["checker", "schema"]  # re-exported: the schemas come from reconciler
 
 REQUESTS = "requests"
 POLICIES = "policies"
+POLICY_TESTS = "policies/tests"  # test cases of the policies (accessctl test), not policies
 _PARALLEL_FROM = 400  # below this, starting workers costs more than it saves
 _PARENT_SHARE = 0.75  # of an equal share: measured on 2 cores with 10,000 requests
 
@@ -163,6 +164,8 @@ def load_config(source: FileSource) -> tuple[Config, list[Finding]]:
     files: list[PolicyFile] = []
     findings: list[Finding] = []
     for path in source.list(POLICIES):
+        if path.startswith(POLICY_TESTS + "/"):
+            continue
         if not _is_policy_file(path):
             if not path.endswith(".md"):
                 findings.append(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from reconciler import policytests
 from reconciler.commands.common import echo_json, handle_errors, write_step_summary
 from reconciler.core.escape import (
     annotation,
@@ -51,9 +52,25 @@ def validate_command(paths: tuple[Path, ...], repo: Path, now: datetime, fmt: st
         decision, found = check_request_now(request, loaded.config, now)
         decisions.append(decision)
         findings.extend(found)
+    policies_ok = not any(
+        f.severity == "error" and f.file.startswith(POLICIES + "/") for f in loaded.findings
+    )
+    if not paths and policies_ok:
+        findings.extend(_policy_tests(root, loaded))
     findings.sort(key=lambda f: (f.file, f.line, f.code))
     _report(fmt, loaded, decisions, findings)
     sys.exit(1 if any(f.severity == "error" for f in findings) else 0)
+
+
+def _policy_tests(root: Path, loaded: LoadedRepo) -> list[Finding]:
+    """Where the repository has policy tests: their files' problems, and a warning at each
+    policy no case covers (a repository without policies/tests/ is not asked for them)."""
+    tree = WorkTree(root)
+    if not policytests.has_tests(tree):
+        return []
+    suite = policytests.load_suite(tree)
+    outcomes = policytests.run_all(suite.cases, loaded.config)
+    return suite.findings + policytests.untested(loaded.config, outcomes)
 
 
 def _repo_root(repo: Path, *, explicit: bool) -> Path:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
-import shutil
+import posixpath
 from pathlib import Path
 
-from tests.core.conftest import GOOD_REQUEST, ROOT, run_validate, run_validate_process, write_files
+from tests.core.conftest import (
+    GOOD_REQUEST,
+    POLICIES,
+    ROOT,
+    run_validate,
+    run_validate_process,
+    write_files,
+)
 
 
 def test_clean_repo_json_shape(repo: Path) -> None:
@@ -98,20 +105,27 @@ def test_broken_policy_file_is_a_finding_not_a_crash(repo: Path) -> None:
     assert ("requests/alice/inc-4821.yaml", "E-POLICY-NONE") in codes
 
 
-def test_starter_content_is_valid(tmp_path: Path) -> None:
-    """The repo's own policies/ and requests/ (the template an organisation adopts)."""
+def test_a_request_with_the_editor_modeline_is_valid_and_points_at_the_shipped_schema(
+    tmp_path: Path,
+) -> None:
+    """The yaml-language-server modeline is a comment to validate, and the relative path
+    the example requests use reaches the package's schema (no example content read)."""
+    modeline = "# yaml-language-server: $schema=../../reconciler/schemas/request.schema.json"
     copy = tmp_path / "starter"
-    shutil.copytree(ROOT / "policies", copy / "policies")
-    shutil.copytree(ROOT / "requests", copy / "requests")
+    write_files(
+        copy,
+        {
+            "policies/p.yaml": POLICIES,
+            "requests/alice/inc-4821.yaml": f"{modeline}\n{GOOD_REQUEST}",
+        },
+    )
     result = run_validate(copy)
     assert result.exit_code == 0, result.output
-    assert result.json["requests"], "the starter content has an example request"
-    example = next((ROOT / "requests").rglob("*.yaml"))
-    first = example.read_text().splitlines()[0]
-    assert first == "# yaml-language-server: $schema=../../reconciler/schemas/request.schema.json"
-    schema = json.loads(
-        (example.parent / "../../reconciler/schemas/request.schema.json").resolve().read_text()
-    )
+    assert [r["file"] for r in result.json["requests"]] == ["requests/alice/inc-4821.yaml"]
+    target = modeline.split("$schema=", 1)[1]
+    where = posixpath.normpath(posixpath.join("requests/alice", target))
+    assert where == "reconciler/schemas/request.schema.json"
+    schema = json.loads((ROOT / where).read_text())
     assert schema["additionalProperties"] is False
 
 
