@@ -53,7 +53,6 @@ if TYPE_CHECKING:
     from google.iam.v1 import policy_pb2
 
 ENDPOINT_ENV = "ACCESSCTL_GCP_ENDPOINT"
-_SCOPE = re.compile(r"^(projects|folders|organizations)/[^/\s]+$")
 _MEMBER_TYPE = re.compile(r"^[A-Za-z]+:\S+$")
 _TERM = re.compile(
     r"""^request\.time\s*(?P<op><|>=)\s*timestamp\(\s*(["'])(?P<ts>[^"']+)\2\s*\)$"""
@@ -804,7 +803,7 @@ class GcpProvider:
         return [*notes, note] if note else notes
 
     def _read_scope(self, scope: str) -> _Outcome:
-        if not _SCOPE.match(scope):
+        if not _valid_scope(scope):
             return _Outcome(
                 None, f"{scope!r} is not projects/<id>, folders/<n> or organizations/<n>"
             )
@@ -846,7 +845,7 @@ class GcpProvider:
         revokes: list[tuple[int, Change]],
         now: datetime,
     ) -> dict[int, ChangeResult]:
-        if not _SCOPE.match(scope):
+        if not _valid_scope(scope):
             message = f"{scope!r} is not projects/<id>, folders/<n> or organizations/<n>"
             return {i: ChangeResult(c, ok=False, message=message) for i, c in (*grants, *revokes)}
         try:
@@ -1004,6 +1003,11 @@ def deployment_of(config: Config, options: Mapping[str, Any]) -> Deployment:
         raise ConfigError(f"GCP deployment {name!r}: {_DEPLOYMENT_HELP}")
     known = options.get("known_requests") or frozenset()
     return Deployment(name, frozenset(str(path) for path in known))
+
+
+def _valid_scope(scope: str) -> bool:
+    """The one scope syntax: the registered spec's pattern (the same one validate uses)."""
+    return re.fullmatch(Gcp.scope_pattern, scope) is not None
 
 
 def make_provider(config: Config, options: Mapping[str, Any]) -> GcpProvider:

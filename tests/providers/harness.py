@@ -378,8 +378,6 @@ _LOOSE_AWS_SCOPE = (
     "also matches before a trailing newline; Aws.scope_matches (fullmatch) refuses it"
 )
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("gcp", "test_a_scope_outside_the_scope_pattern_fails_in_observe"): _LOOSE_GCP_SCOPE,
-    ("gcp", "test_a_scope_outside_the_scope_pattern_is_never_written"): _LOOSE_GCP_SCOPE,
     ("aws", "test_a_scope_outside_the_scope_pattern_fails_in_observe"): _LOOSE_AWS_SCOPE,
     ("aws", "test_a_scope_outside_the_scope_pattern_is_never_written"): _LOOSE_AWS_SCOPE,
     ("aws", "test_a_second_apply_of_the_same_grant_is_idempotent"): (
