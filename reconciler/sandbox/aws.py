@@ -13,7 +13,13 @@ processes) and reset it between tests.
 moto answers every asynchronous operation SUCCEEDED at once and never fails one; ``faults``
 (a WSGI layer in front of moto) makes it behave like AWS on a bad day: creations that stay
 IN_PROGRESS for a few polls, creations that end FAILED with a reason, accounts the
-reconciler's role cannot reach.
+reconciler's role cannot reach, provisionings that conflict or fail.
+
+moto 5.2.5 stores inline policies without any check, answers ProvisionPermissionSet
+SUCCEEDED while ignoring its target (and then lists its own account as provisioned), and
+has neither DescribePermissionSetProvisioningStatus nor ListPermissionSetProvisioningStatus
+nor the ProvisioningStatus filter. ``Provisioning`` (in the same layer) serves those the
+way AWS's API reference describes them, and refuses inline policies AWS would refuse.
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import threading
+import time
 import urllib.request
 import uuid
 from collections import Counter
@@ -78,6 +86,9 @@ class Faults:
             self.polls = 0  # IN_PROGRESS answers before SUCCEEDED, per operation
             self._pending: dict[str, int] = {}  # request id -> IN_PROGRESS answers left
             self._failed: dict[str, dict[str, Any]] = {}  # request id -> FAILED status
+            # permission set ARN (None: every one) -> FailureReason of its provisionings
+            self.failing_provisioning: dict[str | None, str] = {}
+            self.provision_conflicts = 0  # ProvisionPermissionSet calls to refuse first
 
     def count(self, operation: str) -> None:
         with self._lock:
@@ -90,6 +101,29 @@ class Faults:
     def fail_creations(self, account: str, reason: str) -> None:
         with self._lock:
             self.failing[account] = reason
+
+    def fail_provisioning(self, reason: str, permission_set_arn: str | None = None) -> None:
+        """Provisionings of this permission set (of every one: None) end FAILED, ``reason``."""
+        with self._lock:
+            self.failing_provisioning[permission_set_arn] = reason
+
+    def conflict_provisioning(self, times: int) -> None:
+        """The next ``times`` ProvisionPermissionSet calls answer ConflictException."""
+        with self._lock:
+            self.provision_conflicts = times
+
+    def take_conflict(self) -> bool:
+        with self._lock:
+            if self.provision_conflicts <= 0:
+                return False
+            self.provision_conflicts -= 1
+            return True
+
+    def provisioning_failure(self, permission_set_arn: str) -> str | None:
+        with self._lock:
+            return self.failing_provisioning.get(
+                permission_set_arn, self.failing_provisioning.get(None)
+            )
 
     def slow(self, polls: int) -> None:
         with self._lock:
@@ -145,31 +179,251 @@ class Faults:
                 )
 
 
-class _FaultyApp:
-    """WSGI layer in front of moto that applies ``Faults`` to sso-admin calls."""
+# Identity Center's inline policy quota: 32,768 bytes, at most 10,240 of them not whitespace.
+POLICY_MAX_BYTES = 32_768
+POLICY_MAX_NONBLANK = 10_240
+_SID = re.compile(r"^[A-Za-z0-9]*$")
+_POLICY_CHARS = re.compile(r"^[\t\n\r\x20-\xff]+$")
 
-    def __init__(self, app: Any, faults: Faults) -> None:
+
+def policy_problem(text: str) -> str | None:
+    """Why IAM would refuse this inline policy, or None: JSON, characters, size, Sids."""
+    if not _POLICY_CHARS.match(text):
+        return "InlinePolicy holds characters outside \\u0009, \\u000A, \\u000D, \\u0020-\\u00FF"
+    if len(text.encode()) > POLICY_MAX_BYTES:
+        return f"InlinePolicy is longer than {POLICY_MAX_BYTES} bytes"
+    if sum(1 for c in text if c not in " \t\n\r") > POLICY_MAX_NONBLANK:
+        return f"InlinePolicy has more than {POLICY_MAX_NONBLANK} non-whitespace characters"
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        return f"InlinePolicy is not JSON: {exc}"
+    statements = document.get("Statement") if isinstance(document, dict) else None
+    statements = [statements] if isinstance(statements, dict) else statements
+    if not isinstance(statements, list) or not statements:
+        return "InlinePolicy has no Statement"
+    sids = []
+    for statement in statements:
+        if not isinstance(statement, dict) or statement.get("Effect") not in ("Allow", "Deny"):
+            return "every statement must be an object with Effect Allow or Deny"
+        sid = statement.get("Sid")
+        if sid is not None and (not isinstance(sid, str) or not _SID.match(sid)):
+            return f"Sid {sid!r} may hold only A-Z, a-z and 0-9"
+        sids += [sid] if sid else []
+    if len(sids) != len(set(sids)):
+        return "Statement Ids (Sid) must be unique within the policy"
+    return None
+
+
+def _error(code: str, message: str) -> Response:
+    return 400, {"__type": code, "message": message}
+
+
+class Provisioning:
+    """Permission set provisioning as AWS runs it, which moto lacks: asynchronous, one at a
+    time per permission set (another answers ConflictException), FAILED on demand (see
+    ``Faults.fail_provisioning``), its status calls, and which accounts run the latest
+    version (a permission set whose inline policy changed is not provisioned anywhere it is
+    assigned until a provisioning succeeds). Inline policies AWS would refuse are refused."""
+
+    OPERATIONS = frozenset(
+        {
+            "ProvisionPermissionSet",
+            "DescribePermissionSetProvisioningStatus",
+            "ListPermissionSetProvisioningStatus",
+            "ListAccountsForProvisionedPermissionSet",
+            "PutInlinePolicyToPermissionSet",
+            "DeleteInlinePolicyFromPermissionSet",
+        }
+    )
+
+    def __init__(self, faults: Faults, region: str) -> None:
+        self.faults = faults
+        self.region = region
+        self._lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._statuses: dict[str, dict[str, Any]] = {}  # request id -> final status
+            self._polls: dict[str, int] = {}  # request id -> IN_PROGRESS answers left
+            self._running: dict[str, str] = {}  # permission set ARN -> request id
+            self._stale: set[str] = set()  # changed since their last successful provisioning
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """Every provisioning so far, oldest first, as DescribePermissionSetProvisioningStatus
+        answers it once finished."""
+        with self._lock:
+            return [dict(v) for v in self._statuses.values()]
+
+    def handle(self, operation: str, params: dict[str, Any]) -> Response | None:
+        """The answer, or None to let moto answer (after any bookkeeping)."""
+        handler = {
+            "ProvisionPermissionSet": self._provision,
+            "DescribePermissionSetProvisioningStatus": self._describe,
+            "ListPermissionSetProvisioningStatus": self._list,
+            "ListAccountsForProvisionedPermissionSet": self._accounts,
+            "PutInlinePolicyToPermissionSet": self._changed,
+            "DeleteInlinePolicyFromPermissionSet": self._changed,
+        }[operation]
+        return handler(params)
+
+    def _backend(self) -> Any:
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+        from moto.ssoadmin.models import ssoadmin_backends
+
+        return ssoadmin_backends[DEFAULT_ACCOUNT_ID][self.region]
+
+    def _exists(self, arn: object) -> bool:
+        return any(ps.permission_set_arn == arn for ps in self._backend().permission_sets)
+
+    def _changed(self, params: dict[str, Any]) -> Response | None:
+        arn = params.get("PermissionSetArn")
+        text = params.get("InlinePolicy")
+        if text is not None:
+            problem = policy_problem(str(text))
+            if problem:
+                return _error("ValidationException", problem)
+        if not self._exists(arn):
+            return _error("ResourceNotFoundException", f"Could not find PermissionSet {arn}")
+        with self._lock:
+            if arn in self._running:
+                return _error("ConflictException", f"{arn} is being provisioned; try again")
+            self._stale.add(str(arn))
+        return None
+
+    def _provision(self, params: dict[str, Any]) -> Response:
+        arn, target = params.get("PermissionSetArn"), params.get("TargetType")
+        if target not in ("AWS_ACCOUNT", "ALL_PROVISIONED_ACCOUNTS"):
+            return _error("ValidationException", f"TargetType {target!r} is not valid")
+        if target == "AWS_ACCOUNT" and not re.fullmatch(r"[0-9]{12}", str(params.get("TargetId"))):
+            return _error("ValidationException", "TargetId must be a 12-digit account id")
+        if not self._exists(arn):
+            return _error("ResourceNotFoundException", f"Could not find PermissionSet {arn}")
+        if self.faults.take_conflict():
+            return _error("ConflictException", "Another operation on this permission set")
+        failure = self.faults.provisioning_failure(str(arn))
+        with self._lock:
+            if arn in self._running:
+                return _error("ConflictException", f"{arn} is already being provisioned")
+            request_id = str(uuid.uuid4())
+            final: dict[str, Any] = {
+                "Status": "FAILED" if failure else "SUCCEEDED",
+                "RequestId": request_id,
+                "PermissionSetArn": arn,
+                "CreatedDate": time.time(),
+            }
+            if target == "AWS_ACCOUNT":
+                final["AccountId"] = params["TargetId"]
+            if failure:
+                final["FailureReason"] = failure
+            self._statuses[request_id] = final
+            self._polls[request_id] = self.faults.polls
+            self._running[str(arn)] = request_id
+            status = self._step(request_id)
+        return 200, {"PermissionSetProvisioningStatus": status}
+
+    def _step(self, request_id: str) -> dict[str, Any]:
+        """This look at a provisioning: IN_PROGRESS while polls are left, then final."""
+        final = self._statuses[request_id]
+        if self._polls[request_id] > 0:
+            self._polls[request_id] -= 1
+            running = {k: v for k, v in final.items() if k != "FailureReason"}
+            return running | {"Status": "IN_PROGRESS"}
+        arn = final["PermissionSetArn"]
+        if self._running.get(arn) == request_id:
+            del self._running[arn]
+            if final["Status"] == "SUCCEEDED":
+                self._stale.discard(arn)
+        return dict(final)
+
+    def _describe(self, params: dict[str, Any]) -> Response:
+        request_id = str(params.get("ProvisionPermissionSetRequestId"))
+        with self._lock:
+            if request_id not in self._statuses:
+                return _error("ResourceNotFoundException", f"No provisioning {request_id}")
+            return 200, {"PermissionSetProvisioningStatus": self._step(request_id)}
+
+    def _list(self, params: dict[str, Any]) -> Response:
+        wanted = (params.get("Filter") or {}).get("Status")
+        with self._lock:
+            rows = [
+                {
+                    "Status": "IN_PROGRESS" if self._polls[rid] else v["Status"],
+                    "RequestId": rid,
+                    "CreatedDate": v["CreatedDate"],
+                }
+                for rid, v in self._statuses.items()
+            ]
+        rows = [r for r in rows if wanted in (None, r["Status"])]
+        start = int(params.get("NextToken") or 0)
+        size = int(params.get("MaxResults") or 100)
+        body: dict[str, Any] = {"PermissionSetsProvisioningStatus": rows[start : start + size]}
+        if start + size < len(rows):
+            body["NextToken"] = str(start + size)
+        return 200, body
+
+    def _accounts(self, params: dict[str, Any]) -> Response | None:
+        wanted = params.get("ProvisioningStatus")
+        if wanted is None:
+            return None  # moto's own listing, unchanged
+        arn = params.get("PermissionSetArn")
+        assigned = sorted(
+            {
+                a.target_id
+                for a in self._backend().account_assignments
+                if a.permission_set_arn == arn
+            }
+        )
+        with self._lock:
+            stale = arn in self._stale
+        latest = wanted == "LATEST_PERMISSION_SET_PROVISIONED"
+        return 200, {"AccountIds": assigned if stale != latest else []}
+
+
+class _FaultyApp:
+    """WSGI layer in front of moto: ``Faults`` on the code under test's sso-admin calls, and
+    ``Provisioning`` where moto lacks what AWS does."""
+
+    def __init__(self, app: Any, faults: Faults, provisioning: Provisioning) -> None:
         self.app = app
         self.faults = faults
+        self.provisioning = provisioning
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         target = environ.get("HTTP_X_AMZ_TARGET", "")
-        if environ.get(ADMIN_ENVIRON):  # the sandbox's own seeding and inspection
+        admin = bool(environ.get(ADMIN_ENVIRON))  # the sandbox's own seeding and inspection
+        if not admin:
+            self.faults.count(target.rpartition(".")[2] or environ.get("PATH_INFO", "?"))
+        operation = target[len(SSO_TARGET) :] if target.startswith(SSO_TARGET) else ""
+        emulated = operation in Provisioning.OPERATIONS
+        faulty = bool(operation) and not admin and self.faults.active
+        params = self._params(environ) if emulated or faulty else None
+        if params is None:
             return self.app(environ, start_response)
-        self.faults.count(target.rpartition(".")[2] or environ.get("PATH_INFO", "?"))
-        if not target.startswith(SSO_TARGET) or not self.faults.active:
+        answer = self.faults.before(operation, params) if faulty else None
+        if answer is None and emulated:
+            answer = self.provisioning.handle(operation, params)
+        if answer is not None:
+            return _respond(start_response, *answer)
+        if not faulty:
             return self.app(environ, start_response)
-        operation = target[len(SSO_TARGET) :]
+        return self._rewritten(operation, environ, start_response)
+
+    @staticmethod
+    def _params(environ: dict[str, Any]) -> dict[str, Any] | None:
+        """The JSON body (the stream is put back for moto), or None when it is not JSON."""
         length = int(environ.get("CONTENT_LENGTH") or 0)
         raw = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(raw)
         try:
             params = json.loads(raw or b"{}")
         except ValueError:
-            return self.app(environ, start_response)
-        answer = self.faults.before(operation, params)
-        if answer is not None:
-            return _respond(start_response, *answer)
+            return None
+        return params if isinstance(params, dict) else None
+
+    def _rewritten(self, operation: str, environ: dict[str, Any], start_response: Any) -> Any:
+        """moto's answer, with ``Faults.after`` applied to a successful one."""
         captured: dict[str, Any] = {}
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -203,7 +457,7 @@ def _respond(start_response: Any, status: int, body: dict[str, Any]) -> list[byt
     return [payload]
 
 
-def _faulty_moto_server(faults: Faults) -> Any:
+def _faulty_moto_server(faults: Faults, provisioning: Provisioning) -> Any:
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -216,7 +470,7 @@ def _faulty_moto_server(faults: Faults) -> Any:
         """moto's threaded server with the Faults layer in front of its WSGI app."""
 
         def _server_entry(self) -> None:
-            app = _FaultyApp(DomainDispatcherApplication(create_backend_app), faults)
+            app = _FaultyApp(DomainDispatcherApplication(create_backend_app), faults, provisioning)
             self._server = make_server(
                 self._ip_address, self._port, app, True, request_handler=MotoRequestHandler
             )
@@ -235,11 +489,12 @@ class AwsSandbox:
         self._url = ""
         self._clients: dict[str, Any] = {}
         self.faults = Faults()
+        self.provisioning = Provisioning(self.faults, region)
 
     def start(self) -> AwsSandbox:
         # werkzeug logs every request to stderr; the demo and the tests need none of it.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = _faulty_moto_server(self.faults)
+        self._server = _faulty_moto_server(self.faults, self.provisioning)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self._url = f"http://{host}:{port}"
@@ -275,6 +530,7 @@ class AwsSandbox:
     def reset(self) -> None:
         """Forget every resource (moto's own reset endpoint) and every fault."""
         self.faults.clear()
+        self.provisioning.clear()
         url = f"{self.url}/moto-api/reset"  # our own server, plain http
         req = urllib.request.Request(url, data=b"", method="POST")  # noqa: S310
         with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
@@ -374,3 +630,22 @@ class AwsSandbox:
                     who = names.get(row["PrincipalId"], row["PrincipalId"])
                     out.add((ps_name, row["PrincipalType"], who))
         return out
+
+    def inline_policy(self, seeded: SeededInstance, permission_set: str) -> str:
+        """The inline policy of a permission set as the cloud holds it ("" when none)."""
+        return str(
+            self.client("sso-admin")
+            .get_inline_policy_for_permission_set(
+                InstanceArn=seeded.instance_arn,
+                PermissionSetArn=seeded.permission_sets[permission_set],
+            )
+            .get("InlinePolicy", "")
+        )
+
+    def put_inline_policy(self, seeded: SeededInstance, permission_set: str, text: str) -> None:
+        """An inline policy written by an administrator (checked as AWS would)."""
+        self.client("sso-admin").put_inline_policy_to_permission_set(
+            InstanceArn=seeded.instance_arn,
+            PermissionSetArn=seeded.permission_sets[permission_set],
+            InlinePolicy=text,
+        )
