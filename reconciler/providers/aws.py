@@ -11,6 +11,7 @@ back afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -18,13 +19,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from reconciler.core.models import Change, ChangeKind, ChangeResult, Config, Grant
 from reconciler.core.providers import ProviderSpec, register
-from reconciler.core.timeutil import parse_duration
+from reconciler.core.timeutil import format_rfc3339, parse_duration
 from reconciler.errors import ConfigError, ProviderError
 from reconciler.providers.base import Observation
 from reconciler.retry import Backoff, retrying
@@ -180,6 +181,265 @@ class CallCounter:
             return Counter(self.counts)
 
 
+# -- session denies: end the sessions a deleted assignment leaves running -----------------
+
+DENY_SID_PREFIX = "AccessctlRevoke"  # every statement accessctl owns; IAM allows [A-Za-z0-9]
+_DENY_SID = re.compile(r"^AccessctlRevoke([0-9]{8}T[0-9]{6}Z)Until([0-9]{8}T[0-9]{6}Z)$")
+_SID_TIME = "%Y%m%dT%H%M%SZ"
+USER_ID_KEY = "identitystore:userId"
+ISSUED_KEY = "aws:TokenIssueTime"
+MAX_SESSION = timedelta(hours=12)  # AWS's longest SessionDuration: the horizon when unknown
+# IAM Identity Center quotas ("Maximum size of inline policy per permission set"): 32,768
+# bytes, of which at most 10,240 may be non-whitespace characters.
+INLINE_POLICY_MAX_BYTES = 32_768
+INLINE_POLICY_MAX_NONBLANK = 10_240
+_BLANK = frozenset(" \t\n\r")
+
+
+@dataclass(frozen=True)
+class SessionDeny:
+    """One statement accessctl owns in an owned permission set's inline policy: every action
+    is denied to the sessions of ``users`` issued before ``before`` (the revocation). Kept
+    until ``until`` (``before`` + the SessionDuration at the time) and ``before`` + the
+    current SessionDuration have both passed: by then every such session has expired.
+
+    ```json
+    {"Sid": "AccessctlRevoke20261201T091000ZUntil20261201T101000Z",
+     "Effect": "Deny", "Action": "*", "Resource": "*",
+     "Condition": {"StringEquals": {"identitystore:userId": ["9067e4a1b2-0f1e..."]},
+                   "DateLessThan": {"aws:TokenIssueTime": "2026-12-01T09:10:00Z"}}}
+    ```
+    """
+
+    before: datetime
+    until: datetime
+    users: frozenset[str]
+
+    @property
+    def sid(self) -> str:
+        return f"{DENY_SID_PREFIX}{self.before:{_SID_TIME}}Until{self.until:{_SID_TIME}}"
+
+    def statement(self) -> dict[str, Any]:
+        return {
+            "Sid": self.sid,
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {USER_ID_KEY: sorted(self.users)},
+                "DateLessThan": {ISSUED_KEY: format_rfc3339(self.before)},
+            },
+        }
+
+    def expired(self, now: datetime, session: timedelta) -> bool:
+        return now >= max(self.until, self.before + session)
+
+    @classmethod
+    def parse(cls, statement: object) -> SessionDeny | None:
+        """The deny a statement holds when it is exactly what accessctl writes (user ids in
+        any order), else None: a statement someone edited is kept, never rewritten."""
+        if not isinstance(statement, dict):
+            return None
+        match = _DENY_SID.match(str(statement.get("Sid", "")))
+        condition = statement.get("Condition")
+        if not match or not isinstance(condition, dict):
+            return None
+        equals = condition.get("StringEquals")
+        if not isinstance(equals, dict) or set(equals) != {USER_ID_KEY}:
+            return None
+        users = equals[USER_ID_KEY]
+        users = [users] if isinstance(users, str) else users
+        if not isinstance(users, list) or not users or not all(isinstance(u, str) for u in users):
+            return None
+        try:
+            before, until = (_sid_time(t) for t in match.groups())
+        except ValueError:
+            return None
+        deny = cls(before, until, frozenset(users))
+        normal = {**statement, "Condition": {**condition, "StringEquals": {USER_ID_KEY: users}}}
+        normal["Condition"]["StringEquals"][USER_ID_KEY] = sorted(users)
+        return deny if normal == deny.statement() else None
+
+
+def _sid_time(text: str) -> datetime:
+    return datetime.strptime(text, _SID_TIME).replace(tzinfo=UTC)
+
+
+def _skip(text: str, at: int) -> int:
+    """The first index at or after ``at`` that is not JSON whitespace."""
+    while at < len(text) and text[at] in _BLANK:
+        at += 1
+    return at
+
+
+def _statement_spans(text: str) -> tuple[int, int, list[tuple[int, int]]]:
+    """Where the top-level ``Statement`` value sits in a JSON policy document, and where each
+    of its statements does, so that every statement accessctl does not own is written back
+    as the very text it was read as. ``text`` must already parse as a JSON object."""
+    decoder = json.JSONDecoder()
+    spans: dict[str, tuple[int, int]] = {}
+    at = _skip(text, _skip(text, 0) + 1)  # past "{"
+    while text[at] != "}":
+        key, at = json.decoder.scanstring(text, at + 1)  # type: ignore[attr-defined]
+        start = _skip(text, _skip(text, at) + 1)  # past ":"
+        _, end = decoder.raw_decode(text, start)
+        spans[key] = (start, end)  # a repeated key: the last wins, as in json.loads
+        at = _skip(text, end)
+        at = _skip(text, at + 1) if text[at] == "," else at
+    start, end = spans["Statement"]
+    if text[start] == "{":
+        return start, end, [(start, end)]
+    items, at = [], _skip(text, start + 1)
+    while text[at] != "]":
+        _, stop = decoder.raw_decode(text, at)
+        items.append((at, stop))
+        at = _skip(text, stop)
+        at = _skip(text, at + 1) if text[at] == "," else at
+    return start, end, items
+
+
+@dataclass(frozen=True)
+class InlinePolicy:
+    """An owned permission set's inline policy: the session denies accessctl owns, and the
+    exact text of everything else (kept in order, byte for byte)."""
+
+    text: str = ""  # as read; "" when the permission set has none
+    head: str = ""  # the text before the Statement value
+    tail: str = ""  # and after it
+    kept: tuple[str, ...] = ()  # each statement accessctl does not rewrite, as read
+    denies: tuple[SessionDeny, ...] = ()
+    foreign: tuple[str, ...] = ()  # Sids with accessctl's prefix that it did not write
+    lead: str = "\n    "  # the document's own layout: what precedes each statement
+    close: str = "\n  "  # and the closing bracket
+
+    @classmethod
+    def parse(cls, text: str) -> InlinePolicy:
+        """Raises ValueError, saying why, for a document accessctl cannot edit safely."""
+        if not text.strip():
+            return cls()
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"it is not JSON ({exc})") from None
+        if not isinstance(document, dict) or not isinstance(document.get("Statement"), list | dict):
+            raise ValueError("it is not a policy document with a Statement")
+        start, end, spans = _statement_spans(text)
+        kept, denies, foreign = [], [], []
+        for a, b in spans:
+            statement = json.loads(text[a:b])
+            sid = statement.get("Sid") if isinstance(statement, dict) else None
+            deny = SessionDeny.parse(statement)
+            if deny is not None:
+                denies.append(deny)
+                continue
+            kept.append(text[a:b])
+            if isinstance(sid, str) and sid.startswith(DENY_SID_PREFIX):
+                foreign.append(sid)
+        layout = {}
+        if text[start] == "[" and spans:
+            layout = {"lead": text[start + 1 : spans[0][0]], "close": text[spans[-1][1] : end - 1]}
+        head, tail = text[:start], text[end:]
+        return cls(text, head, tail, tuple(kept), tuple(denies), tuple(foreign), **layout)
+
+    def render(self, denies: Iterable[SessionDeny]) -> str | None:
+        """The document with these denies (oldest first) in place of accessctl's own; None
+        when no statement would be left (the inline policy is then deleted)."""
+        statements = [d.statement() for d in sorted(denies, key=lambda d: d.before)]
+        if "\n" in self.lead:
+            pad = "\n" + self.lead.rsplit("\n", 1)[1]
+            ours = [json.dumps(st, indent=2).replace("\n", pad) for st in statements]
+        else:
+            ours = [json.dumps(st) for st in statements]
+        items = [*self.kept, *ours]
+        if not items:
+            return None
+        body = "[" + self.lead + ("," + self.lead).join(items) + self.close + "]"
+        if not self.text.strip():
+            return '{\n  "Version": "2012-10-17",\n  "Statement": ' + body + "\n}"
+        return self.head + body + self.tail
+
+
+def policy_fits(text: str) -> bool:
+    """Within Identity Center's inline policy quota (bytes, and non-whitespace characters)."""
+    nonblank = sum(1 for c in text if c not in _BLANK)
+    return len(text.encode()) <= INLINE_POLICY_MAX_BYTES and nonblank <= INLINE_POLICY_MAX_NONBLANK
+
+
+@dataclass(frozen=True)
+class DenyRevision:
+    """What one write makes of an inline policy: the new text (None: delete it), whether it
+    differs from what was read, and the live denies that had to go for lack of room."""
+
+    text: str | None
+    changed: bool
+    denies: tuple[SessionDeny, ...]  # what the new text holds
+    dropped: tuple[SessionDeny, ...] = ()
+    expired: int = 0
+
+
+def revise(
+    policy: InlinePolicy, additions: Iterable[SessionDeny], now: datetime, session: timedelta
+) -> DenyRevision:
+    """The inline policy with ``additions`` merged in (one statement per revocation time)
+    and the denies past their horizon removed; when it would outgrow the quota, the oldest
+    denies go first, so the newest revocations are the ones kept."""
+    live = [d for d in policy.denies if not d.expired(now, session)]
+    merged: dict[datetime, SessionDeny] = {}
+    for deny in (*live, *additions):
+        known = merged.get(deny.before)
+        merged[deny.before] = (
+            deny
+            if known is None
+            else SessionDeny(deny.before, max(deny.until, known.until), known.users | deny.users)
+        )
+    wanted = sorted(merged.values(), key=lambda d: d.before)
+    if set(wanted) == set(policy.denies):
+        return DenyRevision(policy.text or None, False, policy.denies)
+    dropped: list[SessionDeny] = []
+    text = policy.render(wanted)
+    while text is not None and not policy_fits(text) and wanted:
+        dropped.append(wanted.pop(0))
+        text = policy.render(wanted)
+    expired = len(policy.denies) - len(live)
+    return DenyRevision(text, True, tuple(wanted), tuple(dropped), expired)
+
+
+def revocation_time(now: datetime) -> datetime:
+    """``now`` in whole seconds, rounded up: a session issued within the second before the
+    revocation is still denied (IAM compares times to the second)."""
+    whole = now.replace(microsecond=0)
+    return whole if whole == now else whole + timedelta(seconds=1)
+
+
+@dataclass
+class _DenyTicket:
+    """Users one apply() call revoked in one permission set, waiting for the write that
+    carries their deny (whichever call makes it: writes to a permission set are shared)."""
+
+    users: frozenset[str]
+    before: datetime
+    outcome: tuple[bool, str] | None = None  # (denied, why not)
+
+
+@dataclass(frozen=True)
+class _Upkeep:
+    """What observe() found a permission set's denies need from settle()."""
+
+    name: str
+    expired: int  # denies past their horizon, to remove
+    unprovisioned: bool  # live denies AWS has not provisioned to every account
+
+
+@dataclass(frozen=True)
+class _Written:
+    """The end of one write of a permission set's denies (and its provisioning)."""
+
+    ok: bool
+    message: str = ""
+    denies: tuple[SessionDeny, ...] = ()
+    dropped: tuple[SessionDeny, ...] = ()
+
+
 class AwsProvider:
     """The Provider for IAM Identity Center (see reconciler.providers.base.Provider)."""
 
@@ -217,6 +477,14 @@ class AwsProvider:
         # Shared by every apply() call, whatever thread the planner runs it on.
         self._creations = threading.BoundedSemaphore(MAX_OUTSTANDING_CREATIONS)
         self._deletions = threading.BoundedSemaphore(MAX_OUTSTANDING_CREATIONS)
+        # Session denies: one write at a time per permission set, shared by every revoke
+        # waiting for it; one provisioning at a time in the instance (AWS updates one
+        # permission set role per account at a time).
+        self._ps_locks: dict[str, threading.Lock] = {}
+        self._queued: dict[str, list[_DenyTicket]] = {}
+        self._provisioning = threading.Lock()
+        self._upkeep: dict[str, _Upkeep] = {}  # permission set ARN -> for settle()
+        self._written: set[str] = set()  # permission sets whose denies this run wrote
 
     # -- calls -------------------------------------------------------------------------
 
@@ -387,6 +655,7 @@ class AwsProvider:
             obs.calls = dict(self.calls.snapshot() - before)
             return obs
         obs.warnings.extend(self.duration_warnings())
+        self._check_denies(ps_arns, now, obs)
         accounts = self._discover(scopes, ps_arns, obs)
         pairs = [(a, name) for a in sorted(accounts) for name in sorted(ps_arns)]
         with ThreadPoolExecutor(max_workers=self.tuning.workers) as pool:
@@ -543,6 +812,12 @@ class AwsProvider:
                 done = list(pool.map(carry_out, planned))
             verified = self._verify(scope, planned, done)
             results.update(zip(positions, verified, strict=True))
+            revoked = [
+                (i, ps_arn, uid)
+                for i, (change, ps_arn, uid) in zip(positions, planned, strict=True)
+                if change.kind is ChangeKind.REVOKE and results[i].ok
+            ]
+            results.update(self._end_sessions(revoked, results, now))
         return [results[i] for i in range(len(changes))]
 
     def _target(
@@ -662,25 +937,41 @@ class AwsProvider:
             "AccountAssignmentCreationRequestId" if grant else "AccountAssignmentDeletionRequestId"
         )
         out_key = "AccountAssignmentCreationStatus" if grant else "AccountAssignmentDeletionStatus"
-        deadline = self._clock() + self.tuning.poll_timeout
-        delay = self.tuning.poll_first
-        while status.get("Status") not in ("SUCCEEDED", "FAILED"):
-            if self._clock() + delay > deadline:
-                message = (
-                    f"still {status.get('Status', 'IN_PROGRESS')} after "
-                    f"{self.tuning.poll_timeout:.0f}s; the next run re-checks it"
-                )
-                return ChangeResult(change, False, message, cloud_request_id=request_id), False
-            self._sleep(delay)
-            delay = min(delay * 2, self.tuning.poll_max)
-            status = self._call(
+        status = self._wait(
+            status,
+            lambda: self._call(
                 describe, InstanceArn=self.settings.instance_arn, **{id_key: request_id}
-            )[out_key]
+            )[out_key],
+        )
+        if status.get("Status") not in ("SUCCEEDED", "FAILED"):
+            message = self._still(status)
+            return ChangeResult(change, False, message, cloud_request_id=request_id), False
         if status["Status"] == "FAILED":
             reason = status.get("FailureReason") or "no reason given"
             message = f"AWS reported FAILED: {reason}"
             return ChangeResult(change, False, message, cloud_request_id=request_id), True
         return ChangeResult(change, True, "SUCCEEDED", cloud_request_id=request_id), True
+
+    def _wait(
+        self, status: Mapping[str, Any], fetch: Callable[[], Mapping[str, Any]]
+    ) -> Mapping[str, Any]:
+        """Poll an async operation until SUCCEEDED or FAILED, with bounded backoff; the last
+        status seen (still IN_PROGRESS when the timeout came first)."""
+        deadline = self._clock() + self.tuning.poll_timeout
+        delay = self.tuning.poll_first
+        while status.get("Status") not in ("SUCCEEDED", "FAILED"):
+            if self._clock() + delay > deadline:
+                return status
+            self._sleep(delay)
+            delay = min(delay * 2, self.tuning.poll_max)
+            status = fetch()
+        return status
+
+    def _still(self, status: Mapping[str, Any]) -> str:
+        return (
+            f"still {status.get('Status', 'IN_PROGRESS')} after "
+            f"{self.tuning.poll_timeout:.0f}s; the next run re-checks it"
+        )
 
     def _verify(
         self,
@@ -725,9 +1016,273 @@ class AwsProvider:
                 out.append(result)
         return out
 
+    # -- session denies ----------------------------------------------------------------
+
+    def _session(self, ps_arn: str) -> timedelta:
+        """How long a session of this permission set can last: its SessionDuration, or
+        AWS's maximum when it is unset or unreadable."""
+        raw = next((d for _, arn, d in self._listing() if arn == ps_arn), None)
+        return session_duration(raw) or MAX_SESSION
+
+    def _ps_name(self, ps_arn: str) -> str:
+        return next((name for name, arn, _ in self._listing() if arn == ps_arn), ps_arn)
+
+    def _read_policy(self, ps_arn: str) -> InlinePolicy:
+        """The inline policy as AWS holds it now; CloudFailure, or ValueError when it is no
+        document accessctl can edit without risking someone else's statements."""
+        text = self._call(
+            self.sso.get_inline_policy_for_permission_set,
+            InstanceArn=self.settings.instance_arn,
+            PermissionSetArn=ps_arn,
+        ).get("InlinePolicy")
+        return InlinePolicy.parse(text or "")
+
+    def _check_denies(self, ps_arns: Mapping[str, str], now: datetime, obs: Observation) -> None:
+        """One read of each owned permission set's inline policy per run: which denies are
+        past their horizon, and whether live ones still wait for provisioning (a run whose
+        provisioning failed); settle() acts on both. Nothing is written here."""
+        names = sorted(ps_arns)
+        workers = max(1, min(self.tuning.workers, len(names)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            found = list(pool.map(lambda n: self._deny_upkeep(n, ps_arns[n], now), names))
+        upkeep: dict[str, _Upkeep] = {}
+        for name, (need, notes) in zip(names, found, strict=True):
+            obs.warnings.extend(notes)
+            if need is not None:
+                upkeep[ps_arns[name]] = need
+        with self._lock:
+            self._upkeep = upkeep
+            self._written = set()
+
+    def _deny_upkeep(
+        self, name: str, ps_arn: str, now: datetime
+    ) -> tuple[_Upkeep | None, list[str]]:
+        try:
+            policy = self._read_policy(ps_arn)
+        except CloudFailure as exc:
+            why = f"cannot read the inline policy of permission set {name!r}: {exc}"
+            return None, [f"{why}; its session denies are not checked in this run"]
+        except ValueError as exc:
+            why = f"the inline policy of permission set {name!r} cannot be edited safely: {exc}"
+            return None, [f"{why}; sessions of its revoked assignments cannot be ended"]
+        notes = [
+            f"permission set {name!r}: statement {sid!r} carries accessctl's prefix but is "
+            "not one accessctl wrote; it is kept as is"
+            for sid in policy.foreign
+        ]
+        session = self._session(ps_arn)
+        expired = sum(1 for d in policy.denies if d.expired(now, session))
+        unprovisioned = False
+        if expired < len(policy.denies):
+            try:
+                unprovisioned = bool(
+                    self._pages(
+                        self.sso,
+                        "list_accounts_for_provisioned_permission_set",
+                        "AccountIds",
+                        InstanceArn=self.settings.instance_arn,
+                        PermissionSetArn=ps_arn,
+                        ProvisioningStatus="LATEST_PERMISSION_SET_NOT_PROVISIONED",
+                    )
+                )
+            except CloudFailure as exc:
+                notes.append(f"cannot check how permission set {name!r} is provisioned: {exc}")
+        if unprovisioned:
+            notes.append(
+                f"permission set {name!r} holds session denies that are not provisioned to "
+                "every account yet; apply provisions it"
+            )
+        if not (expired or unprovisioned):
+            return None, notes
+        return _Upkeep(name, expired, unprovisioned), notes
+
+    def _end_sessions(
+        self,
+        revoked: Sequence[tuple[int, str, str]],
+        results: Mapping[int, ChangeResult],
+        now: datetime,
+    ) -> dict[int, ChangeResult]:
+        """Each assignment this call took away: deny the sessions it issued before the
+        revocation, in its permission set's inline policy (one write and provisioning per
+        permission set, shared with the revokes other accounts have in flight)."""
+        before = revocation_time(now)
+        by_ps: dict[str, list[tuple[int, str]]] = {}
+        for i, ps_arn, uid in revoked:
+            by_ps.setdefault(ps_arn, []).append((i, uid))
+        out: dict[int, ChangeResult] = {}
+        for ps_arn, items in sorted(by_ps.items()):
+            denied, why = self._deny(ps_arn, frozenset(u for _, u in items), before, now)
+            name = self._ps_name(ps_arn)
+            for i, _ in items:
+                out[i] = _sessions_ended(results[i], before, name, None if denied else why)
+        return out
+
+    def _deny(
+        self, ps_arn: str, users: frozenset[str], before: datetime, now: datetime
+    ) -> tuple[bool, str]:
+        """Queue these users' deny and wait for the write that carries it: the first caller
+        to get the permission set's lock writes every deny queued by then."""
+        ticket = _DenyTicket(users, before)
+        with self._lock:
+            self._queued.setdefault(ps_arn, []).append(ticket)
+            lock = self._ps_locks.setdefault(ps_arn, threading.Lock())
+        with lock:
+            if ticket.outcome is None:
+                self._flush(ps_arn, now)
+        return ticket.outcome or (False, "the deny was never written")
+
+    def _flush(self, ps_arn: str, now: datetime, provision: bool = False) -> _Written:
+        """Write the queued denies and drop those past their horizon, in one read, one
+        write and one provisioning. The caller holds the permission set's lock."""
+        with self._lock:
+            tickets = self._queued.pop(ps_arn, [])
+            self._written.add(ps_arn)
+        session = self._session(ps_arn)
+        additions = [SessionDeny(t.before, t.before + session, t.users) for t in tickets]
+        written = self._write_denies(ps_arn, additions, now, session, provision)
+        name = self._ps_name(ps_arn)
+        for t in tickets:
+            held = any(d.before == t.before and t.users <= d.users for d in written.denies)
+            if not written.ok:
+                t.outcome = (False, written.message)
+            elif not held:
+                t.outcome = (False, f"no room left in the inline policy of {name!r} ({_QUOTA})")
+            elif written.dropped:
+                t.outcome = (False, _dropped_message(name, written.dropped))
+            else:
+                t.outcome = (True, "")
+        return written
+
+    def _write_denies(
+        self,
+        ps_arn: str,
+        additions: Sequence[SessionDeny],
+        now: datetime,
+        session: timedelta,
+        provision: bool,
+    ) -> _Written:
+        name = self._ps_name(ps_arn)
+        try:
+            policy = self._read_policy(ps_arn)
+        except CloudFailure as exc:
+            return _Written(False, f"cannot read the inline policy of {name!r}: {exc}")
+        except ValueError as exc:
+            return _Written(False, f"the inline policy of {name!r} cannot be edited safely: {exc}")
+        revision = revise(policy, additions, now, session)
+        if revision.changed:
+            try:
+                self._put_policy(ps_arn, revision.text)
+            except CloudFailure as exc:
+                return _Written(False, f"cannot write the inline policy of {name!r}: {exc}")
+        if not (revision.changed or provision):
+            return _Written(True, denies=revision.denies)
+        failure = self._provision(ps_arn)
+        if failure:
+            message = f"provisioning permission set {name!r}: {failure}"
+            return _Written(False, message, revision.denies, revision.dropped)
+        return _Written(True, "", revision.denies, revision.dropped)
+
+    def _put_policy(self, ps_arn: str, text: str | None) -> None:
+        where = {"InstanceArn": self.settings.instance_arn, "PermissionSetArn": ps_arn}
+        if text is None:
+            self._call(self.sso.delete_inline_policy_from_permission_set, **where)
+        else:
+            self._call(self.sso.put_inline_policy_to_permission_set, InlinePolicy=text, **where)
+
+    def _provision(self, ps_arn: str) -> str | None:
+        """Provision the permission set to every account where it is provisioned and wait
+        for AWS's verdict; None when it SUCCEEDED, else why not. One at a time."""
+        instance = self.settings.instance_arn
+
+        def fetch(request_id: str) -> Mapping[str, Any]:
+            return self._call(  # type: ignore[no-any-return]
+                self.sso.describe_permission_set_provisioning_status,
+                InstanceArn=instance,
+                ProvisionPermissionSetRequestId=request_id,
+            )["PermissionSetProvisioningStatus"]
+
+        with self._provisioning:
+            try:
+                status = self._call(
+                    self.sso.provision_permission_set,
+                    InstanceArn=instance,
+                    PermissionSetArn=ps_arn,
+                    TargetType="ALL_PROVISIONED_ACCOUNTS",
+                )["PermissionSetProvisioningStatus"]
+                request_id = str(status.get("RequestId", ""))
+                status = self._wait(status, lambda: fetch(request_id))
+            except CloudFailure as exc:
+                return str(exc)
+        if status.get("Status") == "SUCCEEDED":
+            return None
+        if status.get("Status") == "FAILED":
+            return f"AWS reported FAILED: {status.get('FailureReason') or 'no reason given'}"
+        return self._still(status)
+
+    def settle(self, now: datetime) -> Observation:
+        """After the run's changes: remove the denies past their horizon and provision the
+        permission sets whose live denies AWS has not provisioned everywhere (both found by
+        observe()); a permission set this run already wrote is done. ``failures`` (keyed
+        ``permission-set:<name>``) are denies that may not hold; ``warnings`` are expired
+        denies left for the next run. Never raises for cloud failures."""
+        before = self.calls.snapshot()
+        obs = Observation()
+        with self._lock:
+            todo = sorted((a, u) for a, u in self._upkeep.items() if a not in self._written)
+        for ps_arn, need in todo:
+            with self._lock:
+                lock = self._ps_locks.setdefault(ps_arn, threading.Lock())
+            with lock:
+                written = self._flush(ps_arn, now, provision=need.unprovisioned)
+            problem = written.message if not written.ok else ""
+            if written.ok and written.dropped:
+                problem = _dropped_message(need.name, written.dropped)
+            if problem and (need.unprovisioned or written.dropped):
+                obs.failures[f"permission-set:{need.name}"] = problem
+            elif problem:
+                obs.warnings.append(f"expired session denies of {need.name!r} stay: {problem}")
+        obs.calls = dict(self.calls.snapshot() - before)
+        return obs
+
 
 def _replace(result: ChangeResult, **changes: Any) -> ChangeResult:
     return replace(result, **changes)
+
+
+_QUOTA = (
+    f"Identity Center allows {INLINE_POLICY_MAX_BYTES} bytes, "
+    f"{INLINE_POLICY_MAX_NONBLANK} of them not whitespace"
+)
+
+
+def _dropped_message(name: str, dropped: Sequence[SessionDeny]) -> str:
+    users = sorted({u for d in dropped for u in d.users})
+    return (
+        f"the inline policy of {name!r} is full ({_QUOTA}): to keep the newest revocations, "
+        f"the session denies of {len(dropped)} earlier one(s) (users {', '.join(users)}, "
+        f"issued before {format_rfc3339(dropped[-1].before)}) were removed, so those sessions "
+        "may run until they expire"
+    )
+
+
+def _sessions_ended(
+    result: ChangeResult, before: datetime, permission_set: str, failure: str | None
+) -> ChangeResult:
+    """A revoke's result with the fate of the sessions its assignment issued."""
+    at = format_rfc3339(before)
+    if failure is not None:
+        message = (
+            f"{result.message}; the assignment is gone, but its sessions issued before {at} "
+            f"were not ended: {failure}"
+        )
+        return _replace(result, ok=False, message=message)
+    message = f"{result.message}; sessions issued before {at} denied ({permission_set!r})"
+    # ChangeResult.sessions_ended_at, where the core has it (the ledger records it)
+    extra = {"sessions_ended_at": before} if "sessions_ended_at" in _RESULT_FIELDS else {}
+    return _replace(result, message=message, **extra)
+
+
+_RESULT_FIELDS = frozenset(f.name for f in fields(ChangeResult))
 
 
 def _granted_and_revoked(

@@ -115,6 +115,19 @@ def _listing(sso: Stubber, *user_ids: str) -> None:
 
 CREATE = "AccountAssignmentCreationStatus"
 DELETE = "AccountAssignmentDeletionStatus"
+PROVISION = "PermissionSetProvisioningStatus"
+
+
+def _sessions_denied(sso: Stubber) -> None:
+    """A revoke's session deny: read the inline policy (none), write it, provision it."""
+    where = {"InstanceArn": INSTANCE, "PermissionSetArn": PS_ARN}
+    sso.add_response("get_inline_policy_for_permission_set", {}, where)
+    sso.add_response("put_inline_policy_to_permission_set", {})
+    sso.add_response(
+        "provision_permission_set",
+        _status(PROVISION, "SUCCEEDED"),
+        {**where, "TargetType": "ALL_PROVISIONED_ACCOUNTS"},
+    )
 
 
 def _grant(kind: ChangeKind = ChangeKind.GRANT) -> Change:
@@ -209,8 +222,10 @@ def test_conflict_on_deletion_is_retried_then_polled(stubs: Any) -> None:
         {"InstanceArn": INSTANCE, "AccountAssignmentDeletionRequestId": REQUEST_ID},
     )
     _listing(sso)
+    _sessions_denied(sso)
     [result] = provider.apply(ACCOUNT, [_revoke()], NOW)
     assert result.ok and result.verified, result.message
+    assert "sessions issued before 2026-12-01T09:00:00Z denied" in result.message
     assert len(fake.sleeps) == 2  # one jittered retry of the conflict, one poll
     assert 0.25 <= fake.sleeps[0] <= 0.5  # Tuning(retry_base=0.5): attempt 0 waits base/2..base
 
@@ -236,6 +251,7 @@ def test_observe_discovers_provisioned_accounts_and_pages(stubs: Any) -> None:
     owned permission set is provisioned; listings followed across pages; groups dropped."""
     sso, ids, provider, _ = stubs
     _permission_sets(sso)
+    sso.add_response("get_inline_policy_for_permission_set", {})
     sso.add_response(
         "list_accounts_for_provisioned_permission_set",
         {"AccountIds": ["444444444444"]},
