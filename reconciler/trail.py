@@ -8,18 +8,34 @@ credentials are there, GitHub, and judges every version with the one judgment; t
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler import git
 from reconciler.core import layout
-from reconciler.core.audit import AuditEntry, LedgerEntry, PullInfo, State, Version
+from reconciler.core.audit import (
+    AuditEntry,
+    LedgerEntry,
+    PullInfo,
+    RemovedBy,
+    State,
+    Version,
+    settle,
+)
 from reconciler.core.escape import clean_json
 from reconciler.core.judgment import Approval, judge_request
+from reconciler.core.models import Settings
+from reconciler.core.policy import compute_window
 from reconciler.core.timeutil import format_duration, format_rfc3339
-from reconciler.errors import ConfigError, Finding
+from reconciler.errors import AccessctlError, ConfigError, Finding
+
+if TYPE_CHECKING:
+    from reconciler.approvals import ApprovalRecord, FileChange
+    from reconciler.approvals_github import GitHubApprovals
 
 
 def github_configured(trust_git: bool) -> bool:
@@ -29,37 +45,216 @@ def github_configured(trust_git: bool) -> bool:
     )
 
 
-def pull_infos(repo: Path, versions: Sequence[Version]) -> dict[tuple[str, str], PullInfo]:
-    """Each version's commit -> its merged pull request, through the cached GitHub lookup.
+# -- the ledger, as evidence ------------------------------------------------------------
 
-    The lookup answers one record per path, so versions go in rounds where every path
-    appears at most once (the n-th version of every file in round n)."""
+
+@dataclass(frozen=True)
+class LedgerProblem:
+    """Something wrong with the ledger as evidence (``reconciler.ledger.LedgerProblem``)."""
+
+    code: str
+    message: str
+    commit: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "commit": self.commit}
+
+
+@dataclass(frozen=True)
+class LedgerFacts:
+    """The ledger as the audit uses it: the lines believed (written by the reconciler), the
+    forged ones (shown, never believed) and every problem (``reconciler.ledger.inspect``).
+    ``verified`` None: who wrote it could not be checked (no GitHub)."""
+
+    branch: str
+    present: bool
+    head: str | None
+    verified: bool | None
+    problems: tuple[LedgerProblem, ...] = ()
+    entries: tuple[LedgerEntry, ...] = ()
+    forged: tuple[LedgerEntry, ...] = ()
+    unverified_reason: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "branch": self.branch,
+            "present": self.present,
+            "head": self.head,
+            "verified": self.verified,
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+def missing_ledger(branch: str) -> LedgerFacts:
+    return LedgerFacts(
+        branch,
+        False,
+        None,
+        None,
+        (
+            LedgerProblem(
+                "ledger-missing",
+                f"no ledger branch {branch} (locally or on origin): what the reconciler "
+                "granted and revoked is unknown",
+            ),
+        ),
+    )
+
+
+def inspect_ledger(repo: Path, branch: str, *, github: object | None, identity: str) -> LedgerFacts:
+    """The ledger verified, not believed (``reconciler.ledger.inspect``). Raises
+    AccessctlError when it cannot be read at all."""
+    from reconciler import ledger
+
+    inspect = getattr(ledger, "inspect", None)
+    if inspect is None:
+        return _read_ledger(repo, branch)
+    report = inspect(repo, branch, github=github, identity=identity)
+    return LedgerFacts(
+        branch=report.branch,
+        present=report.present,
+        head=report.head,
+        verified=report.verified,
+        problems=tuple(LedgerProblem(p.code, p.message, p.commit) for p in report.problems),
+        entries=tuple(report.entries),
+        forged=tuple(report.forged),
+        unverified_reason=getattr(report, "unverified_reason", ""),
+    )
+
+
+_VERIFY_CODES = (
+    ("removed or changed", "ledger-rewritten"),
+    ("merge commit", "ledger-diverged"),
+    ("do not parse", "ledger-unparsable"),
+)
+
+
+def _read_ledger(repo: Path, branch: str) -> LedgerFacts:
+    """The same facts from ``ledger.read``/``verify``, for a ledger module without
+    ``inspect``: every line believed, who wrote it unchecked."""
+    from reconciler import ledger
+
+    if not ledger.exists(repo, branch):
+        return missing_ledger(branch)
+    problems = tuple(
+        LedgerProblem(next((c for k, c in _VERIFY_CODES if k in text), "ledger-rewritten"), text)
+        for text in ledger.verify(repo, branch)
+    )
+    heads = ledger.refs(repo, branch)
+    return LedgerFacts(
+        branch,
+        True,
+        heads[0] if heads else None,
+        False if problems else None,
+        problems,
+        tuple(ledger.read(repo, branch)),
+        unverified_reason="who wrote the ledger is not checked",
+    )
+
+
+# -- GitHub, said once when it is down ----------------------------------------------------
+
+
+_FAILED = re.compile(r"GitHub: (?P<what>.+?) failed (?:\((?P<why>.*)\)|: (?P<wait>.*))$", re.S)
+_STATUS = re.compile(r"^(?P<code>\d{3}): (?P<message>.*)$", re.S)
+
+
+def outage_words(error: str) -> str:
+    """A GitHub failure (``reconciler.github``'s wording, maybe with a library's text
+    inside) said in words a person acts on, without the library's text."""
+    text = error.split("approval could not be verified: ", 1)[-1]
+    text = text.split("cannot tell who removed it: ", 1)[-1]
+    m = _FAILED.search(text)
+    if m is None:
+        return "GitHub could not be read"
+    what, why = m["what"], m["why"] or ""
+    status = _STATUS.match(why)
+    if m["wait"]:
+        said = m["wait"]
+    elif status:
+        said = f"it answered {status['code']} ({status['message'][:200]})"
+    elif "refused" in why.lower():
+        said = "the connection was refused"
+    elif "timed out" in why.lower() or "timeout" in why.lower():
+        said = "it did not answer in time"
+    elif any(k in why.lower() for k in ("name or service", "getaddrinfo", "resolve")):
+        said = "its address could not be resolved"
+    else:
+        said = "the connection failed"
+    return f"GitHub could not be read while {what}: {said}"
+
+
+@dataclass
+class _Lookups:
+    """GitHub's answers for the versions; the first outage stops every further call (the
+    next versions rest on the verified approvals the reconciler stored, or are unverified)."""
+
+    source: GitHubApprovals
+    outage: str | None = None
+    pulls: dict[tuple[str, str], PullInfo] = field(default_factory=dict)
+    removers: dict[tuple[str, str], RemovedBy] = field(default_factory=dict)
+
+    def pull_of(self, change: FileChange) -> PullInfo:
+        if self.outage is None:
+            record = self.source.lookup([change])[change.path]
+            if record.transient:
+                self.outage = outage_words(record.error or "")
+        else:
+            record = self.source.cache.get(change) or _unverified(change)
+        return _pull_info(record)
+
+    def remover_of(self, v: Version) -> RemovedBy:
+        assert v.removal is not None
+        if self.outage is not None:
+            return RemovedBy(None, unknown=True)
+        who = self.source.remover(v.removal, v.path)
+        if who.login is None and who.error:
+            self.outage = outage_words(who.error)
+            return RemovedBy(None, unknown=True)
+        return RemovedBy(who.login, who.pr)
+
+
+def _unverified(change: FileChange) -> ApprovalRecord:
+    from reconciler.approvals import ApprovalRecord
+
+    return ApprovalRecord(
+        change.path, change.commit, None, None, error="GitHub is unreachable", transient=True
+    )
+
+
+def _pull_info(record: ApprovalRecord) -> PullInfo:
+    from reconciler.approvals_github import NO_PULL_REQUEST
+
+    if record.error == NO_PULL_REQUEST:
+        return PullInfo(number=None)
+    return PullInfo(
+        number=record.pr,
+        merged_at=record.approved_at,
+        approvals=record.approvals,
+        error=record.error,
+        transient=record.transient,
+    )
+
+
+def look_up(source: GitHubApprovals, versions: Sequence[Version]) -> _Lookups:
+    """Each version's merged pull request (cached lookup), and who deleted each request
+    file deleted before its window (as git dates it) was over."""
     from reconciler.approvals import FileChange
-    from reconciler.approvals_github import NO_PULL_REQUEST, GitHubApprovals
 
-    source = GitHubApprovals.from_env(repo)
-    rounds: list[list[FileChange]] = []
-    seen: dict[str, int] = {}
+    found = _Lookups(source)
     for v in versions:
-        n = seen.get(v.path, 0)
-        seen[v.path] = n + 1
-        if n == len(rounds):
-            rounds.append([])
-        rounds[n].append(FileChange(v.path, v.commit, v.blob, v.committed_at, v.author))
-    out: dict[tuple[str, str], PullInfo] = {}
-    for changes in rounds:
-        for path, record in source.lookup(changes).items():
-            if record.error == NO_PULL_REQUEST:
-                info = PullInfo(number=None)
-            else:
-                info = PullInfo(
-                    number=record.pr,
-                    merged_at=record.approved_at,
-                    approvals=record.approvals,
-                    error=record.error,
-                )
-            out[(record.commit, path)] = info
-    return out
+        change = FileChange(v.path, v.commit, v.blob, v.committed_at, v.author)
+        found.pulls[(v.commit, v.path)] = found.pull_of(change)
+    for v in versions:
+        removal, request = v.removal, v.request
+        if removal is None or not removal.deleted or request is None or v.findings:
+            continue
+        if removal.at < compute_window(request, v.committed_at).end:
+            found.removers[(removal.commit, v.path)] = found.remover_of(v)
+    return found
+
+
+# -- the use case -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -67,21 +262,68 @@ class _Builder:
     """build_audit with its context, applied to a chunk of versions (maybe in a worker)."""
 
     at: datetime
-    ledger: list[LedgerEntry] | None
+    ledger: LedgerFacts | None
     pulls: dict[tuple[str, str], PullInfo] | None
+    removers: dict[tuple[str, str], RemovedBy] | None = None
     at_tip: bool = False
+    tolerance: timedelta = Settings().late_tolerance
 
     def __call__(self, versions: list[Version]) -> list[AuditEntry]:
         from reconciler.core.audit import build_audit
 
+        present = self.ledger is not None and self.ledger.present
         return build_audit(
             versions,
             at=self.at,
             trust_git=self.pulls is None,
-            ledger=self.ledger,
+            ledger=list(self.ledger.entries) if present and self.ledger else None,
+            forged=list(self.ledger.forged) if present and self.ledger else [],
             pulls=self.pulls,
+            removers=self.removers,
             at_tip=self.at_tip,
+            tolerance=self.tolerance,
         )
+
+
+@dataclass
+class Trail:
+    """What ``collect`` read: the entries, the ledger as evidence, notes for stderr, and
+    the outages (each said once, in words) that left something unverified."""
+
+    entries: list[AuditEntry]
+    ledger: LedgerFacts | None  # None: not consulted (--no-ledger)
+    settings: Settings
+    notes: list[str] = field(default_factory=list)
+    outages: list[str] = field(default_factory=list)
+
+    @property
+    def incomplete(self) -> bool:
+        """Something could not be read or verified: the run must fail."""
+        return bool(self.outages) or any(e.state == "unverified" for e in self.entries)
+
+
+def tip_settings(repo: Path, tip: str | None) -> Settings:
+    """``settings:`` of the policies at the tip (defaults where unset or invalid)."""
+    if tip is None:
+        return Settings()
+    from reconciler.repo import load_config
+
+    with git.Tree(repo, tip) as tree:
+        config, _ = load_config(tree)
+    return config.settings
+
+
+def resolve_ref(repo: Path, ref: str) -> str | None:
+    """The commit ``ref`` names; None for HEAD of an empty repository. ConfigError (exit 2)
+    for anything else that names no commit."""
+    git.require_repository(repo)
+    tip = git.resolve(repo, ref)
+    if tip is None and ref != "HEAD":
+        raise ConfigError(
+            f"--ref {ref!r} is not a branch, tag or commit in {repo} (try a branch name like "
+            "main, or origin/main after git fetch)"
+        )
+    return tip
 
 
 def collect(
@@ -92,30 +334,67 @@ def collect(
     ref: str = "HEAD",
     ledger_branch: str | None = "accessctl-ledger",
     only_current: bool = False,
-) -> tuple[list[AuditEntry], list[str]]:
-    """Read history, ledger and (maybe) GitHub; return the entries and notes for stderr.
+) -> Trail:
+    """Read history, ledger and (maybe) GitHub, and judge every version.
 
     ``only_current``: just the versions still on the branch, plus deleted ones (what
     ``status`` shows), those on the branch judged by the policies at ``ref`` as plan/apply
     judge them; otherwise every version by the policies of its own commit."""
-    from reconciler import history, ledger
+    from reconciler import history
 
-    notes: list[str] = []
+    tip = resolve_ref(repo, ref)
+    settings = tip_settings(repo, tip)
+    trail = Trail([], None, settings)
     if history.is_shallow(repo):
-        notes.append("this is a shallow clone: history before its boundary is not audited")
-    entries_ledger: list[LedgerEntry] | None = None
-    if ledger_branch and ledger.exists(repo, ledger_branch):
-        entries_ledger = ledger.read(repo, ledger_branch)
-        notes += [f"LEDGER: {p}" for p in ledger.verify(repo, ledger_branch)]
-    pulls = None
-    if github_configured(trust_git):
+        trail.notes.append("this is a shallow clone: history before its boundary is not audited")
+    source = _github_source(repo) if github_configured(trust_git) else None
+    if ledger_branch:
+        trail.ledger = _ledger(repo, ledger_branch, source, settings, trail)
+    build = _Builder(
+        now, trail.ledger, None, at_tip=only_current, tolerance=settings.late_tolerance
+    )
+    if source is not None:
         versions = history.load_versions(repo, ref, current_only=only_current)
-        pulls = pull_infos(repo, versions)
-        return _Builder(now, entries_ledger, pulls, only_current)(versions), notes
-    if not trust_git:
-        notes.append("no GitHub credentials: approvals not verified, pull requests not shown")
-    build = _Builder(now, entries_ledger, None, only_current)
-    return history.map_versions(repo, ref, build, current_only=only_current), notes
+        found = look_up(source, versions)
+        if found.outage:
+            trail.outages.append(found.outage)
+        build = _Builder(
+            now,
+            trail.ledger,
+            found.pulls,
+            found.removers,
+            only_current,
+            settings.late_tolerance,
+        )
+        entries = build(versions)
+    else:
+        if not trust_git:
+            trail.notes.append(
+                "no GitHub credentials: approvals not verified, pull requests not shown"
+            )
+        entries = history.map_versions(repo, ref, build, current_only=only_current)
+    # Chunks were settled on their own; an AWS assignment may be shared across them.
+    trail.entries = settle(entries, at=now, tolerance=settings.late_tolerance)
+    return trail
+
+
+def _github_source(repo: Path) -> GitHubApprovals:
+    from reconciler.approvals_github import GitHubApprovals
+
+    return GitHubApprovals.from_env(repo)
+
+
+def _ledger(
+    repo: Path, branch: str, source: GitHubApprovals | None, settings: Settings, trail: Trail
+) -> LedgerFacts | None:
+    """The ledger, verified; when it cannot be read at all, an outage (no ledger facts,
+    and no accusation resting on their absence)."""
+    github = source.client if source is not None else None
+    try:
+        return inspect_ledger(repo, branch, github=github, identity=settings.reconciler_identity)
+    except AccessctlError as exc:
+        trail.outages.append(f"the ledger branch {branch} could not be read: {exc}")
+        return None
 
 
 @dataclass(frozen=True)
@@ -167,7 +446,8 @@ def committed_rows(entries: list[AuditEntry], now: datetime) -> list[Row]:
 
 
 def _note(entry: AuditEntry) -> str:
-    return entry.anomalies[0] if entry.anomalies else ""
+    first = entry.anomalies[:1] or entry.events[:1]
+    return str(first[0]) if first else ""
 
 
 def uncommitted_rows(repo: Path, now: datetime) -> list[Row]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def render_text(rows: list[Row], now: datetime) -> str:
         left = r.time_left(now) if r.state in ("active", "scheduled", "expired") else ""
         file, what, left = log_line(r.file), terminal_text(what), terminal_text(left)
         lines.append(f"{file:<{width}}  {r.state:<9}  {left:<16}  {what}".rstrip())
-        if r.note and r.state in ("pending", "rejected", "revoked"):
+        if r.note and r.state in ("pending", "rejected", "revoked", "unverified"):
             lines.append(f"{'':<{width}}  ! {terminal_text(r.note)}")
     counts: dict[str, int] = {}
     for r in rows:
@@ -73,26 +74,34 @@ def status_command(  # noqa: PLR0917 - click passes options as arguments
     States: pending (not merged yet, or merged after --at), scheduled (starts later),
     active, expired, revoked (the file was deleted before its end, or the reconciler
     recorded a revoke), rejected (invalid, or not allowed by the policies at the tip of
-    the branch, as plan judges it). Reads git (and the ledger branch when present); approvals
-    come from GitHub when GITHUB_TOKEN/GITHUB_REPOSITORY are set, else from git alone.
-    Needs no cloud access.
+    the branch, as plan judges it), unverified (GitHub could not be asked whether it was
+    approved: neither approved nor refused; a verified approval the reconciler stored on
+    its ledger branch stands in). Reads git (and the ledger branch when present);
+    approvals come from GitHub when GITHUB_TOKEN/GITHUB_REPOSITORY are set, else from git
+    alone. Needs no cloud access.
 
-    Exit codes: 0 listed; 2 not a git repository or a bad flag.
+    Exit codes: 0 listed; 1 listed, but some request is unverified or GitHub or the ledger
+    could not be read (the cause is printed once, on stderr); 2 not a git repository, a
+    --ref that names no commit, or a bad flag.
     """
     if mine and not requester:
         requester = whoami(repo)
-    entries, notes = collect(repo, now=now, trust_git=trust_git, ref=ref, only_current=True)
-    notes += [f"{f.file}: {f.message}" for f in stray_findings(repo, ref)]
-    rows = committed_rows(entries, now)
+    trail = collect(repo, now=now, trust_git=trust_git, ref=ref, only_current=True)
+    notes = trail.notes + [f"{f.file}: {f.message}" for f in stray_findings(repo, ref)]
+    rows = committed_rows(trail.entries, now)
     if ref == "HEAD":
         rows += uncommitted_rows(repo, now)
     if requester:
         rows = [r for r in rows if (r.requester or "").lower() == requester.lower()]
     rows.sort(key=lambda r: r.file)
+    for cause in trail.outages:  # said once, here, in words
+        click.echo(f"error: {log_line(cause)}", err=True)
     if fmt == "json":
         echo_json({"requests": [r.to_json() for r in rows]})
-        return
-    for note in notes:
-        if not note.startswith("no GitHub"):  # status is git-first by design; no need to say
-            click.echo(f"note: {log_line(note)}", err=True)
-    click.echo(render_text(rows, now))
+    else:
+        for note in notes:
+            if not note.startswith("no GitHub"):  # status is git-first by design; no need to say
+                click.echo(f"note: {log_line(note)}", err=True)
+        click.echo(render_text(rows, now))
+    if trail.incomplete or any(r.state == "unverified" for r in rows):
+        sys.exit(1)

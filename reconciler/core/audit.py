@@ -2,23 +2,76 @@
 
 Pure: the inputs are already read (``reconciler.history``, ``reconciler.ledger``, GitHub);
 this module only decides, for each version of a request file that reached the branch,
-who asked, who approved and when, the window, what the reconciler did, the state at
-``at`` and every anomaly a reviewer of the trail should look at.
+who asked, who approved and when, the window, what the reconciler did and how late, the
+state at ``at``, every anomaly (a stable code a reviewer of the trail must look at) and
+every ordinary lifecycle event (an early deletion, an edit).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Literal, get_args
 
-from reconciler.core import judgment
-from reconciler.core.judgment import STATES, Approval, Removal, State, Version
-from reconciler.core.models import Approvals, Window
-from reconciler.core.timeutil import format_rfc3339
+from reconciler.core import judgment, providers
+from reconciler.core.judgment import STATES, Approval, Problem, Removal, State, Version
+from reconciler.core.models import DEFAULT_LATE_TOLERANCE, Approvals, Window
+from reconciler.core.policy import compute_window
+from reconciler.core.prcheck import may_revoke
+from reconciler.core.timeutil import format_duration, format_rfc3339
 
 __all__ = ["STATES", "Removal", "State", "Version"]  # re-exported for the commands
+
+AnomalyCode = Literal[
+    "invalid",
+    "policies-invalid",
+    "refused",
+    "direct-push",
+    "policy-changed",
+    "granted-unapproved",
+    "unverified",
+    "grant-failed",
+    "revoke-failed",
+    "no-ledger-entry",
+    "late-grant",
+    "late-revoke",
+    "revoked-by-other",
+    "ledger-forged",
+]
+ANOMALY_CODES: tuple[AnomalyCode, ...] = get_args(AnomalyCode)
+EventCode = Literal["deleted-early", "superseded"]
+EVENT_CODES: tuple[EventCode, ...] = get_args(EventCode)
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """Something in the trail a reviewer must look at: a stable code and a sentence."""
+
+    code: AnomalyCode
+    message: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """An ordinary fact of a version's life (deleted early, superseded): never an anomaly."""
+
+    code: EventCode
+    commit: str
+    message: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"code": self.code, "commit": self.commit, "message": self.message}
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -30,6 +83,16 @@ class PullInfo:
     approvals: Approvals | None = None
     error: str | None = None
     transient: bool = False  # the lookup itself failed (GitHub unreachable)
+
+
+@dataclass(frozen=True)
+class RemovedBy:
+    """Who deleted a request file: a pull request's author, or a direct push's commit
+    author; ``unknown`` when GitHub could not be asked."""
+
+    login: str | None
+    pr: int | None = None
+    unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,7 +122,7 @@ class LedgerEntry:
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One row of ``accessctl audit`` (SPEC §4), plus context for the text timeline."""
+    """One row of ``accessctl audit``, plus context for the text timeline."""
 
     file: str
     commit: str
@@ -76,7 +139,11 @@ class AuditEntry:
     granted_at: datetime | None
     revoked_at: datetime | None
     state: State
-    anomalies: tuple[str, ...] = ()
+    anomalies: tuple[Anomaly, ...] = ()
+    events: tuple[Event, ...] = ()
+    removed_at: datetime | None = None  # a grant that ended in the cloud: its clean-up
+    grant_lateness: int | None = None  # seconds: granted_at - begin
+    revoke_lateness: int | None = None  # seconds: revoked_at - when access had to end
     author: str = ""
     committed_at: datetime | None = None
     subject: str = ""
@@ -84,7 +151,11 @@ class AuditEntry:
     ticket: str | None = None
     principal: str | None = None
     removal: Removal | None = None
-    events: tuple[tuple[datetime, str], ...] = field(default=(), compare=False)
+    timeline: tuple[tuple[datetime, str], ...] = field(default=(), compare=False)
+    # What ``settle`` needs to judge the revoke again across every version of the branch.
+    due: datetime | None = field(default=None, compare=False)  # when access had to end
+    cloud_ends: bool = field(default=False, compare=False)  # the cloud ended it at `end`
+    cloud_key: Hashable | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -102,8 +173,12 @@ class AuditEntry:
             "end": _ts(self.end),
             "granted_at": _ts(self.granted_at),
             "revoked_at": _ts(self.revoked_at),
+            "removed_at": _ts(self.removed_at),
+            "grant_lateness": self.grant_lateness,
+            "revoke_lateness": self.revoke_lateness,
             "state": self.state,
-            "anomalies": list(self.anomalies),
+            "anomalies": [a.to_json() for a in self.anomalies],
+            "events": [e.to_json() for e in self.events],
         }
 
 
@@ -127,11 +202,28 @@ class _Judged:
     principal: str | None
     approvers: tuple[str, ...] | None
     pr: int | None
-    anomalies: tuple[str, ...]
+    anomalies: tuple[Anomaly, ...]
     unverified: bool = False
 
+    @property
+    def ledger_window(self) -> Window | None:
+        """The window ledger lines are matched by: the judged one or, for a version that
+        was never approved (a direct push) or cannot be verified, the one git dates."""
+        request = self.version.request
+        if self.window is not None or request is None:
+            return self.window
+        return compute_window(request, self.version.committed_at)
 
-DIRECT_PUSH = "direct push: reached the branch without a merged pull request"
+    @property
+    def ledger_from(self) -> datetime:
+        return self.approved_at or self.version.committed_at
+
+
+DIRECT_PUSH = "reached the branch without a merged pull request"
+UNVERIFIED = (
+    "the approval could not be checked: GitHub did not answer (the cause is reported once "
+    "for the run); neither approved nor refused"
+)
 
 
 def approval_of(version: Version, pull: PullInfo | None, *, trust_git: bool) -> Approval:
@@ -161,32 +253,24 @@ def judge(
     approval = approval_of(version, pull, trust_git=trust_git)
     j = judgment.judge(version, approval, at or version.committed_at, at_tip=at_tip)
     tip = at_tip and version.tip_config is not None and version.tip_config is not version.config
-    refused = "refused under current policies" if tip else "refused"
-    anomalies: list[str] = []
+    anomalies: list[Anomaly] = []
     refusals = 0
     for p in j.problems:
-        if p.kind == "file":
-            anomalies.append(f"invalid: {version.path}:{p.line}: {p.code}: {p.message}")
-        elif p.kind == "config":
-            anomalies.append(
-                "policies at the tip of the branch are invalid"
-                if at_tip and version.tip_config is not None
-                else "policies on the branch were invalid at this commit"
-            )
-        elif p.code == "E-APPROVAL-UNVERIFIED" or (p.kind == "approval" and pull and pull.error):
-            anomalies.append(f"approval not verified: {p.message}")
-        elif p.kind == "approval":
-            anomalies.append(p.message)
-        elif refusals < 3:
-            refusals += 1
-            anomalies.append(f"{refused}: {p.message}")
+        if p.kind == "policy" and refusals >= 3:
+            continue
+        refusals += p.kind == "policy"
+        anomalies.append(_problem_anomaly(p, version, tip=tip, at_tip=at_tip))
+    principal = j.principal
+    if principal is None and version.request is not None:
+        config = version.tip_config if at_tip and version.tip_config else version.config
+        principal = config.principal(version.request.requester, version.request.provider)
     return _Judged(
         version,
         j.approved_at,
         j.window,
         j.allowed,
         j.policy if j.allowed else (j.decision.policy if j.decision else None),
-        j.principal,
+        principal,
         j.approvers,
         j.pr,
         tuple(anomalies),
@@ -194,9 +278,29 @@ def judge(
     )
 
 
+def _problem_anomaly(p: Problem, version: Version, *, tip: bool, at_tip: bool) -> Anomaly:
+    if p.kind == "file":
+        return Anomaly("invalid", f"{version.path}:{p.line}: {p.code}: {p.message}")
+    if p.kind == "config":
+        where = at_tip and version.tip_config is not None
+        return Anomaly(
+            "policies-invalid",
+            "the policies at the tip of the branch are invalid"
+            if where
+            else "the policies on the branch were invalid at this commit",
+        )
+    if p.code == "E-APPROVAL-UNVERIFIED":
+        return Anomaly("unverified", UNVERIFIED)  # the cause is said once, not per entry
+    if p.code == "E-APPROVAL-DIRECT-PUSH":
+        return Anomaly("direct-push", DIRECT_PUSH)
+    if p.kind == "approval":
+        return Anomaly("refused", p.message)
+    return Anomaly("refused", f"under the current policies: {p.message}" if tip else p.message)
+
+
 def _tip_anomalies(
     judged: _Judged, pull: PullInfo | None, at: datetime, *, trust_git: bool
-) -> list[str]:
+) -> list[Anomaly]:
     """For audit, which judges by each commit's policies: a version still on the branch whose
     verdict under the policies at the tip differs, while its window is still open (what
     plan/apply will do about it now). Free when the policies never changed since."""
@@ -209,9 +313,10 @@ def _tip_anomalies(
     if now.allowed == judged.allowed:
         return []
     if now.allowed:
-        return [f"allowed under current policies (policy {now.policy}): plan would grant it"]
-    refusals = [a for a in now.anomalies if a.startswith("refused under current policies")]
-    return refusals[:1] or ["refused under current policies"]
+        why = f"allowed under the current policies (policy {now.policy}): plan would grant it"
+        return [Anomaly("policy-changed", why)]
+    refusals = [a.message for a in now.anomalies if a.code == "refused"]
+    return [Anomaly("policy-changed", f"refused {refusals[0]}" if refusals else "refused now")]
 
 
 def state_at(judged: _Judged, at: datetime, revoked_by_ledger: datetime | None) -> State:
@@ -229,14 +334,54 @@ def state_at(judged: _Judged, at: datetime, revoked_by_ledger: datetime | None) 
     return judgment.state_at(facts, at, judged.version.removal, revoked_by_ledger)
 
 
-def _removal_anomalies(judged: _Judged) -> list[str]:
-    removal = judged.version.removal
-    window = judged.window
-    if removal is None or window is None or not judged.allowed or removal.at >= window.end:
+def _removal_events(judged: _Judged, at: datetime) -> list[Event]:
+    """An early deletion or an edit while the window was open: the life of a request."""
+    removal, window = judged.version.removal, judged.window
+    if removal is None or window is None or removal.at >= window.end or removal.at > at:
         return []
+    if not (judged.allowed or judged.unverified):
+        return []
+    when = format_rfc3339(removal.at)
     if removal.deleted:
-        return [f"deleted early: revoked by {short(removal.commit)}"]
-    return [f"edited: superseded by {short(removal.commit)}"]
+        return [Event("deleted-early", removal.commit, f"deleted at {when}: access revoked early")]
+    return [Event("superseded", removal.commit, f"replaced by a new version at {when}")]
+
+
+def _removed_by_other(
+    judged: _Judged, at: datetime, removers: Mapping[tuple[str, str], RemovedBy] | None
+) -> list[Anomaly]:
+    """A deletion before the end by someone who may not revoke the request (neither its
+    requester nor an eligible approver of a policy that allows it): the gate refuses it, so
+    one on the branch went past it."""
+    v, window = judged.version, judged.window
+    removal = v.removal
+    if removal is None or not removal.deleted or removal.at > at or v.request is None:
+        return []
+    if not judged.allowed or window is None or removal.at >= window.end:
+        return []
+    if removers is None:  # git alone: the commit's author, as git records it
+        who: RemovedBy | None = RemovedBy(removal.author.rsplit(" <", 1)[0].strip() or None)
+    else:
+        who = removers.get((removal.commit, v.path))
+    if who is None or (who.login is None and not who.unknown):
+        return []
+    if who.unknown or who.login is None:
+        return [Anomaly("unverified", "who deleted the file could not be checked on GitHub")]
+    if may_revoke(who.login, v.request, v.path, v.config):
+        return []
+    via = f"pull request #{who.pr}" if who.pr else "a direct push"
+    return [
+        Anomaly(
+            "revoked-by-other",
+            f"deleted by {who.login} through {via} in {short(removal.commit)}, who is neither "
+            f"the requester {v.request.requester} nor an eligible approver of a policy that "
+            "allows it",
+        )
+    ]
+
+
+def _second(t: datetime) -> datetime:
+    return t.replace(microsecond=0)
 
 
 class _LedgerIndex:
@@ -253,17 +398,21 @@ class _LedgerIndex:
 
     def for_version(self, judged: _Judged, next_at: datetime | None) -> list[LedgerEntry]:
         """Entries about this version: its path's entries after approval whose end matches
-        the window, or (end unknown, e.g. AWS) that fall before the next version took over;
-        plus path-less revokes of the same (provider, scope, role, principal) afterwards."""
-        v, window = judged.version, judged.window
-        if window is None or judged.approved_at is None:
+        the window (as judged, or as git dates it), or (end unknown) that fall before the
+        next version took over; plus path-less revokes of the same cloud key afterwards."""
+        v, window = judged.version, judged.ledger_window
+        if window is None:
             return []
+        ends = {_second(window.end)}
+        if v.request is not None:
+            ends.add(_second(compute_window(v.request, v.committed_at).end))
+        since = min(judged.ledger_from, v.committed_at)
         out = []
         for e in self.by_request.get(v.path, []):
-            if e.time < judged.approved_at:
+            if e.time < since:
                 continue
             if e.end is not None:
-                if e.end == window.end:
+                if _second(e.end) in ends:
                     out.append(e)
             elif next_at is None or e.time < next_at or e.action == "revoke":
                 out.append(e)
@@ -273,11 +422,10 @@ class _LedgerIndex:
     def _pathless_revokes(self, judged: _Judged, own: list[LedgerEntry]) -> list[LedgerEntry]:
         """Revokes that name no request (AWS holds none) of this version's cloud key, after
         its grant, up to and including the first that succeeded."""
-        request = judged.version.request
         grants = [e.time for e in own if e.action == "grant" and e.ok]
-        if request is None or not judged.principal or not grants:
+        key = _key(judged)
+        if key is None or not grants:
             return []
-        key = (request.provider, request.scope, request.role, judged.principal.lower())
         out = []
         for e in self.by_key.get(key, []):
             if e.request is None and e.action == "revoke" and e.time >= min(grants):
@@ -289,10 +437,9 @@ class _LedgerIndex:
     def shared_grant_live(self, judged: _Judged) -> bool:
         """Whether an earlier grant of the same cloud key (an AWS assignment another request
         holds) was in place at this version's begin, so no grant of its own was needed."""
-        request, window = judged.version.request, judged.window
-        if request is None or window is None or not judged.principal:
+        key, window = _key(judged), judged.window
+        if key is None or window is None:
             return False
-        key = (request.provider, request.scope, request.role, judged.principal.lower())
         live = False
         for e in self.by_key.get(key, []):
             if e.time > window.begin:
@@ -302,31 +449,75 @@ class _LedgerIndex:
         return live
 
 
-def _ledger_facts(
-    judged: _Judged, entries: list[LedgerEntry], at: datetime
-) -> tuple[datetime | None, datetime | None, list[str], list[tuple[datetime, str]]]:
-    granted_at = revoked_at = None
-    anomalies: list[str] = []
-    events: list[tuple[datetime, str]] = []
+def _key(judged: _Judged) -> tuple[str, str, str, str] | None:
+    request = judged.version.request
+    if request is None or not judged.principal:
+        return None
+    return (request.provider, request.scope, request.role, judged.principal.lower())
+
+
+@dataclass
+class _Facts:
+    """What the ledger says about one version."""
+
+    granted_at: datetime | None = None
+    revoked_at: datetime | None = None
+    grant_line: LedgerEntry | None = None
+    anomalies: list[Anomaly] = field(default_factory=list)
+    timeline: list[tuple[datetime, str]] = field(default_factory=list)
+
+
+def _ledger_facts(judged: _Judged, entries: list[LedgerEntry], at: datetime) -> _Facts:
+    facts = _Facts()
     for e in entries:
         if e.time > at:
             continue
         what = f"{e.action} {'ok' if e.ok else 'FAILED'}"
         detail = f": {e.message}" if e.message and not e.ok else ""
-        events.append((e.time, f"{what} ({e.principal}){detail}"))
+        facts.timeline.append((e.time, f"{what} ({e.principal}){detail}"))
+        when = format_rfc3339(e.time)
         if e.action == "grant":
-            if e.ok and granted_at is None:
-                granted_at = e.time
+            if e.ok and facts.granted_at is None:
+                facts.granted_at, facts.grant_line = e.time, e
             elif not e.ok:
-                anomalies.append(f"grant failed: {e.message or 'no reason given'}")
+                why = e.message or "no reason given"
+                facts.anomalies.append(Anomaly("grant-failed", f"at {when}: {why}"))
         elif e.action == "revoke":
-            if e.ok and revoked_at is None and granted_at is not None:
-                revoked_at = e.time
+            if e.ok and facts.revoked_at is None and facts.granted_at is not None:
+                facts.revoked_at = e.time
             elif not e.ok:
-                anomalies.append(f"revoke failed: {e.message or 'no reason given'}")
-    if granted_at is not None and not judged.allowed:
-        anomalies.append("granted although the request was not approved by policy")
-    return granted_at, revoked_at, anomalies, events
+                why = e.message or "no reason given"
+                facts.anomalies.append(Anomaly("revoke-failed", f"at {when}: {why}"))
+    # An approval that could not be checked is unknown, not refused: no accusation.
+    if facts.granted_at is not None and not judged.allowed and not judged.unverified:
+        why = next((a.code for a in judged.anomalies), "refused")
+        facts.anomalies.append(
+            Anomaly(
+                "granted-unapproved",
+                f"the ledger shows a grant at {format_rfc3339(facts.granted_at)} of a version "
+                f"the judgment refuses ({why})",
+            )
+        )
+    return facts
+
+
+def _forged_anomalies(
+    judged: _Judged, forged: _LedgerIndex | None, next_at: datetime | None, at: datetime
+) -> tuple[list[Anomaly], list[tuple[datetime, str]]]:
+    """Ledger lines the reconciler did not write that claim something about this version:
+    never believed, each shown."""
+    if forged is None:
+        return [], []
+    anomalies, timeline = [], []
+    for e in forged.for_version(judged, next_at):
+        if e.time > at:
+            continue
+        claim = f"{e.action} {'ok' if e.ok else 'failed'} at {format_rfc3339(e.time)}"
+        anomalies.append(
+            Anomaly("ledger-forged", f"a ledger line the reconciler did not write claims {claim}")
+        )
+        timeline.append((e.time, f"NOT BELIEVED (not written by the reconciler): {claim}"))
+    return anomalies, timeline
 
 
 def build_audit(
@@ -337,47 +528,54 @@ def build_audit(
     ledger: Sequence[LedgerEntry] | None = None,
     pulls: Mapping[tuple[str, str], PullInfo] | None = None,
     at_tip: bool = False,
+    forged: Sequence[LedgerEntry] = (),
+    removers: Mapping[tuple[str, str], RemovedBy] | None = None,
+    tolerance: timedelta = DEFAULT_LATE_TOLERANCE,
 ) -> list[AuditEntry]:
     """One entry per version, in the order the versions reached the branch.
 
     ``ledger=None`` means no ledger exists: granted_at/revoked_at stay null and no
-    ledger-based anomaly is raised. ``pulls`` maps (commit, path) -> PullInfo (GitHub mode).
-    ``at_tip`` (status): versions still on the branch are judged by the policies at its
-    tip, as plan/apply judge them; otherwise (audit) each by the policies of its commit,
-    with an anomaly when the tip's verdict on a still-open version differs.
+    ledger-based anomaly is raised; ``ledger`` holds only the lines believed (written by
+    the reconciler), ``forged`` the others. ``pulls`` maps (commit, path) -> PullInfo
+    (GitHub mode); ``removers`` (removal commit, path) -> who deleted the file (None: git's
+    commit author). ``at_tip`` (status): versions still on the branch are judged by the
+    policies at its tip, as plan/apply judge them; otherwise (audit) each by the policies
+    of its commit, with an anomaly when the tip's verdict on a still-open version differs.
+    ``tolerance``: how late a grant or revoke may be recorded (settings.late_tolerance).
     """
     index = _LedgerIndex(ledger) if ledger is not None else None
+    forged_index = _LedgerIndex(forged) if forged else None
     ledger_start = min((e.time for e in ledger), default=None) if ledger else None
     out = []
     for version in versions:
         pull = pulls.get((version.commit, version.path)) if pulls is not None else None
         git_only = trust_git or pulls is None
         judged = judge(version, pull, trust_git=git_only, at_tip=at_tip, at=at)
-        anomalies = list(judged.anomalies) + _removal_anomalies(judged)
+        anomalies = list(judged.anomalies)
         if not at_tip:
             anomalies += _tip_anomalies(judged, pull, at, trust_git=git_only)
-        granted_at = revoked_at = None
-        events: list[tuple[datetime, str]] = []
+        anomalies += _removed_by_other(judged, at, removers if not git_only else None)
+        next_at = version.removal.at if version.removal else None
+        facts = _Facts()
         if index is not None:
-            next_at = version.removal.at if version.removal else None
-            matched = index.for_version(judged, next_at)
-            granted_at, revoked_at, more, events = _ledger_facts(judged, matched, at)
-            anomalies += more
-            anomalies += _missing_grant(judged, granted_at, ledger_start, at, index)
+            facts = _ledger_facts(judged, index.for_version(judged, next_at), at)
+            anomalies += facts.anomalies
+            anomalies += _missing_grant(judged, facts.granted_at, ledger_start, at, index)
+        more, seen = _forged_anomalies(judged, forged_index, next_at, at)
+        anomalies += more
         # A revoke recorded before the window ended (policy tightened, identity removed)
         # ends the access even though the file is still on the branch.
-        state = state_at(judged, at, revoked_at)
-        out.append(
-            _entry(
-                judged,
-                state,
-                anomalies=anomalies,
-                granted_at=granted_at,
-                revoked_at=revoked_at,
-                events=events,
-            )
+        state = state_at(judged, at, facts.revoked_at)
+        entry = _entry(
+            judged,
+            state,
+            anomalies=anomalies,
+            facts=facts,
+            timeline=[*facts.timeline, *seen],
+            at=at,
         )
-    return out
+        out.append(_timing(entry, judged, facts, tolerance))
+    return settle(out, at=at, tolerance=tolerance)
 
 
 def _missing_grant(
@@ -386,7 +584,7 @@ def _missing_grant(
     ledger_start: datetime | None,
     at: datetime,
     index: _LedgerIndex,
-) -> list[str]:
+) -> list[Anomaly]:
     """An allowed window that began while the ledger was kept, yet no grant was recorded."""
     window = judged.window
     if not judged.allowed or window is None or granted_at is not None or ledger_start is None:
@@ -399,17 +597,136 @@ def _missing_grant(
         return []
     if index.shared_grant_live(judged):
         return []
-    return ["no ledger entry: the reconciler never recorded granting this request"]
+    return [
+        Anomaly(
+            "no-ledger-entry",
+            "an approved window was open while the ledger was kept, yet the reconciler never "
+            "recorded granting it",
+        )
+    ]
+
+
+def _seconds(delta: timedelta) -> int:
+    return int(delta.total_seconds())
+
+
+def _timing(entry: AuditEntry, judged: _Judged, facts: _Facts, tolerance: timedelta) -> AuditEntry:
+    """How late the grant was recorded, and what ``settle`` needs for the revoke: when
+    access had to end, whether the cloud ended it by itself (a GCP condition that carries
+    the window's end), and what the grant is in the cloud."""
+    window, request = judged.window, judged.version.request
+    if not judged.allowed or window is None or request is None:
+        return entry
+    removal = judged.version.removal
+    due = removal.at if removal is not None and removal.at < window.end else window.end
+    key = _cloud_key(request.provider, judged, window)
+    if facts.granted_at is None:
+        return replace(entry, due=due, cloud_key=key)
+    enforces = providers.known(request.provider) and providers.spec(request.provider).future_start
+    lateness = _seconds(facts.granted_at - window.begin)
+    if enforces:
+        lateness = max(0, lateness)  # written ahead, in force from begin: the cloud waits
+    line = facts.grant_line
+    cloud_ends = bool(
+        enforces
+        and due == window.end
+        and line is not None
+        and line.end is not None
+        and _second(line.end) == _second(window.end)
+    )
+    anomalies = entry.anomalies
+    if lateness > tolerance.total_seconds():
+        late = Anomaly(
+            "late-grant",
+            f"granted {format_duration(timedelta(seconds=lateness))} after its window began "
+            f"(tolerance {format_duration(tolerance)})",
+        )
+        anomalies = (*anomalies, late)
+    return replace(
+        entry,
+        anomalies=anomalies,
+        grant_lateness=lateness,
+        due=due,
+        cloud_ends=cloud_ends,
+        cloud_key=key,
+        removed_at=facts.revoked_at if cloud_ends else None,
+    )
+
+
+def _cloud_key(provider: str, judged: _Judged, window: Window) -> Hashable | None:
+    """What the grant is in the cloud: two versions with the same key share one grant (an
+    AWS assignment), so the one that ends first is not revoked while the other holds it."""
+    request, principal = judged.version.request, judged.principal
+    if request is None or principal is None or not providers.known(provider):
+        return None
+    grant = judgment.grant_for(request, principal, window, None)
+    return providers.identity(grant, window.end)
+
+
+def settle(
+    entries: Sequence[AuditEntry], *, at: datetime, tolerance: timedelta
+) -> list[AuditEntry]:
+    """The revoke of every granted entry, judged across ``entries`` (a whole branch, or a
+    chunk of it; settling again over more entries refines it): its lateness, and a
+    late-revoke when it was recorded (or still is not) more than ``tolerance`` after access
+    had to end. A grant the cloud ended by itself is never late. A grant another version
+    still holds in the cloud (the same AWS assignment) had to end only when that one did."""
+    holders: dict[Hashable, list[AuditEntry]] = {}
+    for e in entries:
+        if e.cloud_key is not None and e.due is not None and e.begin is not None:
+            holders.setdefault(e.cloud_key, []).append(e)
+    return [_settled(e, holders, at, tolerance) for e in entries]
+
+
+def _settled(
+    e: AuditEntry, holders: Mapping[Hashable, list[AuditEntry]], at: datetime, tolerance: timedelta
+) -> AuditEntry:
+    if e.due is None or e.granted_at is None:
+        return e
+    kept = tuple(a for a in e.anomalies if a.code != "late-revoke")
+    if e.cloud_ends:
+        return replace(e, anomalies=kept, revoke_lateness=0 if at >= e.due else None)
+    due = _held_until(e, holders.get(e.cloud_key, ()) if e.cloud_key is not None else ())
+    lateness = _seconds(e.revoked_at - due) if e.revoked_at is not None else None
+    late = None
+    if lateness is not None and lateness > tolerance.total_seconds():
+        late = (
+            f"revoked {format_duration(timedelta(seconds=lateness))} after access had to end "
+            f"at {format_rfc3339(due)} (tolerance {format_duration(tolerance)})"
+        )
+    elif e.revoked_at is None and at > due + tolerance:
+        late = (
+            f"no revoke recorded {format_duration(at - due)} after access had to end at "
+            f"{format_rfc3339(due)} (tolerance {format_duration(tolerance)})"
+        )
+    if late is not None:
+        kept = (*kept, Anomaly("late-revoke", late))
+    return replace(e, anomalies=kept, revoke_lateness=lateness)
+
+
+def _held_until(e: AuditEntry, sharing: Iterable[AuditEntry]) -> datetime:
+    """When the grant of ``e`` had to end: its own due time, pushed back while another
+    allowed version of the same cloud key was holding it at that moment."""
+    assert e.due is not None
+    due, others = e.due, [o for o in sharing if o is not e]
+    moved = True
+    while moved:
+        moved = False
+        for o in others:
+            assert o.begin is not None and o.due is not None
+            if o.begin <= due < o.due:
+                due, moved = o.due, True
+    return due
 
 
 def _entry(
     judged: _Judged,
     state: State,
     *,
-    anomalies: list[str],
-    granted_at: datetime | None,
-    revoked_at: datetime | None,
-    events: list[tuple[datetime, str]],
+    anomalies: list[Anomaly],
+    facts: _Facts,
+    timeline: list[tuple[datetime, str]],
+    at: datetime,
 ) -> AuditEntry:
     v, request, window = judged.version, judged.version.request, judged.window
     raw = v.fields
@@ -428,10 +745,11 @@ def _entry(
         approved_at=judged.approved_at,
         begin=window.begin if window else None,
         end=window.end if window else None,
-        granted_at=granted_at,
-        revoked_at=revoked_at,
+        granted_at=facts.granted_at,
+        revoked_at=facts.revoked_at,
         state=state,
         anomalies=tuple(dict.fromkeys(anomalies)),
+        events=tuple(_removal_events(judged, at)),
         author=v.author,
         committed_at=v.committed_at,
         subject=v.subject,
@@ -439,7 +757,7 @@ def _entry(
         ticket=request.ticket if request else raw.get("ticket"),
         principal=judged.principal,
         removal=v.removal,
-        events=tuple(events),
+        timeline=tuple(sorted(timeline, key=lambda t: t[0])),
     )
 
 
@@ -473,7 +791,7 @@ def _lifetime(entry: AuditEntry) -> tuple[datetime, datetime]:
     assert entry.committed_at is not None
     start = entry.committed_at
     candidates = [start]
-    for t in (entry.end, entry.revoked_at, entry.granted_at):
+    for t in (entry.end, entry.revoked_at, entry.granted_at, entry.removed_at):
         if t is not None:
             candidates.append(t)
     if entry.removal is not None:

@@ -55,7 +55,7 @@ def test_audit_shows_pull_requests_approvers_and_flags_direct_pushes(
     assert (approved["state"], approved["anomalies"]) == ("active", [])
     assert sneaky["file"] == SNEAKY
     assert (sneaky["pr"], sneaky["approved_at"], sneaky["state"]) == (None, None, "rejected")
-    assert any(a.startswith("direct push") for a in sneaky["anomalies"])
+    assert [a["code"] for a in sneaky["anomalies"]] == ["direct-push"]
 
     # with --trust-git the same history is judged by git alone: no PRs, no approvers
     trusted = run_cli("audit", "--repo", str(access_repo.root), "--format", "json", "--trust-git",

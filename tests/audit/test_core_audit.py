@@ -79,7 +79,11 @@ def test_aws_revokes_without_a_request_path_go_to_the_version_that_was_granted()
         utc("2026-12-01T12:05:00Z"),
         utc("2026-12-01T14:15:00Z"),
     )
-    assert second.anomalies == ("revoke failed: AccessDenied",)
+    assert [(a.code, a.message) for a in second.anomalies] == [
+        ("revoke-failed", "at 2026-12-01T14:05:00Z: AccessDenied")
+    ]
+    # AWS assignments end only when revoked: each revoke 5 minutes after its end
+    assert (first.revoke_lateness, second.revoke_lateness) == (300, 900)
 
 
 def test_an_overlapping_aws_request_shares_the_assignment_without_an_anomaly() -> None:

@@ -94,8 +94,8 @@ def test_tightened_max_duration_rejects_in_status_and_plan_but_audit_keeps_histo
     text = run_cli("status", "--repo", str(repo.root), "--at", AT)
     assert text.returncode == 0, text.stderr
     assert "rejected" in text.stdout
-    assert "! refused under current policies:" in text.stdout
-    assert "2h" in text.stdout.split("refused under current policies:")[1].splitlines()[0]
+    assert "! refused: under the current policies:" in text.stdout
+    assert "2h" in text.stdout.split("under the current policies:")[1].splitlines()[0]
 
     planned = plan(repo, gcp)
     assert planned["grant"] == []
@@ -108,7 +108,11 @@ def test_tightened_max_duration_rejects_in_status_and_plan_but_audit_keeps_histo
     assert entry["state"] == "active"
     assert entry["approved_at"] == "2026-12-01T09:00:00Z"
     assert (entry["begin"], entry["end"]) == ("2026-12-01T09:00:00Z", "2026-12-01T12:00:00Z")
-    assert any(a.startswith("refused under current policies:") for a in entry["anomalies"])
+    assert any(
+        a["code"] == "policy-changed"
+        and a["message"].startswith("refused under the current policies:")
+        for a in entry["anomalies"]
+    )
 
 
 def test_removed_requester_is_rejected_at_once_and_a_loosened_policy_allows(
@@ -136,7 +140,7 @@ def test_removed_requester_is_rejected_at_once_and_a_loosened_policy_allows(
     assert entries[ALICE]["state"] == "active"
     assert entries["requests/carol/long.yaml"]["state"] == "rejected"
     assert any(
-        a.startswith("allowed under current policies")
+        a["code"] == "policy-changed" and a["message"].startswith("allowed under the current")
         for a in entries["requests/carol/long.yaml"]["anomalies"]
     )
 
@@ -156,7 +160,7 @@ def test_audit_leaves_ended_and_superseded_versions_alone(repo: GitRepo) -> None
         return {
             (e["file"], e["commit"][:7])
             for e in audit_json(repo, at=at)
-            if any("current policies" in a for a in e["anomalies"])
+            if any(a["code"] == "policy-changed" for a in e["anomalies"])
         }
 
     # the superseded 3h version of alice's file is history only; her 1h version is allowed
