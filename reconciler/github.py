@@ -477,10 +477,17 @@ class GitHubClient:
 
     def history(self, head: str) -> list[CommitInfo]:
         """Every commit reachable from ``head``, newest first (``GET /commits?sha=``: one call
-        per hundred commits), each with GitHub's verification of its signature."""
+        per hundred commits), each with GitHub's verification of its signature. Empty when
+        GitHub has no such commit (one that was never pushed)."""
+        from github import GithubException
 
         def fetch() -> list[CommitInfo]:
-            return [_commit_info(_raw(c)) for c in self._repo.get_commits(sha=head)]
+            try:
+                return [_commit_info(_raw(c)) for c in self._repo.get_commits(sha=head)]
+            except GithubException as exc:
+                if exc.status in (404, 422) and "no commit found" in _message(exc).lower():
+                    return []
+                raise
 
         return self._call(f"listing the commits of {head[:12]}", fetch)
 

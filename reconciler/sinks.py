@@ -12,10 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from reconciler.core.judgment import Judgment
 from reconciler.core.models import ChangeKind, ChangeResult
+
+if TYPE_CHECKING:
+    from reconciler.github import GitHubClient
 
 
 @dataclass(frozen=True)
@@ -78,16 +81,32 @@ class Sink(Protocol):
 
 class LedgerSink:
     """The audit ledger: one commit per run that changed something (or learnt a new
-    verified approval), never on the checked-out branch."""
+    verified approval), never on the checked-out branch.
+
+    With GitHub credentials (``github``, else ``GITHUB_TOKEN`` and ``GITHUB_REPOSITORY`` in
+    the environment, as in Actions) and an ``origin``, GitHub writes and signs the commit
+    and its head is anchored, so ``ledger.inspect`` can tell the reconciler's lines from
+    anybody else's. ``use_github=False`` (``--trust-git``, air-gapped) keeps git plumbing."""
 
     name = "ledger"
 
-    def __init__(self, repo: Path, branch: str | None = None) -> None:
+    def __init__(
+        self,
+        repo: Path,
+        branch: str | None = None,
+        *,
+        github: GitHubClient | None = None,
+        use_github: bool = True,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         from reconciler import ledger
 
         self.repo = repo
         self.branch = branch or ledger.DEFAULT_BRANCH
         self.describe = f"could not record this apply in the ledger ({self.branch})"
+        self.github = github
+        self.use_github = use_github
+        self.env = env
 
     def publish(self, report: RunReport) -> str | None:
         from reconciler import ledger
@@ -100,8 +119,25 @@ class LedgerSink:
         if os.environ.get("GITHUB_ACTOR"):
             run["actor"] = os.environ["GITHUB_ACTOR"]
         return ledger.record(
-            self.repo, decided, now=report.now, run=run, branch=self.branch, files=report.files
+            self.repo,
+            decided,
+            now=report.now,
+            run=run,
+            branch=self.branch,
+            files=report.files,
+            github=self._client(),
         )
+
+    def _client(self) -> GitHubClient | None:
+        if self.github is not None or not self.use_github:
+            return self.github
+        env = os.environ if self.env is None else self.env
+        if not (env.get("GITHUB_TOKEN") and env.get("GITHUB_REPOSITORY")):
+            return None
+        from reconciler.github import GitHubClient
+
+        self.github = GitHubClient.from_env(env)
+        return self.github
 
 
 class HeartbeatSink:
