@@ -190,3 +190,190 @@ def test_audit_reports_a_rewritten_ledger(access_repo: GitRepo) -> None:
     )
     assert tampered.returncode == 1
     assert "LEDGER: ledger commit" in tampered.stderr
+
+
+# -- inspect: the ledger as evidence ---------------------------------------------------
+
+
+def codes(report: ledger.LedgerReport) -> list[str]:
+    return [p.code for p in report.problems]
+
+
+def test_without_github_the_ledger_is_read_but_not_vouched_for(access_repo: GitRepo) -> None:
+    ledger.record(access_repo.root, [result()], now=NOW, run={"id": "r1"})
+    ledger.record(access_repo.root, [result(who="carol")], now=NOW, run={"id": "r2"})
+
+    report = ledger.inspect(access_repo.root)
+
+    assert (report.present, report.verified, report.problems) == (True, None, [])
+    assert report.head == access_repo.git("rev-parse", "accessctl-ledger")
+    assert [e.run for e in report.entries] == ["r1", "r2"]
+    assert "no GitHub credentials" in report.unverified_reason
+
+
+def test_only_origins_copy_is_read_when_there_is_no_local_branch(
+    two_clones: tuple[GitRepo, GitRepo],
+) -> None:
+    a, b = two_clones
+    ledger.record(a.root, [result()], now=NOW, run={"id": "from-a"})
+    b.git("fetch", "-q", "origin")
+    assert "accessctl-ledger" not in b.git("branch", "--list")
+
+    report = ledger.inspect(b.root, fetch=False)
+
+    assert report.present and [e.run for e in report.entries] == ["from-a"]
+    assert report.head == b.git("rev-parse", "origin/accessctl-ledger")
+
+
+def test_a_changed_line_is_found_in_the_blobs_and_the_original_still_counts(
+    access_repo: GitRepo,
+) -> None:
+    ledger.record(access_repo.root, [result(), result(who="carol")], now=NOW, run={"id": "r1"})
+    access_repo.write({".gitattributes": "*.jsonl -diff\n"})  # blinds `git log -p`
+    access_repo.git("checkout", "-q", "accessctl-ledger")
+    path = access_repo.root / "ledger" / "2026-12.jsonl"
+    path.write_text(path.read_text().replace('"ok": true', '"ok": false'))
+    access_repo.git("commit", "-q", "-am", "fix")
+    tampered = access_repo.git("rev-parse", "HEAD")
+    access_repo.git("checkout", "-q", "main")
+
+    report = ledger.inspect(access_repo.root)
+
+    assert [(p.code, p.commit) for p in report.problems] == [("ledger-line-removed", tampered)]
+    assert report.problems[0].message.endswith("removed or changed 2 line(s)")
+    assert report.verified is False
+    # a line id is kept as first written: the edit does not replace what the run recorded
+    assert [e.ok for e in report.entries] == [True, True]
+    assert [e.principal for e in report.entries] == [
+        "user:alice@example.com",
+        "user:carol@example.com",
+    ]
+
+
+def test_a_local_branch_that_diverged_from_origin_is_named_and_origin_read(
+    two_clones: tuple[GitRepo, GitRepo],
+) -> None:
+    a, b = two_clones
+    ledger.record(a.root, [result()], now=NOW, run={"id": "shared"})
+    b.git("fetch", "-q", "origin", "accessctl-ledger:accessctl-ledger")
+    b.git("checkout", "-q", "accessctl-ledger")
+    b.git("commit", "-q", "--allow-empty", "-m", "local only")
+    b.git("checkout", "-q", "main")
+    ledger.record(a.root, [result(who="carol")], now=NOW, run={"id": "later"})
+
+    report = ledger.inspect(b.root)
+
+    assert codes(report) == ["ledger-diverged"]
+    assert report.problems[0].commit == b.git("rev-parse", "accessctl-ledger")
+    assert report.head == b.git("rev-parse", "origin/accessctl-ledger")
+    assert [e.run for e in report.entries] == ["shared", "later"]
+
+
+def test_lines_that_do_not_parse_are_named(access_repo: GitRepo) -> None:
+    ledger.record(access_repo.root, [result()], now=NOW, run={"id": "r1"})
+    access_repo.git("checkout", "-q", "accessctl-ledger")
+    path = access_repo.root / "ledger" / "2026-12.jsonl"
+    path.write_text(path.read_text() + "not json\n")
+    access_repo.git("commit", "-q", "-am", "junk")
+    junk = access_repo.git("rev-parse", "HEAD")
+    access_repo.git("checkout", "-q", "main")
+
+    report = ledger.inspect(access_repo.root)
+
+    assert [(p.code, p.commit) for p in report.problems] == [("ledger-unparsable", junk)]
+    assert len(report.entries) == 1
+
+
+def test_a_ledger_deleted_on_origin_is_reported_and_the_local_copy_read(
+    two_clones: tuple[GitRepo, GitRepo], bare_remote: GitRepo
+) -> None:
+    a, _ = two_clones
+    ledger.record(a.root, [result()], now=NOW, run={"id": "r1"})
+    bare_remote.git("branch", "-D", "accessctl-ledger")
+
+    report = ledger.inspect(a.root)
+
+    assert report.present and codes(report) == ["ledger-missing"]
+    assert "origin has no accessctl-ledger" in report.problems[0].message
+    assert len(report.entries) == 1
+
+
+def test_no_ledger_anywhere(access_repo: GitRepo) -> None:
+    report = ledger.inspect(access_repo.root)
+    assert (report.present, report.verified, codes(report)) == (False, False, ["ledger-missing"])
+    assert report.to_json()["problems"] == [
+        {"code": "ledger-missing", "message": report.problems[0].message, "commit": None}
+    ]
+
+
+# -- writing through GitHub's Git database ---------------------------------------------
+
+
+@pytest.fixture
+def github(bare_remote: GitRepo):  # type: ignore[no-untyped-def]
+    from reconciler.sandbox.github_emulator import GitHubEmulator
+
+    with GitHubEmulator() as emu:
+        emu.add_repo("acme/access")
+        emu.attach_git("acme/access", bare_remote.root)
+        yield emu
+
+
+def client(emu) -> object:  # type: ignore[no-untyped-def]
+    from reconciler.github import GitHubClient
+
+    return GitHubClient(emu.url, emu.token, "acme/access", retries=0)
+
+
+def test_concurrent_runs_through_github_keep_every_line_and_every_commit_verified(
+    two_clones: tuple[GitRepo, GitRepo], bare_remote: GitRepo, github
+) -> None:  # type: ignore[no-untyped-def]
+    errors: list[BaseException] = []
+
+    def worker(repo: GitRepo, name: str) -> None:
+        try:
+            for i in range(3):
+                ledger.record(
+                    repo.root, [result()], now=NOW, run={"id": f"{name}-{i}"}, github=client(github)
+                )
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=worker, args=(r, n)) for r, n in zip(two_clones, "ab", strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert bare_remote.git("rev-list", "--count", "--merges", "accessctl-ledger") == "0"
+    assert bare_remote.git("rev-list", "--count", "accessctl-ledger") == "6"
+    report = ledger.inspect(two_clones[0].root, github=client(github))
+    assert report.verified is True, report.problems
+    assert sorted(e.run for e in report.entries) == sorted(
+        f"{n}-{i}" for n in "ab" for i in range(3)
+    )
+    # GitHub refused the stale ref updates; nobody forced anything
+    assert github.calls["PATCH /repos/{o}/{r}/git/refs/{ref}"] >= 5
+
+
+def test_a_head_that_could_not_be_anchored_fails_the_ledger_sink_loudly(
+    two_clones: tuple[GitRepo, GitRepo], bare_remote: GitRepo, github
+) -> None:  # type: ignore[no-untyped-def]
+    a, _ = two_clones
+    github.fail(
+        r"POST /repos/acme/access/statuses/", 403, message="Resource not accessible by integration"
+    )
+
+    with pytest.raises(ledger.LedgerError, match="statuses: write"):
+        ledger.record(a.root, [result()], now=NOW, run={"id": "r1"}, github=client(github))
+    assert bare_remote.git("rev-list", "--count", "accessctl-ledger") == "1"  # written
+
+
+def test_without_an_origin_the_ledger_stays_local_and_github_is_not_asked(
+    access_repo: GitRepo, github
+) -> None:  # type: ignore[no-untyped-def]
+    assert ledger.record(access_repo.root, [result()], now=NOW, run={}, github=client(github))
+    assert github.total_calls == 0
