@@ -535,7 +535,7 @@ class GitHubClient:
         return data if isinstance(data, dict) else {}
 
 
-class _Refused(Exception):
+class _Refused(GitHubError):
     """GitHub refused a ref update because the ref moved (or exists): the caller's race."""
 
 

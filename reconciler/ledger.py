@@ -360,8 +360,23 @@ def _anchor(repo: Path, head: str, github: GitHubClient) -> None:
 
 
 def _root(repo: Path, head: str) -> str:
-    roots = _out(_git(repo, "rev-list", "--first-parent", "--max-parents=0", head)).split()
-    return roots[-1]
+    return _chain(repo, head)[0][0]
+
+
+def _chain(repo: Path, head: str) -> list[tuple[str, str | None]]:
+    """The ledger's own line of commits, root first: each commit with its first parent
+    (None for the root). Merged side lines are not followed: what a merge brought in
+    counts as the merge commit's."""
+    first: dict[str, str | None] = {}
+    for line in _out(_git(repo, "rev-list", "--parents", head)).splitlines():
+        sha, *parents = line.split()
+        first[sha] = parents[0] if parents else None
+    chain: list[tuple[str, str | None]] = []
+    current: str | None = _rev(repo, head) or head
+    while current is not None and current in first:
+        chain.append((current, first[current]))
+        current = first[current]
+    return chain[::-1]
 
 
 def _fetch(repo: Path, branch: str) -> str | None:
@@ -476,7 +491,7 @@ def _ledger_blobs(repo: Path, commit: str) -> list[bytes]:
 
 @dataclass
 class _Step:
-    """One first-parent commit of the ledger: the lines it added and how many it removed."""
+    """One commit of the ledger's line: the lines it added and how many it removed."""
 
     sha: str
     added: list[str] = field(default_factory=list)
@@ -587,7 +602,7 @@ def _choose_head(
 
 
 def _walk(repo: Path, head: str) -> list[_Step]:
-    """The ledger's first-parent commits, oldest first, each with the lines it added to
+    """The ledger's line of commits, oldest first, each with the lines it added to
     the ledger files and the number it removed or changed, from the blobs themselves."""
     steps: list[_Step] = []
     files: dict[str, list[str]] = {}  # ledger file -> its lines at the previous commit
@@ -618,28 +633,27 @@ def _walk(repo: Path, head: str) -> list[_Step]:
 
 
 def _first_parent_changes(repo: Path, head: str) -> list[tuple[str, dict[str, str | None]]]:
-    """Per first-parent commit from the root to ``head``: ``path -> new blob`` (None when
-    deleted) for every file it changed against its first parent. One ``git log --raw``:
-    object names only, so no diff driver or attribute is ever consulted."""
+    """Per commit of the ledger's line, root first: ``path -> new blob`` (None when
+    deleted) for every file it changed against its first parent. One ``git diff-tree
+    --stdin --raw``: object names only, so no diff driver or attribute is ever consulted."""
+    chain = _chain(repo, head)
+    pairs = "".join(f"{sha} {parent}\n" if parent else f"{sha}\n" for sha, parent in chain)
     out = _git(
-        repo, "log", "--first-parent", "--reverse", "--format=%x01%H", "--raw", "--no-renames",
-        "--no-abbrev", "-z", "--diff-merges=first-parent", "--root", "--no-show-signature",
-        "--no-ext-diff", "--no-textconv", head, "--",
+        repo, "diff-tree", "--stdin", "-r", "--raw", "-z", "--no-renames", "--root",
+        "--no-ext-diff", "--no-textconv", input_bytes=pairs.encode(),
     ).stdout  # fmt: skip
-    history: list[tuple[str, dict[str, str | None]]] = []
-    for record in out.split(b"\x01")[1:]:
-        sha, _, rest = record.partition(b"\0")
-        fields = [f for f in rest.lstrip(b"\n").split(b"\0") if f]
-        changes: dict[str, str | None] = {}
-        for meta, path in zip(fields[::2], fields[1::2], strict=False):
-            parts = meta.lstrip(b"\n:").split()
-            if len(parts) < 5:
-                continue
-            new_sha, status = parts[3].decode(), parts[4].decode()
-            name = path.decode("utf-8", "surrogateescape")
-            changes[name] = None if status.startswith("D") else new_sha
-        history.append((sha.decode().strip(), changes))
-    return history
+    changes: dict[str, dict[str, str | None]] = {sha: {} for sha, _ in chain}
+    current: dict[str, str | None] = {}
+    tokens = iter(out.split(b"\0"))
+    for token in tokens:
+        if token.startswith(b":"):  # ":old_mode new_mode old_sha new_sha status", then path
+            parts = token[1:].split()
+            path = next(tokens, b"").decode("utf-8", "surrogateescape")
+            if len(parts) == 5:
+                current[path] = None if parts[4].startswith(b"D") else parts[3].decode()
+        elif token.strip():  # the commit the following changes belong to
+            current = changes.setdefault(token.strip().decode(), {})
+    return [(sha, changes[sha]) for sha, _ in chain]
 
 
 def _is_ledger(path: str) -> bool:
