@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -247,14 +248,19 @@ def _scope_problem(
     message: str,
     current: set[ScopeRef],
     former: Mapping[ScopeRef, datetime],
+    *,
     now: datetime,
+    held: set[ScopeRef],
 ) -> Problem:
     """An unreadable scope is an error where a current request points, or where an edited
-    or deleted request pointed recently (an early revocation may be pending there). A scope
-    only policies name, or only long-gone versions named, is a warning: a project deleted
-    a year ago must not turn every run red, and GCP bindings there expire by themselves."""
+    or deleted request pointed recently AND the reconciler's own ledger shows a grant there
+    that it never recorded revoking (a revocation may be pending). A version that never
+    granted anything (an unapproved commit inside a rebased pull request) cannot make every
+    run fail. A scope only policies name, or only old versions named, is a warning: a
+    project deleted a year ago must not turn every run red, and GCP bindings there expire
+    by themselves."""
     provider, scope = ref
-    recent = ref in former and former[ref] > now - HISTORY_HORIZON
+    recent = ref in former and former[ref] > now - HISTORY_HORIZON and ref in held
     if ref in current or recent:
         return Problem(
             "E-SCOPE-UNREADABLE",
@@ -338,17 +344,26 @@ def observe_all(
 
 
 def apply_all(
-    providers: Mapping[str, base.Provider], plan: Plan, now: datetime, concurrency: int
+    providers: Mapping[str, base.Provider],
+    plan: Plan,
+    now: datetime,
+    concurrency: Mapping[str, int],
 ) -> list[ChangeResult]:
-    """Each scope's grants and revokes in one provider call, scopes in parallel."""
+    """Each scope's grants and revokes in one provider call, scopes in parallel: at most
+    ``concurrency[provider]`` scopes of one provider at a time (its setting, or the flag)."""
     by_scope: dict[ScopeRef, list[Change]] = defaultdict(list)
     for change in (*plan.revoke, *plan.grant):
         by_scope[change.grant.provider, change.grant.scope].append(change)
+    slots = {
+        name: threading.BoundedSemaphore(max(1, concurrency.get(name, DEFAULT_CONCURRENCY)))
+        for name in providers
+    }
 
     def run(item: tuple[ScopeRef, list[Change]]) -> list[ChangeResult]:
         (name, scope), changes = item
         try:
-            results = list(providers[name].apply(scope, changes, now))
+            with slots[name]:
+                results = list(providers[name].apply(scope, changes, now))
         except Exception as exc:  # report every change of the scope failed, go on
             return [ChangeResult(c, ok=False, message=f"apply failed: {exc}") for c in changes]
         reported = {r.change for r in results}
@@ -358,7 +373,7 @@ def apply_all(
         ]
 
     items = sorted(by_scope.items())
-    with _pool(concurrency) as pool:
+    with _pool(max(1, sum(concurrency.get(n, DEFAULT_CONCURRENCY) for n in providers))) as pool:
         return [r for batch in pool.map(run, items) for r in batch]
 
 
@@ -436,15 +451,18 @@ def reconcile(settings: Settings) -> Outcome:
     }
     if settings.concurrency is not None:
         options["concurrency"] = settings.concurrency
-    concurrency = settings.concurrency or DEFAULT_CONCURRENCY
+    limits = provider_concurrency(config, scopes, settings.concurrency)
+    concurrency = max(limits.values(), default=DEFAULT_CONCURRENCY)
     unusable: dict[str, str] = {}
     current = {(r.provider, r.scope) for r in valid}
     adapters = make_providers(config, current, scopes, options, unusable)
     actual, failed, calls, warnings = observe_all(adapters, scopes, now, concurrency)
     for name, message in unusable.items():  # its scopes are unknown, not empty
         failed.update({(name, scope): message for scope in scopes.get(name, ())})
+    held = granted_scopes(repo) if failed else set()
     problems += [
-        _scope_problem(ref, msg, current, former, now) for ref, msg in sorted(failed.items())
+        _scope_problem(ref, msg, current, former, now=now, held=held)
+        for ref, msg in sorted(failed.items())
     ]
     problems += [Problem("W-PROVIDER", w, severity="warning") for w in warnings]
     observed = [g for found in actual.values() for g in found]
@@ -455,7 +473,7 @@ def reconcile(settings: Settings) -> Outcome:
     the_plan = replace(the_plan, errors=tuple(str(p) for p in problems if p.severity == "error"))
     outcome = Outcome(now, the_plan, problems, failed_scopes=failed, calls=calls)
     if settings.apply:
-        outcome.results = apply_all(adapters, the_plan, now, concurrency)
+        outcome.results = apply_all(adapters, the_plan, now, limits)
         outcome.applied = True
         sinks = settings.sinks
         if sinks is None:
@@ -508,6 +526,35 @@ def ungated_removals(
                 severity="warning",
             )
         )
+    return out
+
+
+def granted_scopes(repo: Path) -> set[ScopeRef]:
+    """(provider, scope) where the ledger shows a grant the reconciler never recorded
+    revoking: where an unreadable scope may hide access that is still to be taken away."""
+    from reconciler import ledger
+
+    try:
+        entries = ledger.read(repo)
+    except Exception:  # no ledger, unreadable: no evidence of a grant anywhere
+        return set()
+    open_grants: dict[tuple[str, str, str, str], bool] = {}
+    for e in sorted(entries, key=lambda e: e.time):
+        if e.ok and e.action in ("grant", "revoke"):
+            open_grants[e.key()] = e.action == "grant"
+    return {(provider, scope) for (provider, scope, _, _), live in open_grants.items() if live}
+
+
+def provider_concurrency(
+    config: Config, names: Iterable[str], flag: int | None
+) -> dict[str, int]:
+    """How many scopes of each provider are worked on at once: the --concurrency flag
+    when given, else the provider's ``concurrency`` setting in the policies, else 8."""
+    out: dict[str, int] = {}
+    for name in names:
+        configured = (config.providers.get(name) or {}).get("concurrency")
+        value = flag if flag is not None else configured
+        out[name] = int(value) if isinstance(value, int) and value > 0 else DEFAULT_CONCURRENCY
     return out
 
 

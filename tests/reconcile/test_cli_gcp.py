@@ -365,20 +365,37 @@ def test_tampered_and_orphaned_managed_bindings_are_fixed(run_cli, access_repo, 
 def test_unreadable_scope_of_a_recent_deletion_fails_the_run_old_ones_warn(
     run_cli, access_repo, emulator
 ) -> None:
-    access_repo.write(BOB, request_yaml(requester="bob", scope="projects/app-prod-d"))
-    access_repo.commit("bob asks for a project that later disappears", at=T0)
+    """A deleted request whose grant the ledger recorded and never revoked: its scope
+    unreadable is an error (a revocation is pending there) for 30 days, then a warning."""
+    access_repo.write(BOB, request_yaml(requester="bob", scope="projects/app-prod-b"))
+    access_repo.commit("bob asks", at=T0)
+    assert run_cli("apply", "--trust-git", at=T0 + H / 12).exit_code == 0  # granted, recorded
     access_repo.remove(BOB)
     access_repo.commit("bob is done", at=T0 + H)
-    # projects/app-prod-d does not exist (any more): GCP answers 403
+    emulator.fail_next("projects/app-prod-b", status=403, count=None)  # the project is gone
 
     recent = run_cli("apply", "--trust-git", "--format", "json", at=T0 + 2 * H)
     assert recent.exit_code == 1
-    assert [e["severity"] for e in recent.json()["errors"]] == ["error"]
+    assert [e["code"] for e in recent.json()["errors"]] == ["E-SCOPE-UNREADABLE"]
 
     later = run_cli("apply", "--trust-git", "--format", "json", at=T0 + 24 * 40 * H)
     assert later.exit_code == 0, later.output
     assert later.json()["errors"] == []
     assert "W-SCOPE-UNREADABLE" in later.stderr
+
+
+def test_unreadable_scope_of_a_version_that_never_granted_only_warns(
+    run_cli, access_repo, emulator
+) -> None:
+    """An edited or deleted version the reconciler never granted (e.g. an unapproved commit
+    inside a rebased pull request) cannot turn every run red for 30 days."""
+    access_repo.write(BOB, request_yaml(requester="bob", scope="projects/app-prod-d"))
+    access_repo.commit("bob asks for a project that does not exist", at=T0)
+    access_repo.remove(BOB)
+    access_repo.commit("bob is done", at=T0 + H)
+    recent = run_cli("apply", "--trust-git", "--format", "json", at=T0 + 2 * H)
+    assert recent.exit_code == 0, recent.output
+    assert "W-SCOPE-UNREADABLE" in recent.stderr
 
 
 def test_requests_past_their_window_are_not_problems(run_cli, access_repo, emulator) -> None:
