@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -155,8 +156,16 @@ def _read_ledger(repo: Path, branch: str) -> LedgerFacts:
 # -- GitHub, said once when it is down ----------------------------------------------------
 
 
-_FAILED = re.compile(r"GitHub: (?P<what>.+?) failed (?:\((?P<why>.*)\)|: (?P<wait>.*))$", re.S)
+_FAILED = re.compile(r"GitHub: (?P<what>.+?) failed(?: \((?P<why>.*)\)|: (?P<wait>.*))$", re.S)
 _STATUS = re.compile(r"^(?P<code>\d{3}): (?P<message>.*)$", re.S)
+_RETRIED = re.compile(r"too many (?P<code>\d{3}) error responses")
+
+
+def _phrase(code: int) -> str:
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return "an error"
 
 
 def outage_words(error: str) -> str:
@@ -169,10 +178,13 @@ def outage_words(error: str) -> str:
         return "GitHub could not be read"
     what, why = m["what"], m["why"] or ""
     status = _STATUS.match(why)
+    retried = _RETRIED.search(why)
     if m["wait"]:
         said = m["wait"]
     elif status:
         said = f"it answered {status['code']} ({status['message'][:200]})"
+    elif retried:
+        said = f"it kept answering {retried['code']} ({_phrase(int(retried['code']))})"
     elif "refused" in why.lower():
         said = "the connection was refused"
     elif "timed out" in why.lower() or "timeout" in why.lower():
