@@ -337,7 +337,8 @@ def _attempt_api(
     moved = github.update_ref(branch, commit.sha) if base else github.create_ref(branch, commit.sha)
     if not moved:
         return None
-    _fetch(repo, branch)
+    # Bring the commit here; a failure now only leaves this clone behind origin.
+    _fetch_quietly(repo, branch)
     # The local branch follows (its unpushed lines, if any, are in this commit now).
     _git(repo, "update-ref", local_ref, commit.sha, local or "", check=False)
     return commit.sha
@@ -347,10 +348,9 @@ def _anchor(repo: Path, head: str, github: GitHubClient) -> None:
     """Record ``head`` in a commit status on the ledger's first commit: statuses cannot be
     edited or deleted, so a later rewrite of the branch (a force push, a deleted and
     recreated branch on the same root) leaves a recorded head that is no longer in it."""
-    root = _root(repo, head)
     context = f"{ANCHOR_CONTEXT}/{datetime.now(UTC):%Y-%m-%d}"
     try:
-        github.create_status(root, "success", f"ledger head {head}", context)
+        github.create_status(_root(repo, head), "success", f"ledger head {head}", context)
     except AccessctlError as exc:
         raise LedgerError(
             f"ledger: {head[:12]} was written but not anchored ({exc}); a rewrite of the "
