@@ -10,6 +10,10 @@ it writes is authored by ``github-actions[bot]``; ``add_token`` adds a person's 
 /user`` answers its login) or another app's installation token. Requests may pin a REST API
 version (``X-GitHub-Api-Version``); an unknown one is refused with 400, as GitHub does.
 
+``attach_git`` backs a repository with a real bare repository (the test's ``origin``): the
+Git database endpoints write their objects there, commit listings read what was pushed, and
+commits GitHub would sign are signed (``github_git``).
+
     with GitHubEmulator() as gh:
         gh.add_repo("acme/access")
         n = gh.add_pull("acme/access", author="alice", head_sha=..., base_sha=...,
