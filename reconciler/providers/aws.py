@@ -102,6 +102,9 @@ class Tuning:
     retry_attempts: int = 5  # our own retries of Conflict/Throttling, after botocore's
     retry_base: float = 1.0
     retry_cap: float = 8.0
+    # How long a revoke's session deny waits for the other accounts' changes in flight, so
+    # that one write and one provisioning per permission set carry all their denies.
+    gather: float = 30.0
 
     @property
     def backoff(self) -> Backoff:
@@ -481,6 +484,10 @@ class AwsProvider:
         # waiting for it; one provisioning at a time in the instance (AWS updates one
         # permission set role per account at a time).
         self._ps_locks: dict[str, threading.Lock] = {}
+        # apply() calls still changing assignments: a deny waits for them (a bounded
+        # while), so that every revoke they make shares its write and provisioning.
+        self._gather = threading.Condition()
+        self._in_flight = 0
         self._queued: dict[str, list[_DenyTicket]] = {}
         self._provisioning = threading.Lock()
         self._upkeep: dict[str, _Upkeep] = {}  # permission set ARN -> for settle()
@@ -787,10 +794,30 @@ class AwsProvider:
     # -- apply -------------------------------------------------------------------------
 
     def apply(self, scope: str, changes: Sequence[Change], now: datetime) -> list[ChangeResult]:
+        with self._gather:
+            self._in_flight += 1
+        try:
+            results, revoked = self._change_assignments(scope, changes)
+        finally:
+            with self._gather:
+                self._in_flight -= 1
+                self._gather.notify_all()
+        results.update(self._end_sessions(revoked, results, now))
+        return [results[i] for i in range(len(changes))]
+
+    def _change_assignments(
+        self, scope: str, changes: Sequence[Change]
+    ) -> tuple[dict[int, ChangeResult], list[tuple[int, str, str]]]:
+        """Each change's result by position, and the revokes that took an assignment away
+        (position, permission set ARN, user id)."""
         try:
             ps_arns = self.permission_sets()
         except CloudFailure as exc:
-            return [ChangeResult(c, False, f"cannot list permission sets: {exc}") for c in changes]
+            failed = {
+                i: ChangeResult(c, False, f"cannot list permission sets: {exc}")
+                for i, c in enumerate(changes)
+            }
+            return failed, []
         planned: list[tuple[Change, str, str]] = []  # (change, ps arn, user id)
         positions: list[int] = []  # where each planned change sits in ``changes``
         results: dict[int, ChangeResult] = {}
@@ -801,24 +828,24 @@ class AwsProvider:
             else:
                 planned.append((change, *target))
                 positions.append(i)
+        if not planned:
+            return results, []
         both = _granted_and_revoked(planned)
 
         def carry_out(item: tuple[Change, str, str]) -> tuple[ChangeResult, bool]:
             change, ps_arn, uid = item
             return self._carry_out(scope, change, ps_arn, uid, both.get((ps_arn, uid)))
 
-        if planned:
-            with ThreadPoolExecutor(max_workers=self.tuning.workers) as pool:
-                done = list(pool.map(carry_out, planned))
-            verified = self._verify(scope, planned, done)
-            results.update(zip(positions, verified, strict=True))
-            revoked = [
-                (i, ps_arn, uid)
-                for i, (change, ps_arn, uid) in zip(positions, planned, strict=True)
-                if change.kind is ChangeKind.REVOKE and results[i].ok
-            ]
-            results.update(self._end_sessions(revoked, results, now))
-        return [results[i] for i in range(len(changes))]
+        with ThreadPoolExecutor(max_workers=self.tuning.workers) as pool:
+            done = list(pool.map(carry_out, planned))
+        verified = self._verify(scope, planned, done)
+        results.update(zip(positions, verified, strict=True))
+        revoked = [
+            (i, ps_arn, uid)
+            for i, (change, ps_arn, uid) in zip(positions, planned, strict=True)
+            if change.kind is ChangeKind.REVOKE and results[i].ok
+        ]
+        return results, revoked
 
     def _target(
         self, scope: str, change: Change, ps_arns: Mapping[str, str]
@@ -1120,12 +1147,15 @@ class AwsProvider:
     def _deny(
         self, ps_arn: str, users: frozenset[str], before: datetime, now: datetime
     ) -> tuple[bool, str]:
-        """Queue these users' deny and wait for the write that carries it: the first caller
-        to get the permission set's lock writes every deny queued by then."""
+        """Queue these users' deny, let the apply() calls still changing assignments catch
+        up (bounded by ``Tuning.gather``), then wait for the write that carries it: the
+        first caller to get the permission set's lock writes every deny queued by then."""
         ticket = _DenyTicket(users, before)
         with self._lock:
             self._queued.setdefault(ps_arn, []).append(ticket)
             lock = self._ps_locks.setdefault(ps_arn, threading.Lock())
+        with self._gather:
+            self._gather.wait_for(lambda: self._in_flight == 0, timeout=self.tuning.gather)
         with lock:
             if ticket.outcome is None:
                 self._flush(ps_arn, now)
