@@ -1,12 +1,16 @@
-"""Benchmark: `accessctl apply --trust-git` on AWS, 500 active requests over 50 accounts.
+"""Benchmark: `accessctl apply --trust-git` on AWS: granting 500 requests over 50 accounts,
+and revoking 100 assignments over 20 accounts (session denies plus provisioning).
 
 A generated git access repo, moto in server mode (in this process) behind
-AWS_ENDPOINT_URL, the real CLI in a subprocess. Prints the API calls moto received (by
-operation) and the wall time of a first apply (everything to grant) and an idle apply
-(nothing to change).
+AWS_ENDPOINT_URL with the sandbox's provisioning layer, the real CLI in a subprocess.
+Prints the API calls moto received (by operation) and the wall time of each run: for
+``grant``, a first apply (everything to grant) and an idle apply; for ``revoke``, the apply
+whose windows have all ended (100 revokes, the denies written and provisioned), the idle
+apply after it (which must write no permission set), and the first apply past the session
+horizon (which removes the denies).
 
-    .venv/bin/python bench/reconcile_aws.py [--requests 500] [--accounts 50] [--users 250]
-                                            [--polls 0]
+    .venv/bin/python bench/reconcile_aws.py [--scenario all|grant|revoke] [--requests 500]
+        [--accounts 50] [--users 250] [--revokes 100] [--revoke-accounts 20] [--polls 0]
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ from reconciler.sandbox.aws import AwsSandbox, SeededInstance
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ROLES = ("ReadOnly", "Admin")
 SWEEP = ("ListUsers", "ListAccountAssignmentsForPrincipal")  # endpoint overrides only
+PS_WRITES = (
+    "PutInlinePolicyToPermissionSet",
+    "DeleteInlinePolicyFromPermissionSet",
+    "ProvisionPermissionSet",
+)
 
 
 def account(i: int) -> str:
@@ -38,7 +47,12 @@ def user(i: int) -> str:
 
 
 def write_repo(
-    root: Path, seeded: SeededInstance, n_requests: int, n_accounts: int, n_users: int
+    root: Path,
+    seeded: SeededInstance,
+    n_requests: int,
+    n_accounts: int,
+    n_users: int,
+    duration: str = "4h",
 ) -> None:
     (root / "policies").mkdir(parents=True)
     (root / "requests").mkdir()
@@ -77,7 +91,7 @@ providers:
         path.write_text(
             f"requester: {login}\nprovider: aws\nscope: '{account(i % n_accounts)}'\n"
             f"role: {ROLES[(i // n_users) % len(ROLES)]}\n"
-            f"reason: Benchmark request number {i}\nduration: 4h\n",
+            f"reason: Benchmark request number {i}\nduration: {duration}\n",
             encoding="utf-8",
         )
     env = {**os.environ, "GIT_AUTHOR_DATE": f"@{int(T0.timestamp())} +0000"}
@@ -127,20 +141,17 @@ def report(label: str, elapsed: float, code: int, payload: dict, calls: dict[str
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--accounts", type=int, default=50)
-    parser.add_argument("--users", type=int, default=250)
-    parser.add_argument(
-        "--polls", type=int, default=0, help="answer IN_PROGRESS this many times before SUCCEEDED"
-    )
-    args = parser.parse_args()
+def seeded_sandbox(sandbox: AwsSandbox, n_users: int, polls: int) -> SeededInstance:
+    seeded = sandbox.seed(permission_sets=dict.fromkeys((*ROLES, "BreakGlass"), "PT1H"))
+    for i in range(n_users):
+        sandbox.add_user(seeded, user(i))
+    sandbox.faults.slow(polls)
+    return seeded
+
+
+def grant_scenario(args: argparse.Namespace) -> None:
     with AwsSandbox() as sandbox, tempfile.TemporaryDirectory() as tmp:
-        seeded = sandbox.seed(permission_sets=dict.fromkeys((*ROLES, "BreakGlass"), "PT1H"))
-        for i in range(args.users):
-            sandbox.add_user(seeded, user(i))
-        sandbox.faults.slow(args.polls)
+        seeded = seeded_sandbox(sandbox, args.users, args.polls)
         root = Path(tmp) / "access"
         write_repo(root, seeded, args.requests, args.accounts, args.users)
         print(
@@ -157,6 +168,58 @@ def main() -> None:
             report(label, elapsed, code, payload, dict(sandbox.faults.calls))
         held = sum(len(sandbox.assignments(seeded, account(i))) for i in range(args.accounts))
         print(f"assignments held afterwards: {held}")
+
+
+def revoke_scenario(args: argparse.Namespace) -> None:
+    """``revokes`` one-hour requests over ``revoke_accounts`` accounts, granted, then all
+    ended: the run that revokes them writes each owned permission set's denies and
+    provisions it; the idle run after it reads each inline policy once and writes none."""
+    n_users = max(1, args.revokes // 2)
+    with AwsSandbox() as sandbox, tempfile.TemporaryDirectory() as tmp:
+        seeded = seeded_sandbox(sandbox, n_users, args.polls)
+        root = Path(tmp) / "access"
+        write_repo(root, seeded, args.revokes, args.revoke_accounts, n_users, duration="1h")
+        print(
+            f"\nAWS revocation: {args.revokes} one-hour requests, {args.revoke_accounts} "
+            f"accounts, {n_users} users, {len(ROLES)} owned permission sets (SessionDuration "
+            f"PT1H, IN_PROGRESS for {args.polls} polls)"
+        )
+        sandbox.faults.calls.clear()
+        elapsed, code, payload = apply(root, sandbox, T0 + timedelta(minutes=10))
+        print(f"(granting them first: exit {code}, {elapsed:.2f} s)")
+        for label, at in (
+            ("revoking apply", T0 + timedelta(minutes=70)),
+            ("idle apply after it", T0 + timedelta(minutes=80)),
+            ("apply past the session horizon", T0 + timedelta(minutes=131)),
+        ):
+            sandbox.faults.calls.clear()
+            elapsed, code, payload = apply(root, sandbox, at)
+            calls = dict(sandbox.faults.calls)
+            report(label, elapsed, code, payload, calls)
+            written = {op: calls[op] for op in PS_WRITES if calls.get(op)}
+            print(f"    permission-set writes: {written or 'none'}")
+        for role in ROLES:
+            text = sandbox.inline_policy(seeded, role)
+            statements = json.loads(text)["Statement"] if text else []
+            print(f"{role}: {len(statements)} statement(s), {len(text)} characters afterwards")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=("all", "grant", "revoke"), default="all")
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--accounts", type=int, default=50)
+    parser.add_argument("--users", type=int, default=250)
+    parser.add_argument("--revokes", type=int, default=100)
+    parser.add_argument("--revoke-accounts", type=int, default=20)
+    parser.add_argument(
+        "--polls", type=int, default=0, help="answer IN_PROGRESS this many times before SUCCEEDED"
+    )
+    args = parser.parse_args()
+    if args.scenario in ("all", "grant"):
+        grant_scenario(args)
+    if args.scenario in ("all", "revoke"):
+        revoke_scenario(args)
 
 
 if __name__ == "__main__":
