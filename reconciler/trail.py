@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
@@ -37,6 +37,7 @@ from reconciler.errors import AccessctlError, ConfigError, Finding
 if TYPE_CHECKING:
     from reconciler.approvals import ApprovalRecord, FileChange
     from reconciler.approvals_github import GitHubApprovals
+    from reconciler.github import GitHubClient
 
 
 def github_configured(trust_git: bool) -> bool:
@@ -86,31 +87,15 @@ class LedgerFacts:
         }
 
 
-def missing_ledger(branch: str) -> LedgerFacts:
-    return LedgerFacts(
-        branch,
-        False,
-        None,
-        None,
-        (
-            LedgerProblem(
-                "ledger-missing",
-                f"no ledger branch {branch} (locally or on origin): what the reconciler "
-                "granted and revoked is unknown",
-            ),
-        ),
-    )
-
-
-def inspect_ledger(repo: Path, branch: str, *, github: object | None, identity: str) -> LedgerFacts:
-    """The ledger verified, not believed (``reconciler.ledger.inspect``). Raises
+def inspect_ledger(
+    repo: Path, branch: str, *, github: GitHubClient | None, identity: str
+) -> LedgerFacts:
+    """The ledger verified, not believed (``reconciler.ledger.inspect``): fetched from
+    origin, its history checked, and with ``github`` each commit's author verified. Raises
     AccessctlError when it cannot be read at all."""
     from reconciler import ledger
 
-    inspect = getattr(ledger, "inspect", None)
-    if inspect is None:
-        return _read_ledger(repo, branch)
-    report = inspect(repo, branch, github=github, identity=identity)
+    report = ledger.inspect(repo, branch, github=github, identity=identity)
     return LedgerFacts(
         branch=report.branch,
         present=report.present,
@@ -119,37 +104,7 @@ def inspect_ledger(repo: Path, branch: str, *, github: object | None, identity: 
         problems=tuple(LedgerProblem(p.code, p.message, p.commit) for p in report.problems),
         entries=tuple(report.entries),
         forged=tuple(report.forged),
-        unverified_reason=getattr(report, "unverified_reason", ""),
-    )
-
-
-_VERIFY_CODES = (
-    ("removed or changed", "ledger-rewritten"),
-    ("merge commit", "ledger-diverged"),
-    ("do not parse", "ledger-unparsable"),
-)
-
-
-def _read_ledger(repo: Path, branch: str) -> LedgerFacts:
-    """The same facts from ``ledger.read``/``verify``, for a ledger module without
-    ``inspect``: every line believed, who wrote it unchecked."""
-    from reconciler import ledger
-
-    if not ledger.exists(repo, branch):
-        return missing_ledger(branch)
-    problems = tuple(
-        LedgerProblem(next((c for k, c in _VERIFY_CODES if k in text), "ledger-rewritten"), text)
-        for text in ledger.verify(repo, branch)
-    )
-    heads = ledger.refs(repo, branch)
-    return LedgerFacts(
-        branch,
-        True,
-        heads[0] if heads else None,
-        False if problems else None,
-        problems,
-        tuple(ledger.read(repo, branch)),
-        unverified_reason="who wrote the ledger is not checked",
+        unverified_reason=report.unverified_reason,
     )
 
 
@@ -248,12 +203,15 @@ def _pull_info(record: ApprovalRecord) -> PullInfo:
     )
 
 
-def look_up(source: GitHubApprovals, versions: Sequence[Version]) -> _Lookups:
+def look_up(
+    source: GitHubApprovals, versions: Sequence[Version], *, down: str | None = None
+) -> _Lookups:
     """Each version's merged pull request (cached lookup), and who deleted each request
-    file deleted before its window (as git dates it) was over."""
+    file deleted before its window (as git dates it) was over. ``down``: GitHub is known to
+    be unreachable (only the approvals the reconciler stored are read)."""
     from reconciler.approvals import FileChange
 
-    found = _Lookups(source)
+    found = _Lookups(source, outage=down)
     for v in versions:
         change = FileChange(v.path, v.commit, v.blob, v.committed_at, v.author)
         found.pulls[(v.commit, v.path)] = found.pull_of(change)
@@ -307,6 +265,7 @@ class Trail:
     settings: Settings
     notes: list[str] = field(default_factory=list)
     outages: list[str] = field(default_factory=list)
+    github_down: str | None = None  # why GitHub could not be read, once it failed
 
     @property
     def incomplete(self) -> bool:
@@ -367,8 +326,9 @@ def collect(
     )
     if source is not None:
         versions = history.load_versions(repo, ref, current_only=only_current)
-        found = look_up(source, versions)
-        if found.outage:
+        # GitHub already failed us (the ledger's check): not asked again, not said twice.
+        found = look_up(source, versions, down=trail.github_down)
+        if found.outage and found.outage not in trail.outages:
             trail.outages.append(found.outage)
         build = _Builder(
             now,
@@ -403,10 +363,20 @@ def _ledger(
     and no accusation resting on their absence)."""
     github = source.client if source is not None else None
     try:
-        return inspect_ledger(repo, branch, github=github, identity=settings.reconciler_identity)
+        facts = inspect_ledger(repo, branch, github=github, identity=settings.reconciler_identity)
     except AccessctlError as exc:
         trail.outages.append(f"the ledger branch {branch} could not be read: {exc}")
         return None
+    asked = _GITHUB_UNASKED.match(facts.unverified_reason) if facts.verified is None else None
+    if github is not None and asked:  # GitHub is down: said once, as the run's cause
+        trail.github_down = outage_words(asked["error"])
+        trail.outages.append(trail.github_down)
+        return replace(facts, unverified_reason=OUTAGE_SEE_ABOVE)
+    return facts
+
+
+_GITHUB_UNASKED = re.compile(r"^GitHub could not be asked \((?P<error>.*)\)$", re.S)
+OUTAGE_SEE_ABOVE = "GitHub could not be read (the cause is reported once for the run)"
 
 
 @dataclass(frozen=True)

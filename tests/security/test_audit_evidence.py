@@ -19,6 +19,9 @@ from reconciler.core.audit import LedgerEntry
 from reconciler.core.models import Change, ChangeKind, ChangeResult, Grant
 from reconciler.sandbox.github_emulator import DEFAULT_TOKEN, GitHubEmulator
 from tests.audit.conftest import POLICIES, GitRepo, request_yaml, run_cli, utc
+from tests.security.conftest import GitRepo as SecurityRepo
+from tests.security.conftest import World, request
+from tests.security.conftest import run_cli as security_cli
 from tests.support.emulators import running_github
 
 REPO = "acme/access"
@@ -337,3 +340,46 @@ def test_forged_ledger_lines_are_never_believed_and_shown_everywhere(
     _, _, err = run("--format", "csv")
     assert "ledger-forged" in err
     assert run("--fail-on-anomaly")[0] == 1
+
+
+def test_a_line_pushed_to_the_ledger_by_someone_else_is_shown_never_believed(
+    world: World, tmp_path: Path
+) -> None:
+    """End to end: apply writes the ledger through GitHub (signed for the bot); mallory, who
+    may push, appends a revoke. The audit shows the forged line and keeps alice's access."""
+    origin = SecurityRepo(tmp_path / "origin.git", bare=True)
+    world.repo.git("remote", "add", "origin", str(origin.root))
+    world.repo.git("push", "-q", "origin", "main")
+    world.github.attach_git(REPO, origin.root)
+    number, _ = world.open_pr({"requests/alice/inc-1.yaml": request("alice")}, "alice")
+    world.github.add_review(REPO, number, "dave", "APPROVED")
+    world.squash(number, "pr1")
+    world.repo.git("push", "-q", "origin", "main")
+    root = str(world.repo.root)
+    applied = security_cli("apply", "--repo", root, "--format", "json", env=world.env)
+    assert applied.code == 0, applied.stdout + applied.stderr
+
+    mallory = SecurityRepo(tmp_path / "mallory", init=False)
+    origin.git("clone", "-q", str(origin.root), str(mallory.root))
+    mallory.git("checkout", "-q", ledger.DEFAULT_BRANCH)
+    [month] = (mallory.root / "ledger").glob("*.jsonl")
+    grant = json.loads(month.read_text().splitlines()[0])
+    fake = {**grant, "id": "gha-9-1:0", "action": "revoke", "time": grant["time"]}
+    month.write_text(month.read_text() + json.dumps(fake) + "\n")
+    mallory.git("commit", "-q", "-am", "ledger: 1 change(s) by gha-9-1")
+    mallory.git("push", "-q", "origin", ledger.DEFAULT_BRANCH)
+
+    audited = security_cli("audit", "--repo", root, "--format", "json", env=world.env)
+
+    assert audited.code == 0, audited.stderr
+    data = audited.json
+    assert data["ledger"]["verified"] is False
+    assert [p["code"] for p in data["ledger"]["problems"]] == ["ledger-forged"]
+    [entry] = data["requests"]
+    assert entry["granted_at"] == grant["time"]
+    assert (entry["revoked_at"], entry["state"]) == (None, "active")  # the fake revoke is not
+    assert codes(entry) == ["ledger-forged"]
+    assert "revoke ok" in entry["anomalies"][0]["message"]
+    strict = security_cli("audit", "--repo", root, "--fail-on-anomaly", env=world.env)
+    assert strict.code == 1
+    assert "! ledger-forged:" in strict.stdout
