@@ -477,7 +477,11 @@ def reconcile(settings: Settings) -> Outcome:
         outcome.applied = True
         sinks = settings.sinks
         if sinks is None:
-            sinks = [LedgerSink(repo), HeartbeatSink(repo)] if settings.ledger else []
+            sinks = (
+                [LedgerSink(repo, use_github=not settings.trust_git, env=env), HeartbeatSink(repo)]
+                if settings.ledger
+                else []
+            )
         report = RunReport(
             now=now,
             head=branch.tip,
@@ -545,9 +549,7 @@ def granted_scopes(repo: Path) -> set[ScopeRef]:
     return {(provider, scope) for (provider, scope, _, _), live in open_grants.items() if live}
 
 
-def provider_concurrency(
-    config: Config, names: Iterable[str], flag: int | None
-) -> dict[str, int]:
+def provider_concurrency(config: Config, names: Iterable[str], flag: int | None) -> dict[str, int]:
     """How many scopes of each provider are worked on at once: the --concurrency flag
     when given, else the provider's ``concurrency`` setting in the policies, else 8."""
     out: dict[str, int] = {}

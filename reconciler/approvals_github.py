@@ -45,11 +45,20 @@ class ApprovalCache:
         self.dirty = False
 
     @classmethod
-    def from_ledger(cls, repo_dir: Path, api_url: str, repository: str) -> ApprovalCache:
+    def from_ledger(
+        cls,
+        repo_dir: Path,
+        api_url: str,
+        repository: str,
+        github: GitHubClient | None = None,
+        identity: str | None = None,
+    ) -> ApprovalCache:
+        """The approvals the reconciler recorded: with ``github``, only a version written by
+        a commit GitHub verified as the reconciler's own (a planted file is ignored)."""
         from reconciler import ledger
 
         try:
-            raw = ledger.read_file(repo_dir, CACHE_FILE)
+            raw = ledger.read_file(repo_dir, CACHE_FILE, github=github, identity=identity)
         except Exception:  # no ledger yet, not a repository...: verify everything
             raw = None
         return cls(raw, api_url, repository)
@@ -130,7 +139,8 @@ class GitHubApprovals:
     def from_env(cls, repo_dir: Path, env: Mapping[str, str] | None = None) -> GitHubApprovals:
         """From GITHUB_API_URL/GITHUB_TOKEN/GITHUB_REPOSITORY; ConfigError when missing."""
         client = GitHubClient.from_env(env)
-        return cls(client, ApprovalCache.from_ledger(repo_dir, client.api_url, client.repository))
+        cache = ApprovalCache.from_ledger(repo_dir, client.api_url, client.repository, client)
+        return cls(client, cache)
 
     @property
     def calls(self) -> int:
