@@ -574,7 +574,7 @@ def build_audit(
             timeline=[*facts.timeline, *seen],
             at=at,
         )
-        out.append(_timing(entry, judged, facts, tolerance))
+        out.append(_timing(entry, judged, facts, tolerance) if index is not None else entry)
     return settle(out, at=at, tolerance=tolerance)
 
 
@@ -613,7 +613,8 @@ def _seconds(delta: timedelta) -> int:
 def _timing(entry: AuditEntry, judged: _Judged, facts: _Facts, tolerance: timedelta) -> AuditEntry:
     """How late the grant was recorded, and what ``settle`` needs for the revoke: when
     access had to end, whether the cloud ended it by itself (a GCP condition that carries
-    the window's end), and what the grant is in the cloud."""
+    the window's end), and what the grant is in the cloud. Only with a ledger: without
+    one nothing was recorded to be late."""
     window, request = judged.window, judged.version.request
     if not judged.allowed or window is None or request is None:
         return entry

@@ -169,34 +169,46 @@ def test_github_down_leaves_approvals_unverified_says_why_once_and_fails(
     assert sum("could not be read" in line for line in status.stderr.splitlines()) == 1
 
 
+def deployed(world: World, tmp_path: Path) -> SecurityRepo:
+    """The access repository with a bare origin that the GitHub emulator holds too, so
+    apply writes the ledger through GitHub (signed for the bot) as in Actions."""
+    origin = SecurityRepo(tmp_path / "origin.git", bare=True)
+    world.repo.git("remote", "add", "origin", str(origin.root))
+    world.repo.git("push", "-q", "origin", "main")
+    world.github.attach_git(REPO, origin.root)
+    return origin
+
+
+def approve(world: World, login: str) -> None:
+    """``login``'s request through a pull request dave approved, squash-merged, pushed."""
+    number, _ = world.open_pr({f"requests/{login}/inc-1.yaml": request(login)}, login)
+    world.github.add_review(REPO, number, "dave", "APPROVED")
+    world.squash(number, f"pr{world.branches}")
+    world.repo.git("push", "-q", "origin", "main")
+
+
 def test_during_an_outage_only_an_approval_the_reconciler_stored_stands_in(
-    access: GitRepo, github: GitHubEmulator
+    world: World, tmp_path: Path
 ) -> None:
-    kept, n = land(access, github, {ALICE: request_yaml()}, "2026-12-01T09:00:00Z")
-    land(access, github, {OTHER: request_yaml(duration="1h")}, "2026-12-01T09:01:00Z")
-    verified = {
-        f"{access.blob(kept, ALICE)}:{kept}:{ALICE}": {
-            "approved_at": "2026-12-01T09:00:00Z",
-            "pr": n,
-            "pr_author": "alice",
-            "reviewers": ["dave"],
-        }
-    }
-    payload = {"version": 1, "api": github.url, "repository": REPO, "records": verified}
-    ledger.record(
-        access.root, [], now=utc("2026-12-01T09:05:00Z"), run={"id": "r"},
-        files={"approvals.json": json.dumps(payload).encode()},
-    )  # fmt: skip
+    deployed(world, tmp_path)
+    approve(world, "alice")
+    root = str(world.repo.root)
+    applied = security_cli("apply", "--repo", root, "--format", "json", env=world.env)
+    assert applied.code == 0, applied.stdout + applied.stderr  # stores alice's approval
+    approve(world, "bob")
     # a cache in the work tree is anyone's to write: never read
-    access.write({".accessctl-cache/approvals.json": json.dumps(payload)})
-    github.fail(".", 503, times=100_000)
+    (world.repo.root / ".accessctl-cache").mkdir()
+    (world.repo.root / ".accessctl-cache" / "approvals.json").write_text("{}")
+    world.github.fail(r"^GET /repos/acme/access/commits/[0-9a-f]{40}/pulls", 503, times=1000)
 
-    proc = audit(access, "--format", "json", env=env_of(github))
+    audited = security_cli("audit", "--repo", root, "--format", "json", env=world.env)
 
-    first, second = json.loads(proc.stdout)["requests"]
-    assert (first["state"], first["pr"], first["approvers"]) == ("active", n, ["dave"])
-    assert second["state"] == "unverified"
-    assert proc.returncode == 1
+    assert audited.code == 1, audited.stdout + audited.stderr
+    alice, bob = audited.json["requests"]
+    assert (alice["state"], alice["approvers"]) == ("active", ["dave"])
+    assert alice["anomalies"] == []
+    assert (bob["state"], codes(bob)) == ("unverified", ["unverified"])
+    assert sum("could not be read" in line for line in audited.stderr.splitlines()) == 1
 
 
 def test_a_review_given_after_the_merge_never_approves_it(
@@ -347,14 +359,8 @@ def test_a_line_pushed_to_the_ledger_by_someone_else_is_shown_never_believed(
 ) -> None:
     """End to end: apply writes the ledger through GitHub (signed for the bot); mallory, who
     may push, appends a revoke. The audit shows the forged line and keeps alice's access."""
-    origin = SecurityRepo(tmp_path / "origin.git", bare=True)
-    world.repo.git("remote", "add", "origin", str(origin.root))
-    world.repo.git("push", "-q", "origin", "main")
-    world.github.attach_git(REPO, origin.root)
-    number, _ = world.open_pr({"requests/alice/inc-1.yaml": request("alice")}, "alice")
-    world.github.add_review(REPO, number, "dave", "APPROVED")
-    world.squash(number, "pr1")
-    world.repo.git("push", "-q", "origin", "main")
+    origin = deployed(world, tmp_path)
+    approve(world, "alice")
     root = str(world.repo.root)
     applied = security_cli("apply", "--repo", root, "--format", "json", env=world.env)
     assert applied.code == 0, applied.stdout + applied.stderr
