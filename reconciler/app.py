@@ -475,6 +475,9 @@ def reconcile(settings: Settings) -> Outcome:
     if settings.apply:
         outcome.results = apply_all(adapters, the_plan, now, limits)
         outcome.applied = True
+        settled, settle_calls = settle_all(adapters, now)
+        outcome.problems += settled
+        outcome.calls.update(settle_calls)
         sinks = settings.sinks
         if sinks is None:
             sinks = (
@@ -558,6 +561,28 @@ def provider_concurrency(config: Config, names: Iterable[str], flag: int | None)
         value = flag if flag is not None else configured
         out[name] = int(value) if isinstance(value, int) and value > 0 else DEFAULT_CONCURRENCY
     return out
+
+
+def settle_all(
+    adapters: Mapping[str, base.Provider], now: datetime
+) -> tuple[list[Problem], Counter[str]]:
+    """Each provider's upkeep after the run (even an idle one); failures are errors."""
+    problems: list[Problem] = []
+    calls: Counter[str] = Counter()
+    for name in sorted(adapters):
+        try:
+            obs = adapters[name].settle(now)
+        except Exception as exc:  # a provider bug must not hide the others' results
+            obs = base.Observation(failures={"settle": f"failed: {exc}"})
+        calls.update({f"{name}.{k}": v for k, v in obs.calls.items()})
+        problems += [
+            Problem("E-SESSIONS", f"{what}: {message}", provider=name)
+            for what, message in sorted(obs.failures.items())
+        ]
+        problems += [
+            Problem("W-PROVIDER", f"{name}: {w}", severity="warning") for w in obs.warnings
+        ]
+    return problems, calls
 
 
 def resolve_all(adapters: Mapping[str, base.Provider], grants: Iterable[Grant]) -> set[Grant]:

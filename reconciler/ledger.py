@@ -186,6 +186,9 @@ def entry_json(
         "message": result.message,
         "cloud_request_id": result.cloud_request_id,
         "verified": result.verified,
+        "sessions_ended_at": (
+            format_rfc3339(result.sessions_ended_at) if result.sessions_ended_at else None
+        ),
         "reason": result.change.reason,
         "run": run_id,
         "commit": str(run.get("commit") or ""),

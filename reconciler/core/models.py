@@ -288,3 +288,6 @@ class ChangeResult:
     message: str = ""
     cloud_request_id: str | None = None
     verified: bool = False
+    # AWS: sessions issued before this time are denied (the revocation's deny statement,
+    # provisioned); None where the provider has nothing like it.
+    sessions_ended_at: datetime | None = None

@@ -163,6 +163,9 @@ def result_json(result: ChangeResult) -> dict[str, object]:
             "ok": result.ok,
             "message": result.message,
             "verified": result.verified,
+            "sessions_ended_at": (
+                format_rfc3339(result.sessions_ended_at) if result.sessions_ended_at else None
+            ),
             "cloud_request_id": result.cloud_request_id,
         }
     )

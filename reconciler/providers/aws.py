@@ -119,7 +119,7 @@ def owned_permission_sets(config: Config) -> frozenset[str]:
 def policy_accounts(config: Config) -> frozenset[str]:
     """Accounts that aws policies name exactly (globs cannot be listed)."""
     return frozenset(
-        s for p in config.policies if p.provider == "aws" for s in p.scopes if ACCOUNT_ID.match(s)
+        s for p in config.policies if p.provider == "aws" for s in p.scopes if ACCOUNT_ID.fullmatch(s)
     )
 
 
@@ -477,6 +477,9 @@ class AwsProvider:
         self._ps_listing: list[tuple[str, str, object]] | None = None  # once per run
         self._user_ids: dict[str, str | None] = {}  # user name -> id (None: unknown)
         self._user_names: dict[str, str] = {}  # id -> user name
+        # (account, permission set ARN) -> USER ids assigned, as last read (observe, or the
+        # read-back after a change): a grant already held is not created a second time.
+        self._held: dict[tuple[str, str], frozenset[str]] = {}
         # Shared by every apply() call, whatever thread the planner runs it on.
         self._creations = threading.BoundedSemaphore(MAX_OUTSTANDING_CREATIONS)
         self._deletions = threading.BoundedSemaphore(MAX_OUTSTANDING_CREATIONS)
@@ -688,9 +691,9 @@ class AwsProvider:
         """The requested accounts, the policies' exact accounts, and every account where an
         owned permission set is provisioned or held by a known user: an assignment nobody
         asked about is still found (and revoked)."""
-        accounts = {s for s in scopes if ACCOUNT_ID.match(s)}
+        accounts = {s for s in scopes if ACCOUNT_ID.fullmatch(s)}
         for scope in scopes:
-            if not ACCOUNT_ID.match(scope):
+            if not ACCOUNT_ID.fullmatch(scope):
                 obs.failures[scope] = f"{scope!r} is not a 12-digit AWS account id"
         accounts |= self.accounts
         for name, arn in sorted(ps_arns.items()):
@@ -764,6 +767,8 @@ class AwsProvider:
             user_ids = self._assigned_users(account, ps_arns[name])
         except CloudFailure as exc:
             return f"cannot list assignments of {name} in {account}: {exc}"
+        with self._lock:
+            self._held[account, ps_arns[name]] = frozenset(user_ids)
         grants, notes = set(), []
         for uid in sorted(user_ids):
             shown, note = self._display_name(uid)
@@ -854,7 +859,7 @@ class AwsProvider:
         grant = change.grant
         if change.kind is ChangeKind.KEEP:
             return ChangeResult(change, True, "unchanged", verified=False)
-        if not ACCOUNT_ID.match(scope) or grant.scope != scope:
+        if not ACCOUNT_ID.fullmatch(scope) or grant.scope != scope:
             return ChangeResult(
                 change, False, f"{grant.scope!r} is not the 12-digit AWS account {scope!r}"
             )
@@ -917,6 +922,12 @@ class AwsProvider:
         creation of one assignment could end either way. The grant is left to the
         read-back; the revoke fails, and the next run decides it afresh."""
         if granted is not None and change.kind is ChangeKind.GRANT:
+            return ChangeResult(change, True, "already assigned"), False
+        with self._lock:
+            already = uid in self._held.get((scope, ps_arn), frozenset())
+        if already and change.kind is ChangeKind.GRANT:
+            # Held when last read (a rerun after a lost answer): never a second creation;
+            # the read-back confirms it.
             return ChangeResult(change, True, "already assigned"), False
         if granted is not None:
             who = granted.grant.request or granted.grant.principal
@@ -1015,6 +1026,8 @@ class AwsProvider:
         for ps_arn in {p[1] for p in planned}:
             try:
                 held[ps_arn] = self._assigned_users(scope, ps_arn)
+                with self._lock:
+                    self._held[scope, ps_arn] = frozenset(held[ps_arn])
             except CloudFailure as exc:
                 held[ps_arn] = f"cannot read the assignments back: {exc}"
         out = []

@@ -51,6 +51,12 @@ class Provider(Protocol):
         """Carry out one scope's grants and revokes; never raises for cloud failures."""
         ...
 
+    def settle(self, now: datetime) -> Observation:
+        """Upkeep after the run's changes, even when there were none (AWS: remove session
+        denies past their horizon, provision what is not provisioned yet). ``failures``
+        are problems a person must see; never raises for cloud failures."""
+        ...
+
 
 def make(name: str, config: Config, options: Mapping[str, Any]) -> Provider:
     """The runtime provider registered as ``name`` (see reconciler.core.providers)."""

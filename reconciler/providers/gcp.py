@@ -816,6 +816,10 @@ class GcpProvider:
         """GCP compares members by their text (``member_id``): nothing to look up."""
         return list(grants)
 
+    def settle(self, now: datetime) -> Observation:
+        """Nothing to keep up: a binding's condition ends it in the cloud on time."""
+        return Observation()
+
     # apply ------------------------------------------------------------------------
 
     def apply(self, scope: str, changes: Sequence[Change], now: datetime) -> list[ChangeResult]:

@@ -11,6 +11,7 @@ import pytest
 
 from reconciler.core.timeutil import format_rfc3339
 from reconciler.sandbox.github_emulator import DEFAULT_TOKEN, GitHubEmulator
+from tests.support import GitRepo
 
 from .conftest import T0, H, managed, request_yaml
 
@@ -78,14 +79,24 @@ def test_approved_pull_request_grants_and_direct_push_does_not(
     assert managed(emulator, "projects/app-prod-b") == []
 
 
-def test_idle_rerun_asks_github_nothing(run_cli, access_repo, emulator, github, github_env) -> None:
+def test_idle_rerun_looks_up_no_approval(
+    run_cli, access_repo, emulator, github, github_env, tmp_path
+) -> None:
+    """With the ledger written through GitHub (signed), verified approvals are read back
+    from it: the idle rerun asks GitHub only to check that commit's signature."""
+    origin = GitRepo(tmp_path / "origin.git", bare=True)
+    access_repo.git("remote", "add", "origin", str(origin.root))
+    access_repo.git("push", "-q", "origin", "main")
+    github.attach_git(REPO, origin.root)
     merge_pr(access_repo, github, ALICE, request_yaml(), author="alice", approver="dave", at=T0)
     assert run_cli("apply", at=T0 + H, env=github_env).exit_code == 0
     github.reset_calls()
     again = run_cli("apply", "--format", "json", at=T0 + H, env=github_env)
     assert again.exit_code == 0, again.output
     assert again.json()["grant"] == [] and len(again.json()["keep"]) == 1
-    assert github.total_calls == 0  # verified approvals are cached by blob
+    assert github.calls["GET /repos/{o}/{r}/commits/{sha}/pulls"] == 0
+    assert github.calls["GET /repos/{o}/{r}/pulls/{n}/reviews"] == 0
+    assert github.total_calls <= 2, dict(github.calls)
 
 
 def test_pull_request_without_enough_approvals_grants_nothing(

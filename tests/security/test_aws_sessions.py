@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import app
 from reconciler.sandbox.aws import AwsSandbox, SeededInstance
 
 from .conftest import GitRepo, Result, run_cli
@@ -33,10 +32,6 @@ ADMIN = """{
 }
 """
 BREAKGLASS = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
-settles = pytest.mark.skipif(
-    not hasattr(app, "settle_all"),
-    reason="app.reconcile does not call the provider's settle() after apply yet",
-)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +172,6 @@ def test_the_next_write_after_the_horizon_removes_an_expired_deny(
     assert statement["Condition"]["StringEquals"]["identitystore:userId"] == [seeded.users[BOB]]
 
 
-@settles
 def test_an_idle_apply_after_the_horizon_removes_the_deny(
     sandbox: AwsSandbox, seeded: SeededInstance, repo: GitRepo
 ) -> None:
