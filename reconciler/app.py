@@ -133,6 +133,10 @@ def judgment_problems(judgments: Mapping[str, Judgment]) -> list[Problem]:
     for j in judgments.values():
         if j.allowed:
             continue
+        if j.state == "suspended":
+            # The refusals an emergency stop causes are its intended outcome: notes.
+            out += [replace(_problem(j, p), severity="note") for p in j.problems]
+            continue
         out += [_problem(j, p) for p in j.problems] or [
             Problem("E-REFUSED", "not allowed by any policy", file=j.path, line=1)
         ]
@@ -172,6 +176,10 @@ def request_notes(judgments: Mapping[str, Judgment], now: datetime) -> dict[str,
         window = j.window
         if j.state == "unverified":
             notes[path] = "approval could not be verified right now: left as it was"
+        elif j.state == "suspended":
+            notes[path] = next(
+                (p.message for p in j.problems if p.kind == "suspended"), "requester suspended"
+            )
         elif not j.allowed:
             first = next((p for p in j.problems if p.kind != "file"), None)
             if any(p.kind == "file" for p in j.problems):

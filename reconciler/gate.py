@@ -217,6 +217,11 @@ class _Gate:
         )
         errors = tuple(f for f in own if f.severity == "error")
         judged = judge_request(request, self.config, approval, self.now, findings=errors)
+        own += [
+            Finding(request.path, request.line_of("requester"), p.code, p.message)
+            for p in judged.problems
+            if p.kind == "suspended"
+        ]
         policy = judged.decision.policy if judged.decision and judged.allowed else static.policy
         standing = (
             approval_state(request, self.config, policy, reviewers, self.author) if policy else None

@@ -48,7 +48,7 @@ def _emit(outcome: Any, fmt: str, *, title: str) -> None:
         errors = [p for p in problems if p.severity == "error"]
         for p in problems:
             if p.severity != "error":
-                click.echo(f"warning: {terminal_text(p)}", err=True)
+                click.echo(f"{p.severity}: {terminal_text(p)}", err=True)
         payload = (
             render.apply_json(plan, errors, outcome.results)
             if outcome.applied

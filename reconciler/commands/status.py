@@ -33,7 +33,7 @@ def render_text(rows: list[Row], now: datetime) -> str:
         left = r.time_left(now) if r.state in ("active", "scheduled", "expired") else ""
         file, what, left = log_line(r.file), terminal_text(what), terminal_text(left)
         lines.append(f"{file:<{width}}  {r.state:<9}  {left:<16}  {what}".rstrip())
-        if r.note and r.state in ("pending", "rejected", "revoked", "unverified"):
+        if r.note and r.state in ("pending", "rejected", "revoked", "unverified", "suspended"):
             lines.append(f"{'':<{width}}  ! {terminal_text(r.note)}")
     counts: dict[str, int] = {}
     for r in rows:
@@ -76,7 +76,8 @@ def status_command(  # noqa: PLR0917 - click passes options as arguments
     recorded a revoke), rejected (invalid, or not allowed by the policies at the tip of
     the branch, as plan judges it), unverified (GitHub could not be asked whether it was
     approved: neither approved nor refused; a verified approval the reconciler stored on
-    its ledger branch stands in). Reads git (and the ledger branch when present);
+    its ledger branch stands in), suspended (the requester is under an emergency stop in
+    policies/: nothing is granted). Reads git (and the ledger branch when present);
     approvals come from GitHub when GITHUB_TOKEN/GITHUB_REPOSITORY are set, else from git
     alone. Needs no cloud access.
 

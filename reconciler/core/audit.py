@@ -204,6 +204,7 @@ class _Judged:
     pr: int | None
     anomalies: tuple[Anomaly, ...]
     unverified: bool = False
+    suspended: bool = False  # the requester is under an emergency stop (an intended refusal)
 
     @property
     def ledger_window(self) -> Window | None:
@@ -256,6 +257,8 @@ def judge(
     anomalies: list[Anomaly] = []
     refusals = 0
     for p in j.problems:
+        if p.kind == "suspended":
+            continue  # an emergency stop is the admins' decision, not an anomaly
         if p.kind == "policy" and refusals >= 3:
             continue
         refusals += p.kind == "policy"
@@ -275,6 +278,7 @@ def judge(
         j.pr,
         tuple(anomalies),
         unverified=j.state == "unverified",
+        suspended=j.state == "suspended",
     )
 
 
@@ -323,6 +327,8 @@ def state_at(judged: _Judged, at: datetime, revoked_by_ledger: datetime | None) 
     """The state of a version at ``at`` (reconciler.core.judgment.state_at)."""
     if judged.unverified:
         return "unverified"
+    if judged.suspended:
+        return "suspended"
     facts = judgment.Judgment(
         judged.version.path,
         judged.version.request,

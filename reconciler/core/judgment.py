@@ -24,7 +24,9 @@ from reconciler.core.models import AccessRequest, Approvals, Config, Decision, G
 from reconciler.core.policy import compute_window, evaluate
 from reconciler.errors import Finding
 
-State = Literal["pending", "scheduled", "active", "expired", "revoked", "rejected", "unverified"]
+State = Literal[
+    "pending", "scheduled", "active", "expired", "revoked", "rejected", "unverified", "suspended"
+]
 STATES: tuple[State, ...] = (
     "pending",
     "scheduled",
@@ -33,6 +35,7 @@ STATES: tuple[State, ...] = (
     "revoked",
     "rejected",
     "unverified",
+    "suspended",
 )
 
 
@@ -99,7 +102,7 @@ class Problem:
     message: str
     key: str | None = None
     policy: str | None = None
-    kind: Literal["file", "config", "approval", "policy"] = "policy"
+    kind: Literal["file", "config", "approval", "policy", "suspended"] = "policy"
     line: int | None = None  # for a problem of the file itself
 
 
@@ -196,6 +199,28 @@ def judge_request(
         )
     base = Judgment(path, request, "rejected", False, pr=approval.pr)
     approvers = _approvers(approval)
+    stop = config.suspension(request.requester) if request is not None else None
+    if stop is not None and request is not None:
+        # The emergency stop wins over everything: nothing held, nothing granted.
+        problems.append(
+            Problem(
+                "E-SUSPENDED",
+                f"{request.requester} is suspended ({stop.reason}; {stop.file}:{stop.line}): "
+                "no access is granted until the entry is removed",
+                key="requester",
+                kind="suspended",
+            )
+        )
+        window = compute_window(request, approval.approved_at) if approval.approved_at else None
+        return replace(
+            base,
+            state="suspended",
+            window=window,
+            approved_at=approval.approved_at,
+            principal=_principal(request, config),
+            approvers=approvers,
+            problems=tuple(problems),
+        )
     if approval.unverified is not None:
         held = _held(request, config, committed_at, findings, config_broken)
         problems.append(Problem("E-APPROVAL-UNVERIFIED", approval.unverified, kind="approval"))

@@ -112,6 +112,24 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class Suspension:
+    """An emergency stop: ``who`` (a login or ``team:NAME``) loses every managed grant at
+    the next apply and may not ask for more until the entry is removed.
+
+    ```yaml
+    suspended:
+      - who: mallory
+        reason: laptop stolen, SEC-123
+    ```
+    """
+
+    who: str
+    reason: str
+    file: str = ""
+    line: int = 1
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything under ``policies/``, merged across files."""
 
@@ -122,6 +140,14 @@ class Config:
     )  # lowercased login -> {provider: principal}
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
+    suspended: tuple[Suspension, ...] = ()
+
+    def suspension(self, login: str) -> Suspension | None:
+        """The emergency stop that applies to ``login`` (directly or through a team)."""
+        for s in self.suspended:
+            if login.lower() in self.expand((s.who,)):
+                return s
+        return None
 
     def expand(self, principals: tuple[str, ...]) -> frozenset[str]:
         """Logins (lowercased) named by ``[alice, team:leads]``; unknown teams expand to nothing."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from reconciler.core import providers
 from reconciler.core.loader import Document, Path_
-from reconciler.core.models import Config, Policy, Settings
+from reconciler.core.models import Config, Policy, Settings, Suspension
 from reconciler.core.policy import TicketPattern
 from reconciler.core.timeutil import parse_duration
 from reconciler.core.validate import SchemaChecker, as_mapping, ints_to_text, where
@@ -33,6 +33,7 @@ class PolicyFile:
     identities: dict[str, dict[str, str]] = field(default_factory=dict)
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # valid keys, parsed
+    suspended: list[Suspension] = field(default_factory=list)
 
 
 def check_policy_file(doc: Document, checker: SchemaChecker) -> PolicyFile:
@@ -44,7 +45,7 @@ def check_policy_file(doc: Document, checker: SchemaChecker) -> PolicyFile:
     out = PolicyFile(doc)
     if not doc.ok:
         return out
-    raw = as_mapping(doc, "policies, teams, identities, providers, settings")
+    raw = as_mapping(doc, "policies, teams, identities, suspended, providers, settings")
     if raw is None:
         return out
     data = ints_to_text(raw, keep=frozenset({"approvals"}) | _integer_settings())
@@ -73,6 +74,23 @@ def check_policy_file(doc: Document, checker: SchemaChecker) -> PolicyFile:
             elif not _settings_problems(doc, name, item):
                 out.providers[name] = dict(item)
     out.settings = _deployment_settings(doc, data.get("settings"), bad)
+    out.suspended = _suspensions(doc, data.get("suspended"), bad)
+    return out
+
+
+def _suspensions(doc: Document, value: object, bad: set[Path_]) -> list[Suspension]:
+    """The valid entries of ``suspended:``. An entry with a problem is reported (and the
+    file fails validation, so apply stops before changing anything)."""
+    if not isinstance(value, list) or ("suspended",) in bad:
+        return []
+    out = []
+    for i, entry in enumerate(value):
+        here: Path_ = ("suspended", i)
+        if not isinstance(entry, dict) or any(p[: len(here)] == here for p in bad):
+            continue
+        who, reason = entry.get("who"), entry.get("reason")
+        if isinstance(who, str) and isinstance(reason, str):
+            out.append(Suspension(who, reason, doc.file, doc.line(here)))
     return out
 
 
@@ -254,7 +272,9 @@ def merge_config(files: Iterable[PolicyFile]) -> tuple[Config, list[Finding]]:
     identities: dict[str, dict[str, str]] = {}
     providers: dict[str, dict[str, Any]] = {}
     settings: dict[str, Any] = {}
+    suspended: list[Suspension] = []
     for pf in files:
+        suspended += pf.suspended  # a list: every file may stop someone, none overrides
         valid = dict(pf.policies)
         for i, entry in pf.entries:
             name = entry.get("name")
@@ -282,11 +302,23 @@ def merge_config(files: Iterable[PolicyFile]) -> tuple[Config, list[Finding]]:
         identities=identities,
         providers=providers,
         settings=Settings(**settings),
+        suspended=tuple(suspended),
     )
     known_teams = {name for pf in files for name in _section(pf, "teams")}
     for pf in files:
         for i, entry in pf.entries:
             findings.extend(_unknown_teams(pf, i, entry, known_teams))
+        # An emergency stop that names a team nobody defined would stop nobody: an error.
+        findings += [
+            Finding(
+                s.file,
+                s.line,
+                "E-CONFIG-UNKNOWN-TEAM",
+                f"suspended: no team named {s.who[5:]!r} in policies/, so this stops nobody",
+            )
+            for s in pf.suspended
+            if s.who.startswith("team:") and s.who[5:] not in known_teams
+        ]
     for pf, i, policy in policies:
         findings.extend(_check_approvers(pf, i, policy, config))
     findings.extend(_check_providers(files))

@@ -38,7 +38,7 @@ class Problem:
     line: int | None = None
     provider: str | None = None
     scope: str | None = None
-    severity: str = "error"
+    severity: str = "error"  # error (exit 1), warning, or note (an intended outcome)
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line or 1}: " if self.file else ""
@@ -242,7 +242,7 @@ def render_annotations(
     """``::error`` workflow commands for every problem and every failed change."""
     lines = []
     for p in problems:
-        level = "warning" if p.severity == "warning" else "error"
+        level = {"warning": "warning", "note": "notice"}.get(p.severity, "error")
         if p.file:
             lines.append(annotation(level, f"{p.code}: {p.message}", file=p.file, line=p.line or 1))
         else:
