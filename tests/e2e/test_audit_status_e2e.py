@@ -22,12 +22,16 @@ A_KEYS = {
     "end",
     "granted_at",
     "revoked_at",
+    "removed_at",
+    "grant_lateness",
+    "revoke_lateness",
     "state",
     "anomalies",
+    "events",
 }
 S_KEYS = {"file", "requester", "provider", "scope", "role", "state", "begin", "end"}
 TIME_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-STATES = {"pending", "scheduled", "active", "expired", "revoked", "rejected"}
+STATES = {"pending", "scheduled", "active", "expired", "revoked", "rejected", "unverified", "suspended"}
 
 
 def crafted(r: GitRepo) -> dict[str, str]:
@@ -63,13 +67,14 @@ def crafted(r: GitRepo) -> dict[str, str]:
 
 
 def check_audit(data: dict) -> list[dict]:
-    assert set(data) == {"requests"}
+    assert set(data) == {"requests", "ledger"}
     for a in data["requests"]:
         assert set(a) == A_KEYS, a
         for k in ("approved_at", "begin", "end", "granted_at", "revoked_at"):
             assert a[k] is None or TIME_Z.match(a[k]), (k, a)
         assert a["state"] in STATES, a
-        assert isinstance(a["anomalies"], list)
+        assert all(set(x) == {"code", "message"} for x in a["anomalies"])
+        assert all(set(x) == {"code", "commit", "message"} for x in a["events"])
         assert a["approvers"] is None or isinstance(a["approvers"], list)
         assert a["pr"] is None or isinstance(a["pr"], int)
         assert re.fullmatch(r"[0-9a-f]{40}", a["commit"]), a
@@ -148,7 +153,7 @@ def test_audit_after_apply_has_granted_at(gcp_repo: GitRepo, gcp: IndependentGcp
 def test_audit_empty_and_bad_file_history(repo: GitRepo) -> None:
     res = repo.run("audit", "--trust-git", "--format", "json")
     assert res.code == 0, res
-    assert res.json() == {"requests": []}
+    assert res.json()["requests"] == []
     repo.write(
         "requests/alice/bad.yaml", "requester: alice\nprovider: !!python/object:os.system x\n"
     )
