@@ -119,7 +119,11 @@ def owned_permission_sets(config: Config) -> frozenset[str]:
 def policy_accounts(config: Config) -> frozenset[str]:
     """Accounts that aws policies name exactly (globs cannot be listed)."""
     return frozenset(
-        s for p in config.policies if p.provider == "aws" for s in p.scopes if ACCOUNT_ID.fullmatch(s)
+        s
+        for p in config.policies
+        if p.provider == "aws"
+        for s in p.scopes
+        if ACCOUNT_ID.fullmatch(s)
     )
 
 

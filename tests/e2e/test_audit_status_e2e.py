@@ -31,7 +31,16 @@ A_KEYS = {
 }
 S_KEYS = {"file", "requester", "provider", "scope", "role", "state", "begin", "end"}
 TIME_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
-STATES = {"pending", "scheduled", "active", "expired", "revoked", "rejected", "unverified", "suspended"}
+STATES = {
+    "pending",
+    "scheduled",
+    "active",
+    "expired",
+    "revoked",
+    "rejected",
+    "unverified",
+    "suspended",
+}
 
 
 def crafted(r: GitRepo) -> dict[str, str]:
