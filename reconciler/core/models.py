@@ -73,6 +73,7 @@ class Policy:
       approvals: 1
       max_duration: 4h
       ticket: '^(INC|CHG)-[0-9]+$'
+      require_signed_commits: true   # every commit of the PR that touches the request file
     ```
     """
 
@@ -86,6 +87,8 @@ class Policy:
     max_duration: timedelta
     description: str = ""
     ticket: TicketMatcher | None = None
+    # The request's commits must carry a signature GitHub verified, by the requester.
+    require_signed_commits: bool = False
     file: str = ""
     line: int = 1
 

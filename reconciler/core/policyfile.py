@@ -177,6 +177,7 @@ def _policy(doc: Document, entry: Mapping[str, Any], index: int, bad: set[Path_]
         max_duration=max_duration,
         description=entry.get("description", ""),
         ticket=ticket,
+        require_signed_commits=entry.get("require_signed_commits") is True,
         file=doc.file,
         line=doc.line(here),
     )
