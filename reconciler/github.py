@@ -26,6 +26,8 @@ API_VERSION = "2022-11-28"  # the REST API version every request asks for
 ACTIONS_BOT_LOGIN = "github-actions[bot]"  # who Actions' GITHUB_TOKEN writes as
 COMMENT_LIMIT = 65_536  # GitHub's maximum comment body, in characters
 MAX_RATE_LIMIT_WAIT = 300.0  # longer waits fail the call rather than stall the run
+MAX_PULL_COMMITS = 250  # what GET /pulls/{n}/commits lists at most
+COMMIT_FILES_PAGE = 300  # files GET /commits/{sha} lists in one answer
 T = TypeVar("T")
 
 _LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:\[bot\])?")
@@ -490,6 +492,31 @@ class GitHubClient:
                 raise
 
         return self._call(f"listing the commits of {head[:12]}", fetch)
+
+    def pull_commits(self, number: int) -> list[CommitInfo]:
+        """The commits of pull request ``number``, oldest first (``GET /pulls/{n}/commits``:
+        one call per hundred; GitHub lists ``MAX_PULL_COMMITS`` at most), each with GitHub's
+        verification of its signature and the accounts it attributes it to."""
+
+        def fetch() -> list[CommitInfo]:
+            return [_commit_info(_raw(c)) for c in self._repo.get_pull(number).get_commits()]
+
+        return self._call(f"listing the commits of pull request #{number}", fetch)
+
+    def commit_paths(self, sha: str) -> frozenset[str] | None:
+        """The paths commit ``sha`` changes, both names of a rename (``GET /commits/{sha}``,
+        one call); None when GitHub's answer may leave some out (a page of 300 files)."""
+        data = self._request("GET", f"/commits/{sha}", f"reading the files of commit {sha[:12]}")
+        files = data.get("files")
+        if not isinstance(files, list) or len(files) >= COMMIT_FILES_PAGE:
+            return None
+        return frozenset(
+            str(f[key])
+            for f in files
+            if isinstance(f, dict)
+            for key in ("filename", "previous_filename")
+            if isinstance(f.get(key), str)
+        )
 
     def commit_statuses(self, sha: str) -> list[CommitStatus]:
         """Every status of commit ``sha`` with its creator, newest first."""

@@ -12,7 +12,12 @@ version (``X-GitHub-Api-Version``); an unknown one is refused with 400, as GitHu
 
 ``attach_git`` backs a repository with a real bare repository (the test's ``origin``): the
 Git database endpoints write their objects there, commit listings read what was pushed, and
-commits GitHub would sign are signed (``github_git``).
+commits GitHub would sign are signed (``github_git``). A pull request's commits
+(``pulls/{n}/commits``) are then the commits between its base and head, and a commit's
+detail (``commits/{sha}``) lists the files it changes. ``add_signing_key`` registers a
+person's signing key with their account and ``commit`` writes a commit as somebody made and
+pushed it: unsigned, signed with a key (verified when the key is the committer's), or made
+in GitHub's web interface (committed by ``web-flow`` and signed by GitHub).
 
     with GitHubEmulator() as gh:
         gh.add_repo("acme/access")
@@ -25,12 +30,15 @@ commits GitHub would sign are signed (``github_git``).
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import itertools
 import json
 import re
+import secrets
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from reconciler import git
 from reconciler.sandbox.github_git import (
     GITHUB_COMMITTER,
     GitDatabase,
@@ -55,6 +64,7 @@ DEFAULT_API_VERSION = "2022-11-28"  # what GitHub assumes when a request names n
 API_VERSIONS = ("2022-11-28", "2026-03-10")  # the REST API versions GitHub serves
 COMMENT_LIMIT = 65_536  # GitHub's maximum comment body, in characters
 INTEGRATION_REFUSAL = "Resource not accessible by integration"
+MAX_PULL_COMMITS = 250  # GitHub lists at most this many commits of a pull request
 
 
 def _stamp(when: datetime | None) -> str | None:
@@ -126,6 +136,7 @@ class GitHubEmulator:
         self.max_per_page = max_per_page
         self.repos: dict[str, RepoState] = {}
         self.emails: dict[str, Json] = {}  # verified e-mail address -> the account it belongs to
+        self.signing_keys: dict[str, bytes] = {}  # lowercased login -> its registered key
         self.calls: Counter[str] = Counter()  # "GET /repos/{o}/{r}/pulls/{n}" -> count
         self.log: list[tuple[str, str, int]] = []  # (method, path, status)
         self.api_versions: Counter[str] = Counter()  # X-GitHub-Api-Version sent ("" if none)
@@ -199,6 +210,64 @@ class GitHubEmulator:
         """``email`` is a verified address of ``login``: commits carrying it are theirs."""
         with self._lock:
             self.emails[email.lower()] = _user(login, user_type)
+
+    def add_signing_key(self, login: str) -> None:
+        """``login`` registers a signing key with their account (GitHub's GPG or SSH signing
+        keys; here an HMAC key): commits they sign with it verify when they committed them."""
+        with self._lock:
+            self.signing_keys.setdefault(login.lower(), secrets.token_bytes(32))
+
+    def commit(
+        self,
+        repo: str,
+        *,
+        parent: str,
+        files: Mapping[str, str | None],
+        author: str,
+        committer: str | None = None,
+        signed_by: str | None = None,
+        web: bool = False,
+        message: str = "change",
+        when: datetime | None = None,
+    ) -> str:
+        """A commit on ``parent`` as somebody made it and pushed it (``files``: path ->
+        content, None deletes); returns its SHA. ``author``/``committer`` are logins (their
+        no-reply addresses, so GitHub attributes the commit to those accounts; the committer
+        defaults to the author). ``signed_by``: signed with that login's registered key, or
+        with a key nobody registered when they have none (GitHub cannot verify it). ``web``:
+        made in GitHub's web interface: committed by ``web-flow`` and signed by GitHub."""
+        with self._lock:
+            database = self.repos[repo].git
+            assert database is not None, "commit needs attach_git"
+            now = (when or datetime.now(UTC)).replace(microsecond=0)
+            by = Person(author, noreply_email(_user(author)), now)
+            made = (
+                Person(*GITHUB_COMMITTER, now)
+                if web
+                else Person(committer or author, noreply_email(_user(committer or author)), now)
+            )
+            [base] = database.read_commits([parent])
+            entries: list[Json] = [
+                {"path": path, "mode": "100644", "type": "blob"}
+                | ({"content": text} if text is not None else {"sha": None})
+                for path, text in files.items()
+            ]
+            tree = database.write_tree(base.tree, entries)
+            shape: Json = {
+                "tree": tree,
+                "parents": [parent],
+                "message": message,
+                "author": by,
+                "committer": made,
+            }
+            sha = database.write_commit(**shape, sign=web)
+            if signed_by is None or web:
+                return sha
+            [unsigned] = database.read_commits([sha])
+            key = self.signing_keys.get(signed_by.lower()) or secrets.token_bytes(32)
+            return database.write_commit(
+                **shape, sign=False, signature=_signature(key, unsigned.payload)
+            )
 
     def add_token(
         self, token: str, login: str, *, integration: bool = False, user_type: str | None = None
@@ -690,7 +759,47 @@ def _git_commit_json(emu: GitHubEmulator, repo: RepoState, c: StoredCommit) -> J
         "tree": {"sha": c.tree, "url": emu.api(repo, f"/git/trees/{c.tree}")},
         "message": c.message,
         "parents": [_parent_json(emu, repo, p) for p in c.parents],
-        "verification": repo.git.verification(c),
+        "verification": _verification(emu, repo, c),
+    }
+
+
+def _signature(key: bytes, payload: str) -> str:
+    digest = hmac.new(key, payload.encode("utf-8"), hashlib.sha256).digest()
+    return (
+        "-----BEGIN PGP SIGNATURE-----\n\n"
+        f"{base64.b64encode(digest).decode()}\n-----END PGP SIGNATURE-----\n"
+    )
+
+
+def _verification(emu: GitHubEmulator, repo: RepoState, c: StoredCommit) -> Json:
+    """GitHub's verification of a commit's signature: GitHub's own (``github_git``), or a
+    key a person registered, which verifies only when the committer's address belongs to
+    that person (``no_user``: to nobody; ``bad_email``: to someone else)."""
+    assert repo.git is not None
+    signer = next(
+        (
+            login
+            for login, key in emu.signing_keys.items()
+            if c.signature and hmac.compare_digest(c.signature, _signature(key, c.payload))
+        ),
+        None,
+    )
+    if signer is None:
+        return repo.git.verification(c)
+    account = _user_of(emu, c.committer.email)
+    reason = (
+        "no_user"
+        if account is None
+        else "valid"
+        if str(account["login"]).lower() == signer
+        else "bad_email"
+    )
+    return {
+        "verified": reason == "valid",
+        "reason": reason,
+        "signature": c.signature,
+        "payload": c.payload,
+        "verified_at": c.committer.json()["date"] if reason == "valid" else None,
     }
 
 
@@ -853,7 +962,48 @@ def get_commit(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
         if sha is None:
             return Reply(422, {"message": f"No commit found for SHA: {call.params['ref']}"})
         [stored] = database.read_commits([sha])
-        return Reply(200, _commit_json(emu, repo, stored))
+        return Reply(200, {**_commit_json(emu, repo, stored), "files": _files(database, stored)})
+
+    return _with_git(repo, run)
+
+
+_STATUSES = {"A": "added", "D": "removed", "M": "modified", "T": "changed", "R": "renamed"}
+
+
+def _files(database: GitDatabase, c: StoredCommit) -> list[Json]:
+    """The files a commit changes, as ``GET /commits/{sha}`` lists them: against its parent
+    (renames detected); for a merge, the files that differ from every parent."""
+    if len(c.parents) > 1:
+        raw = git.run(database.root, "diff-tree", "-r", "-c", "--no-commit-id", "--name-only",
+                      "-z", c.sha)  # fmt: skip
+        return [{"filename": p, "status": "modified"} for p in raw.decode().split("\0") if p]
+    raw = git.run(database.root, "diff-tree", "-r", "--root", "--no-commit-id", "-M",
+                  "--name-status", "-z", c.sha)  # fmt: skip
+    fields = [f for f in raw.decode().split("\0") if f]
+    out: list[Json] = []
+    while fields:
+        status = fields.pop(0)
+        entry: Json = {"status": _STATUSES.get(status[0], "modified")}
+        if status[0] in "RC":
+            entry["previous_filename"] = fields.pop(0)
+            entry["status"] = "renamed" if status[0] == "R" else "copied"
+        entry["filename"] = fields.pop(0)
+        out.append(entry)
+    return out
+
+
+def pull_commits(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    """The commits between a pull request's base and head, oldest first, at most 250."""
+    pull = repo.pulls.get(int(call.params["n"]))
+    if pull is None:
+        return Reply(404, _NOT_FOUND)
+
+    def run(database: GitDatabase) -> Reply:
+        raw = git.run(database.root, "rev-list", "--reverse", pull.head_sha, f"^{pull.base_sha}")
+        shas = raw.decode().split()[:MAX_PULL_COMMITS]
+        page = _page(emu, shas, call.query, emu.api(repo, f"/pulls/{pull.number}/commits"))
+        page.body = [_commit_json(emu, repo, c) for c in database.read_commits(page.body)]
+        return page
 
     return _with_git(repo, run)
 
@@ -870,6 +1020,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
         ("GET", r"/pulls", "/pulls", list_pulls),
         ("GET", r"/pulls/(?P<n>\d+)", "/pulls/{n}", get_pull),
         ("GET", r"/pulls/(?P<n>\d+)/files", "/pulls/{n}/files", pull_files),
+        ("GET", r"/pulls/(?P<n>\d+)/commits", "/pulls/{n}/commits", pull_commits),
         ("GET", r"/pulls/(?P<n>\d+)/reviews", "/pulls/{n}/reviews", pull_reviews),
         ("GET", r"/issues/(?P<n>\d+)/comments", "/issues/{n}/comments", list_comments),
         ("POST", r"/issues/(?P<n>\d+)/comments", "/issues/{n}/comments", create_comment),
