@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from reconciler.core.escape import log_line
+from reconciler.core.escape import clean_json, log_line
 from reconciler.errors import AccessctlError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,7 +37,8 @@ def handle_errors(f: F) -> F:
 
 
 def echo_json(payload: object) -> None:
-    click.echo(json.dumps(payload, indent=2, sort_keys=False))
+    """JSON for scripts; every string goes through core.escape (one door for file text)."""
+    click.echo(json.dumps(clean_json(payload), indent=2, sort_keys=False))
 
 
 def write_step_summary(markdown: str) -> None:

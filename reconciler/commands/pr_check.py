@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from reconciler.commands.common import echo_json, handle_errors, write_step_summary
-from reconciler.core.escape import annotation, log_line
+from reconciler.core.escape import annotation, clean_json, log_line
 from reconciler.core.prcheck import (
     MARKER,
     STATUS_CONTEXT,
@@ -41,9 +41,20 @@ from reconciler.options import at_option, format_option, repo_option
 @click.option(
     "--no-comment", is_flag=True, help="Do not write the PR comment or the commit status."
 )
+@click.option(
+    "--json-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the JSON report (its `state`: success, pending, failure) to this file, "
+    "whatever --format is: a workflow decides from the state, not the exit code.",
+)
 @handle_errors
-def pr_check_command(
-    repo: Path, fmt: str, now: datetime, pr_number: int | None, no_comment: bool
+def pr_check_command(  # noqa: PLR0917 - click passes options as arguments
+    repo: Path,
+    fmt: str,
+    now: datetime,
+    pr_number: int | None,
+    no_comment: bool,
+    json_out: Path | None,
 ) -> None:
     """The pull request gate: changed paths, author, schema, policy and approvals.
 
@@ -51,7 +62,9 @@ def pr_check_command(
     GITHUB_API_URL, GITHUB_TOKEN, GITHUB_REPOSITORY). Policies are read from the PR's base
     commit, requests from its head commit; both must be in the clone (fetch-depth: 0).
     Sets the accessctl/approval commit status and updates one PR comment.
-    Exit 0 when the PR may merge, 1 when it may not (yet), 2 on configuration errors.
+    Exit 0 when the PR may merge, 1 when it may not (yet), 2 on configuration errors. The
+    JSON `state` tells "may merge" (success), "waiting for approvals" (pending) and "cannot
+    merge as it stands" (failure) apart; the workflow keeps a waiting PR green with it.
     """
     from reconciler.gate import check_pull_request  # heavy imports only when it runs
 
@@ -63,6 +76,9 @@ def pr_check_command(
     if not no_comment:
         commented = _publish(client, report, markdown)
     write_step_summary(markdown)
+    if json_out is not None:
+        payload = clean_json(_json(report, client.calls))
+        json_out.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
     _output(fmt, report, client.calls)
     sys.exit(0 if report.state == "success" and commented else 1)
 

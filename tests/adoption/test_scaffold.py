@@ -70,7 +70,7 @@ def test_the_check_runs_on_pull_request_never_pull_request_target(scaffold: Path
     assert all(
         s.get("with", {}).get("persist-credentials") is False
         for s in steps
-        if "checkout" in s["uses"]
+        if "checkout" in s.get("uses", "")
     )
 
 
@@ -81,11 +81,27 @@ def test_only_the_reconciler_gets_oidc_and_write_access(scaffold: Path) -> None:
         for job_name, job in flow["jobs"].items():
             perms = job["permissions"]
             if name == "access-reconcile.yml":
-                assert perms == {"id-token": "write", "contents": "write", "pull-requests": "read"}
+                assert perms == {
+                    "id-token": "write",
+                    "contents": "write",
+                    "pull-requests": "read",
+                    "statuses": "write",  # anchors each ledger head (append-only)
+                }
                 assert job["environment"] == "accessctl"
             else:
                 assert "id-token" not in perms, (name, job_name)
                 assert perms.get("contents") == "read", (name, job_name)
+
+
+def test_a_request_waiting_for_approvals_keeps_the_check_green(scaffold: Path) -> None:
+    """The check job decides from pr-check's JSON state: only "failure" (cannot merge as it
+    stands) or no report at all fails it; "pending" (waiting) does not."""
+    steps = workflow(scaffold, "access-check.yml")["jobs"]["check"]["steps"]
+    [gate] = [s for s in steps if s.get("with", {}).get("command") == "pr-check"]
+    assert gate["continue-on-error"] is True
+    assert "--json-out" in gate["with"]["args"]
+    decide = steps[steps.index(gate) + 1]["run"]
+    assert "pending)" in decide and "failure)" in decide and "exit 1" in decide
 
 
 def test_ci_runs_validate_and_test(scaffold: Path) -> None:

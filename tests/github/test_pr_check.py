@@ -120,7 +120,11 @@ class Scenario:
         return self.emulator.add_review(REPO, self.number, login, state, **kw)  # type: ignore[arg-type]
 
     def run(
-        self, fmt: str = "json", event: str = "pull_request", payload: dict | None = None
+        self,
+        fmt: str = "json",
+        event: str = "pull_request",
+        payload: dict | None = None,
+        extra: tuple[str, ...] = (),
     ) -> Run:
         event_path = self.tmp / "event.json"
         if payload is None:
@@ -140,7 +144,17 @@ class Scenario:
             "PATH": "/usr/bin:/bin",
         }
         proc = subprocess.run(
-            [ACCESSCTL, "pr-check", "--repo", str(self.repo.root), "--format", fmt, "--at", NOW],
+            [
+                ACCESSCTL,
+                "pr-check",
+                "--repo",
+                str(self.repo.root),
+                "--format",
+                fmt,
+                "--at",
+                NOW,
+                *extra,
+            ],
             env=env,
             capture_output=True,
             text=True,
@@ -203,6 +217,23 @@ def test_a_comment_that_cannot_be_written_fails_the_step_but_keeps_the_verdict(
     assert "could not write the PR comment" in run.stderr and "success" in run.stderr
     assert pr.status and pr.status["state"] == "success"
     assert pr.comments == []
+
+
+@pytest.mark.parametrize(
+    ("reviewer", "state", "code"), [(None, "pending", 1), ("dave", "success", 0)]
+)
+def test_the_json_report_file_tells_waiting_from_failing(
+    pr: Scenario, reviewer: str | None, state: str, code: int
+) -> None:
+    """--json-out writes the state whatever --format is: the workflow keeps a PR that only
+    waits for approvals green, while pr-check's own exit code stays as documented."""
+    pr.open({MINE: request()})
+    if reviewer:
+        pr.review(reviewer)
+    out = pr.tmp / "report.json"
+    run = pr.run("github", extra=("--json-out", str(out)))
+    assert run.code == code, run.stdout + run.stderr
+    assert json.loads(out.read_text())["state"] == state
 
 
 def test_no_review_is_pending_with_who_is_needed(pr: Scenario) -> None:
