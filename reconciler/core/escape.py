@@ -65,6 +65,8 @@ def clean_text(text: str) -> str:
     """A string value from a file or a cloud, for JSON: what ``terminal_text`` escapes is
     shown as an escape here too, tabs excepted (``jq -r`` and logs print JSON strings raw,
     newlines included); the JSON stays valid and a person still reads what the file said."""
+    if text.isascii() and text.isprintable():
+        return text  # the common case, decided in C: nothing to escape
     return _UNSAFE_BUT_TAB.sub(_visible, text)
 
 
@@ -76,6 +78,8 @@ def clean_json(value: _J) -> _J:
 def _clean_value(value: object) -> object:
     if isinstance(value, str):
         return clean_text(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
     if isinstance(value, dict):
         return {_clean_value(k): _clean_value(v) for k, v in value.items()}
     if isinstance(value, list):
