@@ -435,8 +435,7 @@ def reconcile(settings: Settings) -> Outcome:
     branch.check_complete()
     _check_config(branch.config_findings)
     config = branch.config
-    problems = [_finding_problem(f) for f in branch.config_findings]
-    problems += [_finding_problem(s.finding()) for s in branch.strays]
+    problems = branch_problems(branch, now)
 
     records = _approval_records(source, branch)
     judgments = judge_current(branch, records, now)
@@ -542,6 +541,38 @@ def ungated_removals(
             )
         )
     return out
+
+
+def branch_problems(branch: history.Branch, now: datetime) -> list[Problem]:
+    """What a person should know about the branch itself: policy warnings, entries under
+    requests/ that are not request files, and a schedule GitHub may soon disable."""
+    problems = [_finding_problem(f) for f in branch.config_findings]
+    problems += [_finding_problem(s.finding()) for s in branch.strays]
+    return problems + inactivity_warning(branch.repo, now)
+
+
+# GitHub disables the scheduled workflows of a public repository after 60 days without
+# activity; say so well before, while a commit still keeps the revocations running.
+INACTIVE_WARNING = timedelta(days=45)
+
+
+def inactivity_warning(repo: Path, now: datetime) -> list[Problem]:
+    stamp = git.text(repo, "log", "-1", "--format=%ct", "HEAD")
+    if not stamp.isdigit():
+        return []
+    idle = now - datetime.fromtimestamp(int(stamp), now.tzinfo)
+    if idle < INACTIVE_WARNING:
+        return []
+    return [
+        Problem(
+            "W-SCHEDULE-INACTIVE",
+            f"no commit on this branch for {idle.days} days: GitHub disables the scheduled "
+            "workflows of a public repository after 60 days without activity, and then "
+            "nothing revokes expired access on time; push a commit (or re-enable the "
+            "workflow) and watch the heartbeat",
+            severity="warning",
+        )
+    ]
 
 
 def granted_scopes(repo: Path) -> set[ScopeRef]:

@@ -35,6 +35,7 @@ FILES = {
     "access-check.yml": ".github/workflows/access-check.yml",
     "access-reconcile.yml": ".github/workflows/access-reconcile.yml",
     "access-ci.yml": ".github/workflows/access-ci.yml",
+    "access-heartbeat.yml": ".github/workflows/access-heartbeat.yml",
     "CODEOWNERS": ".github/CODEOWNERS",
     "dependabot.yml": ".github/dependabot.yml",
 }

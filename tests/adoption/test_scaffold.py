@@ -13,7 +13,7 @@ from reconciler.scaffold import FILES, Pin
 
 from .conftest import ACTION, ROOT, SHA, run_cli, write
 
-WORKFLOWS = ("access-check.yml", "access-reconcile.yml", "access-ci.yml")
+WORKFLOWS = ("access-check.yml", "access-reconcile.yml", "access-ci.yml", "access-heartbeat.yml")
 
 
 def workflow(root: Path, name: str) -> dict:

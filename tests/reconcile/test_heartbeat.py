@@ -67,3 +67,13 @@ def test_a_failed_apply_leaves_no_heartbeat(run_cli, access_repo, origin, emulat
     result = run_cli("heartbeat", "--max-age", "30m", at=T0 + 45 * M)
     assert result.exit_code == 1
     assert "2026-12-01T09:05:00Z" in result.stdout  # when it last ran
+
+
+def test_apply_warns_before_github_disables_the_schedule(run_cli, access_repo) -> None:
+    access_repo.write(ALICE, request_yaml())
+    access_repo.commit("alice", at=T0)
+    quiet = run_cli("apply", "--trust-git", "--format", "json", at=T0 + 46 * 24 * H)
+    assert quiet.exit_code == 0, quiet.output  # a warning, not a failure
+    assert "W-SCHEDULE-INACTIVE" in quiet.stderr and "60 days" in quiet.stderr
+    busy = run_cli("apply", "--trust-git", "--format", "json", at=T0 + 2 * H)
+    assert "W-SCHEDULE-INACTIVE" not in busy.stderr
