@@ -1,31 +1,39 @@
 """Approvals verified on GitHub: a request's last commit on main -> its merged PR -> reviews.
 
 ``approved_at`` is the PR's ``merged_at``; the reviewers are those whose approval counted
-at merge time on the PR's final head (SPEC §3, ``core.reviews``). A file that reached the
-default branch without a merged pull request is reported, never approved. Verified
-results are cached by blob SHA (with commit and path), so an idle run makes no calls.
+at merge time on the PR's final head (``core.reviews``). A file that reached the
+default branch without a merged pull request is reported, never approved. When the policy
+the request is allowed under sets ``require_signed_commits``, the PR's commits that change
+the file must prove the requester made them (``SignedCommits``). Verified results are
+cached by blob SHA (with commit and path), so an idle run makes no calls.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from reconciler.approvals import ApprovalRecord, FileChange, Remover
+from reconciler import git
+from reconciler.approvals import ApprovalRecord, FileChange, Remover, SigningRule
 from reconciler.core.judgment import Removal
-from reconciler.core.models import Approvals
+from reconciler.core.models import AccessRequest, Approvals, Policy
 from reconciler.core.reviews import Review, approvers
 from reconciler.core.timeutil import format_rfc3339, parse_rfc3339
-from reconciler.errors import GitHubError
-from reconciler.github import GitHubClient, PullRequestInfo
+from reconciler.errors import ConfigError, GitHubError
+from reconciler.github import MAX_PULL_COMMITS, CommitInfo, GitHubClient, PullRequestInfo
 
 NO_PULL_REQUEST = "reached main without a merged pull request (direct push or bypass)"
 CONTENT_DIFFERS = "content on main differs from the reviewed head of pull request"
 NOT_IN_PULL = "the file is not among the changes reviewed in pull request"
 CACHE_VERSION = 1
+UNSIGNED = "E-PR-UNSIGNED"
+WEB_FLOW = "web-flow"  # the account GitHub commits as from its web interface, and signs for
+MAX_FILE_LOOKUPS = 10  # commits not in the clone whose files are asked of GitHub, per file
+_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 
 
 CACHE_FILE = "approvals.json"
@@ -98,6 +106,7 @@ class ApprovalCache:
                     pr_number=int(entry["pr"]),
                 ),
                 pr=int(entry["pr"]),
+                signed=entry.get("signed_commits") is True,
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -110,6 +119,7 @@ class ApprovalCache:
             "pr": record.pr,
             "pr_author": record.approvals.pr_author,
             "reviewers": sorted(record.approvals.reviewers),
+            **({"signed_commits": True} if record.signed else {}),
         }
         self.dirty = True
 
@@ -123,12 +133,125 @@ class ApprovalCache:
         return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode()
 
 
-class GitHubApprovals:
-    """The ApprovalSource used by ``plan``/``apply`` when GitHub credentials are present."""
+def unsigned_message(policy: Policy, requester: str, problems: Sequence[str]) -> str:
+    """The refusal of a request whose commits do not prove the requester made them."""
+    return (
+        f"policy {policy.name!r} requires every commit of the pull request that changes the "
+        f"file to carry a signature GitHub verified, made by the requester {requester}: "
+        + "; ".join(problems)
+    )
 
-    def __init__(self, client: GitHubClient, cache: ApprovalCache | None = None) -> None:
+
+class SignedCommits:
+    """``require_signed_commits``: do the commits of a pull request that change a request
+    file prove that the requester made them?
+
+    Each must carry a signature GitHub verified (``commit.verification``) and be GitHub's
+    attribution to the requester's account: its author, and its committer too (the
+    signature GitHub checks is the committer's), except a commit made in GitHub's web
+    interface, which GitHub itself signs as ``web-flow`` for the author. Calls: the PR's
+    commit list (one per hundred commits, once per PR); then only for a commit that fails,
+    whether it changes the file: from the clone when it holds the commit (pr-check has the
+    head), else ``GET commits/{sha}`` (at most ``MAX_FILE_LOOKUPS`` per file)."""
+
+    def __init__(self, client: GitHubClient, repo: Path | None) -> None:
+        self.client = client
+        self.repo = repo
+        self._commits: dict[int, list[CommitInfo]] = {}
+
+    def problems(self, number: int, head_sha: str, path: str, requester: str) -> list[str]:
+        """Why the PR's commits that change ``path`` do not prove ``requester`` made them;
+        empty when they all do. Raises GitHubError when GitHub cannot be asked."""
+        if number not in self._commits:
+            self._commits[number] = self.client.pull_commits(number)
+        commits = self._commits[number]
+        if len(commits) >= MAX_PULL_COMMITS:
+            return [
+                f"pull request #{number} has {len(commits)} commits, as many as GitHub lists, "
+                "so not all of them can be checked"
+            ]
+        if head_sha not in {c.sha for c in commits}:
+            return [f"GitHub does not list the head {head_sha[:12]} among the PR's commits"]
+        suspects = {c.sha: why for c in commits if (why := _unproven(c, requester))}
+        if not suspects:
+            return []
+        local, changing = self._local_changes(list(suspects), path)
+        out: list[str] = []
+        asked = 0
+        for sha, why in suspects.items():
+            if sha in local:
+                changes: bool | None = sha in changing
+            elif asked < MAX_FILE_LOOKUPS:
+                asked += 1
+                paths = self.client.commit_paths(sha)
+                changes = None if paths is None else path in paths
+            else:
+                changes = None
+            if changes is None:  # unknown: counted as a change (fail closed)
+                out.append(f"commit {sha[:12]} {why} (and may change the file)")
+            elif changes:
+                out.append(f"commit {sha[:12]} changes the file but {why}")
+        return out
+
+    def _local_changes(self, shas: list[str], path: str) -> tuple[set[str], set[str]]:
+        """(the commits the clone holds, those of them that change ``path``), from git: a
+        merge changes it when its content differs from every parent's."""
+        if self.repo is None:
+            return set(), set()
+        try:
+            listed = git.run(self.repo, "cat-file", "--batch-check", input_bytes=_lines(shas))
+            local = {
+                fields[0]
+                for fields in map(str.split, listed.decode().splitlines())
+                if fields[1:2] == ["commit"]
+            }
+            if not local:
+                return set(), set()
+            args = ("diff-tree", "--stdin", "-r", "-c", "--root", "--name-only")
+            out = git.run(
+                self.repo, *args, "--", f":(literal){path}", input_bytes=_lines(sorted(local))
+            )
+        except ConfigError:  # git failed: ask GitHub instead
+            return set(), set()
+        return local, {line for line in out.decode().splitlines() if line in local}
+
+
+def _lines(shas: Sequence[str]) -> bytes:
+    return "".join(f"{sha}\n" for sha in shas if _SHA.fullmatch(sha)).encode()
+
+
+def _unproven(commit: CommitInfo, requester: str) -> str | None:
+    """Why ``commit`` does not prove ``requester`` made it (None: it does)."""
+    who = requester.lower()
+    if not commit.verified:
+        return f"is not verified by GitHub (reason: {commit.reason or 'unsigned'})"
+    if commit.author is None:
+        return "has an author GitHub links to no account"
+    if commit.author.lower() != who:
+        return f"is authored by {commit.author}, not by the requester {requester}"
+    committer = (commit.committer or "").lower()
+    if committer not in (who, WEB_FLOW):
+        return (
+            f"is committed, and its signature made, by {commit.committer or 'an unknown account'}"
+            f", not by the requester {requester}"
+        )
+    return None
+
+
+class GitHubApprovals:
+    """The ApprovalSource used by ``plan``/``apply`` when GitHub credentials are present.
+
+    ``repo``: the clone, whose policies at HEAD (what plan/apply judge by) say which
+    requests need signed commits; without it none are checked."""
+
+    def __init__(
+        self, client: GitHubClient, cache: ApprovalCache | None = None, repo: Path | None = None
+    ) -> None:
         self.client = client
         self.cache = cache or ApprovalCache(None, client.api_url, client.repository)
+        self.repo = repo
+        self.signed_commits = SignedCommits(client, repo)
+        self._rule: tuple[SigningRule | None] | None = None  # loaded on first need
         self._seen: set[str] = set()
         self._default_branch: str | None = None
         self._pulls_of: dict[str, PullRequestInfo | None] = {}
@@ -140,7 +263,7 @@ class GitHubApprovals:
         """From GITHUB_API_URL/GITHUB_TOKEN/GITHUB_REPOSITORY; ConfigError when missing."""
         client = GitHubClient.from_env(env)
         cache = ApprovalCache.from_ledger(repo_dir, client.api_url, client.repository, client)
-        return cls(client, cache)
+        return cls(client, cache, repo_dir)
 
     @property
     def calls(self) -> int:
@@ -151,6 +274,12 @@ class GitHubApprovals:
         for change in changes:
             self._seen.add(ApprovalCache.key(change))
             cached = self.cache.get(change)
+            if (
+                cached is not None
+                and not cached.signed
+                and self._signing(change, cached.approved_at, cached.approvals)
+            ):
+                cached = None  # a policy requires signed commits since this was recorded
             out[change.path] = cached or self._verify(change)
             if cached is None:
                 self.cache.put(change, out[change.path])
@@ -204,6 +333,15 @@ class GitHubApprovals:
                     error=f"{mismatch} #{pull.number}",
                 )
             reviewers = self._approvers(pull)
+            approvals = Approvals(reviewers, pr_author=pull.author, pr_number=pull.number)
+            signing = self._signing(change, pull.merged_at, approvals)
+            problems = (
+                self.signed_commits.problems(
+                    pull.number, pull.head_sha, change.path, signing[1].requester
+                )
+                if signing
+                else []
+            )
         except GitHubError as exc:
             return ApprovalRecord(
                 change.path,
@@ -213,13 +351,65 @@ class GitHubApprovals:
                 error=f"approval could not be verified: {exc}",
                 transient=True,
             )
+        if signing and problems:
+            return ApprovalRecord(
+                change.path,
+                change.commit,
+                pull.merged_at,
+                approvals,
+                pr=pull.number,
+                error=unsigned_message(signing[0], signing[1].requester, problems),
+                code=UNSIGNED,
+            )
         return ApprovalRecord(
             change.path,
             change.commit,
             pull.merged_at,
-            Approvals(reviewers, pr_author=pull.author, pr_number=pull.number),
+            approvals,
             pr=pull.number,
+            signed=signing is not None,
         )
+
+    def _signing(
+        self, change: FileChange, approved_at: datetime | None, approvals: Approvals | None
+    ) -> tuple[Policy, AccessRequest] | None:
+        """The policy whose ``require_signed_commits`` applies to this version, with the
+        request: the policies at HEAD judge it with this approval, as apply does."""
+        rule = self._signing_rule()
+        if rule is None or approved_at is None:
+            return None
+        request = self._request(change, rule)
+        if request is None:  # an unreadable file is refused for what it is
+            return None
+        policy = rule.policy(request, approved_at=approved_at, approvals=approvals)
+        return (policy, request) if policy is not None else None
+
+    def _signing_rule(self) -> SigningRule | None:
+        if self._rule is None:
+            self._rule = (self._load_rule(),)
+        return self._rule[0]
+
+    def _load_rule(self) -> SigningRule | None:
+        if self.repo is None:
+            return None
+        from reconciler.repo import load_config
+
+        with git.Tree(self.repo, "HEAD") as tree:
+            config, _ = load_config(tree)
+        return SigningRule.of(config)
+
+    def _request(self, change: FileChange, rule: SigningRule) -> AccessRequest | None:
+        """The request as this version's blob holds it (read from the clone)."""
+        from reconciler.history import MemorySource
+        from reconciler.repo import load_requests
+
+        assert self.repo is not None
+        data = git.read_blobs(self.repo, [change.blob]).get(change.blob)
+        if data is None:
+            return None
+        source = MemorySource({change.path: data})
+        requests, _ = load_requests(source, rule.plain, [change.path])
+        return requests[0] if requests else None
 
     def _head_blob_mismatch(self, pull: PullRequestInfo, change: FileChange) -> str | None:
         """Was this exact content what the PR's head had? (A commit pushed from an older

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from reconciler.approvals import SigningRule
+from reconciler.approvals_github import UNSIGNED, SignedCommits, unsigned_message
 from reconciler.core import layout
 from reconciler.core.judgment import Approval, judge_request
 from reconciler.core.models import AccessRequest, Approvals, Config
@@ -88,7 +90,8 @@ def check_pull_request(client: GitHubClient, repo: Path, number: int, now: datet
                 "the base branch first",
                 tuple(config_findings),
             )
-        gate = _Gate(client, config, number, pull.author, pull.head_sha, now)
+        rule = SigningRule.of(config)
+        gate = _Gate(client, config, number, pull.author, pull.head_sha, now, repo, rule)
         verdicts = gate.entries(base_tree, head_tree, in_requests)
         verdicts += gate.requests(head_tree, in_requests)
         verdicts += gate.removals(base_tree, head_tree, in_requests)
@@ -135,7 +138,10 @@ class _Gate:
     author: str
     head_sha: str
     now: datetime
+    repo: Path
+    rule: SigningRule | None = None  # which requests need signed commits
     _reviews: list[Review] | None = None
+    _signed: SignedCommits | None = None
 
     def reviews(self) -> list[Review]:
         if self._reviews is None:  # only fetched when a request needs them
@@ -215,6 +221,7 @@ class _Gate:
             Approvals(reviewers, pr_author=self.author, pr_number=self.number),
             self.number,
         )
+        own += self.signatures(request, approval.approvals)
         errors = tuple(f for f in own if f.severity == "error")
         judged = judge_request(request, self.config, approval, self.now, findings=errors)
         own += [
@@ -227,6 +234,37 @@ class _Gate:
             approval_state(request, self.config, policy, reviewers, self.author) if policy else None
         )
         return judge_request_verdict(request, own, static, judged, standing)
+
+    def signatures(self, request: AccessRequest, approvals: Approvals | None) -> list[Finding]:
+        """``require_signed_commits``, when the policy the request is judged under sets it:
+        the PR's commits that change the file must prove the requester made them. A policy
+        without the flag costs nothing (no call)."""
+        if self.rule is None:
+            return []
+        policy = self.rule.policy(
+            request, approved_at=self.now, approvals=approvals, before_merge=True
+        )
+        if policy is None:
+            return []
+        if self._signed is None:
+            self._signed = SignedCommits(self.client, self.repo)
+        problems = self._signed.problems(
+            self.number, self.head_sha, request.path, request.requester
+        )
+        hint = (
+            "re-create the branch so that each commit changing the file is signed with a key "
+            "registered to your GitHub account (git commit -S) or made in GitHub's web "
+            "interface, then force-push"
+        )
+        return [
+            Finding(
+                request.path,
+                1,
+                UNSIGNED,
+                f"{unsigned_message(policy, request.requester, [problem])}; {hint}",
+            )
+            for problem in problems
+        ]
 
     def removals(
         self, base_tree: Tree, head_tree: Tree, changes: Sequence[PathChange]

@@ -124,6 +124,7 @@ class RepoState:
     reviews: dict[int, list[Json]] = field(default_factory=dict)
     comments: dict[int, Json] = field(default_factory=dict)  # comment id -> comment
     statuses: dict[str, list[Json]] = field(default_factory=dict)  # sha -> newest last
+    issues: dict[int, Json] = field(default_factory=dict)  # number -> issue (not pulls)
     git: GitDatabase | None = None  # the repository's objects and refs (attach_git)
 
 
@@ -644,7 +645,7 @@ def pull_reviews(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
 
 def list_comments(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
     number = int(call.params["n"])
-    if number not in repo.pulls:
+    if number not in repo.pulls and number not in repo.issues:
         return Reply(404, _NOT_FOUND)
     items = [_comment_json(c) for c in repo.comments.values() if c["_issue"] == number]
     return _page(emu, items, call.query, emu.api(repo, f"/issues/{number}/comments"))
@@ -652,7 +653,7 @@ def list_comments(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
 
 def create_comment(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
     number = int(call.params["n"])
-    if number not in repo.pulls:
+    if number not in repo.pulls and number not in repo.issues:
         return Reply(404, _NOT_FOUND)
     refused = _too_long(call.body.get("body"))
     if refused:
@@ -674,6 +675,68 @@ def edit_comment(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
     comment["updated_at"] = _stamp(datetime.now(UTC))
     comment["_edited_by"] = call.caller.user["login"]
     return Reply(200, _comment_json(comment))
+
+
+def _issue_json(issue: Json) -> Json:
+    return {k: v for k, v in issue.items() if not k.startswith("_")}
+
+
+def create_issue(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    """Issues number after pull requests (from 1000 here, so add_pull never collides)."""
+    title = call.body.get("title")
+    if not isinstance(title, str) or not title:
+        return Reply(422, {"message": "Validation Failed"})
+    refused = _too_long(call.body.get("body", ""))
+    if refused:
+        return refused
+    number = max([999, *repo.issues, *repo.pulls]) + 1
+    labels = [{"name": str(n)} for n in call.body.get("labels") or []]
+    now = _stamp(datetime.now(UTC))
+    repo.issues[number] = {
+        "number": number,
+        "url": emu.api(repo, f"/issues/{number}"),
+        "title": title,
+        "body": call.body.get("body", ""),
+        "state": "open",
+        "state_reason": None,
+        "labels": labels,
+        "user": dict(call.caller.user),
+        "created_at": now,
+        "updated_at": now,
+        "closed_at": None,
+    }
+    return Reply(201, _issue_json(repo.issues[number]))
+
+
+def list_issues(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    """``state`` (open, closed, all) and ``labels`` (comma-separated, all must match)."""
+    state = call.query.get("state", "open")
+    wanted = {x for x in call.query.get("labels", "").split(",") if x}
+    items = [
+        _issue_json(i)
+        for _, i in sorted(repo.issues.items())
+        if state in ("all", i["state"]) and wanted <= {lab["name"] for lab in i["labels"]}
+    ]
+    return _page(emu, items, call.query, emu.api(repo, "/issues"))
+
+
+def get_issue(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    issue = repo.issues.get(int(call.params["n"]))
+    return Reply(200, _issue_json(issue)) if issue else Reply(404, _NOT_FOUND)
+
+
+def edit_issue(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    issue = repo.issues.get(int(call.params["n"]))
+    if issue is None:
+        return Reply(404, _NOT_FOUND)
+    if call.body.get("state") not in (None, "open", "closed"):
+        return Reply(422, {"message": "Validation Failed"})
+    for key in ("title", "body", "state", "state_reason"):
+        if key in call.body:
+            issue[key] = call.body[key]
+    issue["updated_at"] = _stamp(datetime.now(UTC))
+    issue["closed_at"] = issue["updated_at"] if issue["state"] == "closed" else None
+    return Reply(200, _issue_json(issue))
 
 
 _STATUS_STATES = {"error", "failure", "pending", "success"}
@@ -974,11 +1037,11 @@ def _files(database: GitDatabase, c: StoredCommit) -> list[Json]:
     """The files a commit changes, as ``GET /commits/{sha}`` lists them: against its parent
     (renames detected); for a merge, the files that differ from every parent."""
     if len(c.parents) > 1:
-        raw = git.run(database.root, "diff-tree", "-r", "-c", "--no-commit-id", "--name-only",
-                      "-z", c.sha)  # fmt: skip
+        merged = ("diff-tree", "-r", "-c", "--no-commit-id", "--name-only", "-z", c.sha)
+        raw = git.run(database.root, *merged)
         return [{"filename": p, "status": "modified"} for p in raw.decode().split("\0") if p]
-    raw = git.run(database.root, "diff-tree", "-r", "--root", "--no-commit-id", "-M",
-                  "--name-status", "-z", c.sha)  # fmt: skip
+    args = ("diff-tree", "-r", "--root", "--no-commit-id", "-M", "--name-status", "-z", c.sha)
+    raw = git.run(database.root, *args)
     fields = [f for f in raw.decode().split("\0") if f]
     out: list[Json] = []
     while fields:
@@ -1025,6 +1088,10 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
         ("GET", r"/issues/(?P<n>\d+)/comments", "/issues/{n}/comments", list_comments),
         ("POST", r"/issues/(?P<n>\d+)/comments", "/issues/{n}/comments", create_comment),
         ("PATCH", r"/issues/comments/(?P<id>\d+)", "/issues/comments/{id}", edit_comment),
+        ("GET", r"/issues", "/issues", list_issues),
+        ("POST", r"/issues", "/issues", create_issue),
+        ("GET", r"/issues/(?P<n>\d+)", "/issues/{n}", get_issue),
+        ("PATCH", r"/issues/(?P<n>\d+)", "/issues/{n}", edit_issue),
         ("POST", r"/statuses/(?P<sha>[0-9a-fA-F]+)", "/statuses/{sha}", create_status),
         ("GET", r"/statuses/(?P<sha>[0-9a-fA-F]+)", "/statuses/{sha}", list_statuses),
         (
