@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -251,7 +252,7 @@ class GitHubApprovals:
         self.cache = cache or ApprovalCache(None, client.api_url, client.repository)
         self.repo = repo
         self.signed_commits = SignedCommits(client, repo)
-        self._rule: tuple[SigningRule | None] | None = None  # loaded on first need
+        self._head: tuple[_Head | None] | None = None  # loaded on first need
         self._seen: set[str] = set()
         self._default_branch: str | None = None
         self._pulls_of: dict[str, PullRequestInfo | None] = {}
@@ -271,6 +272,9 @@ class GitHubApprovals:
 
     def lookup(self, changes: Sequence[FileChange]) -> dict[str, ApprovalRecord]:
         out: dict[str, ApprovalRecord] = {}
+        head = self._signing_head() if changes else None
+        if head is not None:
+            head.parse(changes)
         for change in changes:
             self._seen.add(ApprovalCache.key(change))
             cached = self.cache.get(change)
@@ -370,47 +374,6 @@ class GitHubApprovals:
             signed=signing is not None,
         )
 
-    def _signing(
-        self, change: FileChange, approved_at: datetime | None, approvals: Approvals | None
-    ) -> tuple[Policy, AccessRequest] | None:
-        """The policy whose ``require_signed_commits`` applies to this version, with the
-        request: the policies at HEAD judge it with this approval, as apply does."""
-        rule = self._signing_rule()
-        if rule is None or approved_at is None:
-            return None
-        request = self._request(change, rule)
-        if request is None:  # an unreadable file is refused for what it is
-            return None
-        policy = rule.policy(request, approved_at=approved_at, approvals=approvals)
-        return (policy, request) if policy is not None else None
-
-    def _signing_rule(self) -> SigningRule | None:
-        if self._rule is None:
-            self._rule = (self._load_rule(),)
-        return self._rule[0]
-
-    def _load_rule(self) -> SigningRule | None:
-        if self.repo is None:
-            return None
-        from reconciler.repo import load_config
-
-        with git.Tree(self.repo, "HEAD") as tree:
-            config, _ = load_config(tree)
-        return SigningRule.of(config)
-
-    def _request(self, change: FileChange, rule: SigningRule) -> AccessRequest | None:
-        """The request as this version's blob holds it (read from the clone)."""
-        from reconciler.history import MemorySource
-        from reconciler.repo import load_requests
-
-        assert self.repo is not None
-        data = git.read_blobs(self.repo, [change.blob]).get(change.blob)
-        if data is None:
-            return None
-        source = MemorySource({change.path: data})
-        requests, _ = load_requests(source, rule.plain, [change.path])
-        return requests[0] if requests else None
-
     def _head_blob_mismatch(self, pull: PullRequestInfo, change: FileChange) -> str | None:
         """Was this exact content what the PR's head had? (A commit pushed from an older
         state of the PR, or a conflict resolution, can differ from what was approved.) A
@@ -468,6 +431,66 @@ class GitHubApprovals:
             pr_author=pull.author,
             before=pull.merged_at,
         )
+
+    def _signing(
+        self, change: FileChange, approved_at: datetime | None, approvals: Approvals | None
+    ) -> tuple[Policy, AccessRequest] | None:
+        """The policy whose ``require_signed_commits`` applies to this version, with the
+        request: the policies at HEAD judge the request files at HEAD, with this approval,
+        as plan/apply do. Versions no longer at HEAD (the audit's history) are not checked."""
+        head = self._signing_head()
+        request = head.requests.get((change.path, change.blob)) if head else None
+        if head is None or request is None or approved_at is None:
+            return None
+        policy = head.rule.policy(request, approved_at=approved_at, approvals=approvals)
+        return (policy, request) if policy is not None else None
+
+    def _signing_head(self) -> _Head | None:
+        """The policies and request files at HEAD, once per run; None when no policy sets
+        ``require_signed_commits`` (or there is no clone): then nothing more is read."""
+        if self._head is None:
+            self._head = (_Head.load(self.repo) if self.repo is not None else None,)
+        return self._head[0]
+
+
+@dataclass
+class _Head:
+    """What HEAD holds for ``require_signed_commits``: the rule its policies make and its
+    request files (blob SHAs, and the requests parsed as lookups need them)."""
+
+    repo: Path
+    rule: SigningRule
+    blobs: dict[str, str]  # request file -> blob SHA at HEAD
+    requests: dict[tuple[str, str], AccessRequest] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, repo: Path) -> _Head | None:
+        from reconciler.repo import load_config
+
+        with git.Tree(repo, "HEAD") as tree:
+            config, _ = load_config(tree)
+            rule = SigningRule.of(config)
+            if rule is None:
+                return None
+            blobs = {path: sha for path, (_, sha) in tree.entries().items()}
+        return cls(repo, rule, blobs)
+
+    def parse(self, changes: Sequence[FileChange]) -> None:
+        """The requests of ``changes`` still at HEAD, read and parsed in one go."""
+        from reconciler.history import MemorySource
+        from reconciler.repo import load_requests
+
+        wanted = {
+            c.path: c.blob
+            for c in changes
+            if self.blobs.get(c.path) == c.blob and (c.path, c.blob) not in self.requests
+        }
+        if not wanted:
+            return
+        data = git.read_blobs(self.repo, wanted.values())
+        source = MemorySource({p: data[b] for p, b in wanted.items() if b in data})
+        requests, _ = load_requests(source, self.rule.plain, list(wanted))
+        self.requests.update({(r.path, wanted[r.path]): r for r in requests})
 
 
 def _pick(merged: list[PullRequestInfo], sha: str) -> PullRequestInfo | None:
