@@ -19,9 +19,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from reconciler.approvals import SigningRule
+from reconciler import history
+from reconciler.approvals import ApprovalRecord, SigningRule
+from reconciler.approvals_github import ApprovalCache, GitHubApprovals
 from reconciler.core.models import AccessRequest, Approvals, Config, Policy
 from reconciler.core.timeutil import parse_duration
+from reconciler.github import GitHubClient
+from reconciler.sandbox.github_emulator import DEFAULT_TOKEN
 
 from .conftest import POLICY, REPO, GitRepo, Result, World, request
 
@@ -235,6 +239,36 @@ def test_github_failing_leaves_the_approval_unverified_not_refused(signed: World
     assert ALICE not in signed.members()
     assert signed.apply().code == 0  # GitHub answers again: granted
     assert signed.members() == {ALICE}
+
+
+def _source(world: World, cache: ApprovalCache | None = None) -> GitHubApprovals:
+    client = GitHubClient(world.github.url, DEFAULT_TOKEN, REPO)
+    return GitHubApprovals(client, cache, world.repo.root)
+
+
+def test_an_approval_recorded_before_the_flag_is_checked_again(signed: World) -> None:
+    number, branch = open_pr(signed, file())
+    squash(signed, number, branch)
+    change = history.load_branch(signed.repo.root).changes()[MINE]
+    cache = ApprovalCache(None, signed.github.url, REPO)
+    approvals = Approvals(frozenset({"dave"}), pr_author="alice", pr_number=number)
+    cache.put(change, ApprovalRecord(MINE, change.commit, datetime.now(UTC), approvals, pr=number))
+    record = _source(signed, cache).lookup([change])[MINE]
+    assert record.code == "E-PR-UNSIGNED" and record.approval().refusal_code == "E-PR-UNSIGNED"
+    assert signed.github.calls[LIST] == 1
+
+
+def test_a_checked_approval_is_kept_with_its_proof(signed: World) -> None:
+    number, branch = open_pr(signed, file(signed_by="alice"))
+    squash(signed, number, branch)
+    change = history.load_branch(signed.repo.root).changes()[MINE]
+    first = _source(signed)
+    assert first.lookup([change])[MINE].signed
+    stored = ApprovalCache(first.evidence()["approvals.json"], signed.github.url, REPO)
+    signed.github.reset_calls()
+    again = _source(signed, stored).lookup([change])[MINE]
+    assert again.signed and again.error is None
+    assert signed.github.total_calls == 0
 
 
 # -- which policy's flag applies (pure: the one evaluator decides) ---------------------------
