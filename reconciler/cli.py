@@ -27,6 +27,7 @@ COMMANDS = {
     "heartbeat": "heartbeat",
     "init": "init",
     "test": "test",
+    "activity": "activity",
 }
 SHORT_HELP = {
     "validate": "Check request and policy files offline; every finding at file:line.",
@@ -41,6 +42,7 @@ SHORT_HELP = {
     "heartbeat": "Exit 1 when the last successful apply is older than --max-age.",
     "init": "Scaffold an access repository: policies, requests, workflows, CODEOWNERS.",
     "test": "Run the policy test cases in policies/tests/ with the same judgment as CI.",
+    "activity": "What each grant was used for, from the clouds' audit logs; who tried without one.",
 }
 # command -> (the extra it needs, modules that extra installs)
 EXTRAS = {"demo": ("sandbox", ("moto", "flask"))}

@@ -1477,6 +1477,38 @@ class Aws(ProviderSpec):
                 "maximum": MAX_CONCURRENCY,
                 "x-message": f"must be an integer from 1 to {MAX_CONCURRENCY}",
             },
+            # `accessctl activity` (docs/activity.md): where CloudTrail is read, and how.
+            "activity_regions": {
+                "type": "array",
+                "items": {"type": "string", "pattern": "^[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}$"},
+                "uniqueItems": True,
+                "x-message": "must be a list of AWS regions like eu-west-1",
+            },
+            "activity_role": {
+                "type": "string",
+                "pattern": "^arn:aws[a-z-]*:iam::(?:[0-9]{12}|\\{account\\}):role/[A-Za-z0-9_+=,.@/-]{1,512}$",
+                "x-message": "must be a role ARN template like arn:aws:iam::{account}:role/accessctl-activity",
+            },
+            "activity_source": {
+                "enum": ["lookup-events", "cloudtrail-lake"],
+                "x-message": "must be lookup-events or cloudtrail-lake",
+            },
+            "activity_event_data_store": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9:/_.-]{1,256}$",
+                "x-message": "must be a CloudTrail Lake event data store ARN or id",
+            },
+            "activity_allowance": {
+                "type": "string",
+                "pattern": "^[0-9]{1,4}[smh]$",
+                "x-message": "must be a duration like 5m",
+            },
+            "activity_concurrency": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_CONCURRENCY,
+                "x-message": f"must be an integer from 1 to {MAX_CONCURRENCY}",
+            },
         },
     }
 

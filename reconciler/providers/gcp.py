@@ -130,6 +130,27 @@ class Gcp(ProviderSpec):
                 "pattern": _DEPLOYMENT_PATTERN,
                 "x-message": _DEPLOYMENT_HELP,
             },
+            # `accessctl activity` (docs/activity.md): where Cloud Audit Logs are read.
+            "activity_source": {
+                "enum": ["entries-list", "log-bucket"],
+                "x-message": "must be entries-list or log-bucket",
+            },
+            "activity_bucket": {
+                "type": "string",
+                "pattern": "^(?:projects|folders|organizations|billingAccounts)/[^/]+/locations/[^/]+/buckets/[^/]+/views/[^/]+$",
+                "x-message": "must be a log view: organizations/<n>/locations/<l>/buckets/<b>/views/<v>",
+            },
+            "activity_allowance": {
+                "type": "string",
+                "pattern": "^[0-9]{1,4}[smh]$",
+                "x-message": "must be a duration like 5m",
+            },
+            "activity_concurrency": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 64,
+                "x-message": "must be an integer from 1 to 64",
+            },
         },
     }
 

@@ -54,6 +54,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from reconciler.sandbox.gcp_logging import FilterError, LoggingStore
+
 BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 EMPTY_ETAG = "ACAB"  # what IAM returns for a resource whose policy was never set
 MAX_MEMBERS = 1500  # principals per allow policy, every appearance counted
@@ -327,6 +329,7 @@ class GcpEmulator:
         self.in_flight = 0  # API calls being answered right now
         self.max_in_flight = 0  # the most at once since start or reset_counters()
         self._resources: dict[str, _Resource] = {}
+        self.logging = LoggingStore()  # Cloud Logging entries.list (reconciler.sandbox.gcp_logging)
         self._lock = threading.RLock()
         self._flight = threading.Lock()  # in-flight counting, apart from the state lock
         self._server: ThreadingHTTPServer | None = None
@@ -443,6 +446,22 @@ class GcpEmulator:
             self.in_flight -= 1
 
     # -- the API ----------------------------------------------------------------------
+
+    def list_entries(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Logging ``entries.list``: a parent neither known to IAM nor holding entries
+        answers 403 like GCP; faults injected with ``method="list"`` apply."""
+        with self._lock:
+            for name in body.get("resourceNames") or []:
+                self.calls["list", str(name)] += 1
+                resource = self._resources.get(str(name))
+                if resource is not None:
+                    self._maybe_fail(resource, "list")
+                elif not self.logging.known(str(name)) and not self.auto_create:
+                    raise ApiError(403, f"The caller does not have permission to read {name}")
+        try:
+            return self.logging.list_entries(body, lambda _name: True)
+        except FilterError as exc:
+            raise ApiError(400, f"Invalid filter: {exc}") from None
 
     def get_iam_policy(self, name: str, body: Mapping[str, Any]) -> PolicyDict:
         options = body.get("options") or {}
@@ -583,6 +602,9 @@ def _handler_for(emulator: GcpEmulator) -> type[BaseHTTPRequestHandler]:
                 body = self._body()
                 if emulator.latency:
                     time.sleep(emulator.latency)
+                if path == "/v2/entries:list":
+                    self._send(200, emulator.list_entries(body))
+                    return
                 match = _PATH.match(path)
                 if not match:
                     raise ApiError(404, f"No such method: POST {path}")
