@@ -39,6 +39,9 @@ from typing import Any
 
 import boto3
 
+from reconciler.sandbox.cloudtrail import TARGET as CLOUDTRAIL_TARGET
+from reconciler.sandbox.cloudtrail import CloudTrailEvents
+
 REGION = "us-east-1"
 # moto accepts any credentials; these never leave the machine.
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -77,9 +80,11 @@ class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()  # every request moto received, by operation
+        self.cloudtrail = CloudTrailEvents()  # LookupEvents (reconciler.sandbox.cloudtrail)
         self.clear()
 
     def clear(self) -> None:
+        self.cloudtrail.clear()
         with self._lock:
             self.denied: dict[str, str] = {}  # account -> error code
             self.failing: dict[str, str] = {}  # account -> FailureReason of its creations
@@ -395,6 +400,9 @@ class _FaultyApp:
         admin = bool(environ.get(ADMIN_ENVIRON))  # the sandbox's own seeding and inspection
         if not admin:
             self.faults.count(target.rpartition(".")[2] or environ.get("PATH_INFO", "?"))
+        if target.startswith(CLOUDTRAIL_TARGET):  # moto has no LookupEvents
+            found = self.faults.cloudtrail.handle(target, self._params(environ) or {}, environ)
+            return _respond(start_response, *found)
         operation = target[len(SSO_TARGET) :] if target.startswith(SSO_TARGET) else ""
         emulated = operation in Provisioning.OPERATIONS
         faulty = bool(operation) and not admin and self.faults.active
