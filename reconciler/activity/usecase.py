@@ -109,6 +109,7 @@ def grants_of(
                 begin=e.begin,
                 end=end,
                 horizon=max(horizon, slack),
+                version=e.commit,
                 allowance=slack,
             )
         )

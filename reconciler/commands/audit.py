@@ -6,7 +6,8 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -61,15 +62,50 @@ def _parse_time(ctx: click.Context, param: click.Parameter, value: str | None) -
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
-def entries_json(entries: Sequence[AuditEntry], ledger: LedgerFacts | None = None) -> str:
+def entries_json(
+    entries: Sequence[AuditEntry],
+    ledger: LedgerFacts | None = None,
+    activity: Mapping[tuple[str, str], dict[str, object]] | None = None,
+) -> str:
     """``{"requests": [...], "ledger": {...}}``, one entry per line: readable, and the C
     encoder keeps a 50,000-entry audit fast (``indent=`` would fall back to the pure-Python
     one)."""
     tail = json.dumps(clean_json(ledger.to_json()) if ledger is not None else None)
     if not entries:
         return '{"requests": [], "ledger": ' + tail + "}"
-    rows = ",\n".join("  " + json.dumps(clean_json(e.to_json())) for e in entries)
+    rows = ",\n".join("  " + json.dumps(clean_json(_row(e, activity))) for e in entries)
     return '{"requests": [\n' + rows + '\n],\n"ledger": ' + tail + "}"
+
+
+def _row(
+    e: AuditEntry, activity: Mapping[tuple[str, str], dict[str, object]] | None
+) -> dict[str, object]:
+    row = e.to_json()
+    if activity is not None:  # audit --activity: the summary, null where no grant was held
+        row["activity"] = activity.get((e.file, e.commit))
+    return row
+
+
+def with_activity(
+    entries: list[AuditEntry], now: datetime, scope: str | None, since: datetime | None, repo: Path
+) -> tuple[list[AuditEntry], dict[tuple[str, str], dict[str, object]], list[str]]:
+    """``--activity``: each entry's activity summary (reconciler.activity), the anomalies
+    ``used-after-end`` and ``denied-attempts`` added, and the scopes that could not be read."""
+    from reconciler.activity.usecase import collect_activity, tip_config
+    from reconciler.core.activity import anomalies_of
+    from reconciler.core.audit import Anomaly
+
+    reading = collect_activity(entries, tip_config(repo), now=now, scope_filter=scope, since=since)
+    found = {(a.grant.request, a.grant.version): a for a in reading.report.grants}
+    out = []
+    for e in entries:
+        a = found.get((e.file, e.commit))
+        extra = tuple(Anomaly(code, text) for code, text in anomalies_of(a)) if a else ()  # type: ignore[arg-type]
+        out.append(replace(e, anomalies=e.anomalies + extra) if extra else e)
+    errors = [
+        f"activity: {err.provider} {err.scope}: {err.message}" for err in reading.report.errors
+    ]
+    return out, {k: a.summary() for k, a in found.items()}, errors
 
 
 def _t(value: datetime | None) -> str:
@@ -300,6 +336,13 @@ def github_annotations(trail: Trail, entries: Sequence[AuditEntry]) -> list[str]
 )
 @click.option("--no-ledger", is_flag=True, help="Ignore the ledger: git history only.")
 @click.option(
+    "--activity",
+    "with_activity_logs",
+    is_flag=True,
+    help="Also read the clouds' audit logs (as `accessctl activity` does): each entry's "
+    "calls, denied calls and calls after its end; anomalies used-after-end, denied-attempts.",
+)
+@click.option(
     "--fail-on-anomaly",
     is_flag=True,
     help="Exit 1 when any listed version has an anomaly, or the ledger is missing or has a "
@@ -318,6 +361,7 @@ def audit_command(  # noqa: PLR0917 - click passes options as arguments
     ref: str,
     ledger_branch: str,
     no_ledger: bool,
+    with_activity_logs: bool,
     fail_on_anomaly: bool,
 ) -> None:
     """The audit trail: every version of every request file that reached the branch.
@@ -344,6 +388,11 @@ def audit_command(  # noqa: PLR0917 - click passes options as arguments
     notes = trail.notes + [f"{f.file}: {f.message}" for f in strays]
     wanted = AuditFilter(requester=requester, scope=scope, since=since, until=until)
     entries = [e for e in trail.entries if wanted.admits(e)]
+    activity: dict[tuple[str, str], dict[str, object]] | None = None
+    unread: list[str] = []
+    if with_activity_logs:
+        entries, activity, unread = with_activity(entries, now, scope, since, repo)
+        trail.outages.extend(unread)
     for note in notes:
         click.echo(f"note: {log_line(note)}", err=True)
     for problem in trail.ledger.problems if trail.ledger is not None else ():
@@ -351,7 +400,7 @@ def audit_command(  # noqa: PLR0917 - click passes options as arguments
     for cause in trail.outages:  # said once, here, in words
         click.echo(f"error: {log_line(cause)}", err=True)
     if fmt == "json":
-        click.echo(entries_json(entries, trail.ledger))
+        click.echo(entries_json(entries, trail.ledger, activity))
     elif fmt == "csv":
         click.echo(render_csv(entries))
     elif fmt == "markdown":

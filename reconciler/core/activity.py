@@ -44,6 +44,7 @@ class ActivityGrant:
     begin: datetime
     end: datetime
     horizon: timedelta = DEFAULT_SESSION
+    version: str = ""  # the commit of the request version (audit --activity joins on it)
     allowance: timedelta = DEFAULT_ALLOWANCE  # propagation after `end` still in the window
 
     def stop(self, at: datetime) -> datetime:

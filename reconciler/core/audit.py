@@ -39,6 +39,8 @@ AnomalyCode = Literal[
     "late-revoke",
     "revoked-by-other",
     "ledger-forged",
+    "used-after-end",  # audit --activity: calls after the grant's end (reconciler.core.activity)
+    "denied-attempts",  # audit --activity: denied calls during the window
 ]
 ANOMALY_CODES: tuple[AnomalyCode, ...] = get_args(AnomalyCode)
 EventCode = Literal["deleted-early", "superseded"]

@@ -159,3 +159,56 @@ def test_used_after_end_fails_the_run_on_demand(repo, env):
     assert code == 1
     code, text, _ = activity(repo, env=env, fmt="text")
     assert code == 0 and "used-after-end" in text and "AFTER-END" in text
+
+
+def test_audit_with_activity(repo, env):
+    import json
+    from importlib import resources
+
+    import jsonschema
+
+    from tests.audit.conftest import run_cli
+
+    proc = run_cli(
+        "audit",
+        "--repo",
+        str(repo.root),
+        "--trust-git",
+        "--no-ledger",
+        "--activity",
+        "--format",
+        "json",
+        "--at",
+        "2026-12-02T00:00:00Z",
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    schema = json.loads(
+        resources.files("reconciler").joinpath("schemas/audit.schema.json").read_text()
+    )
+    jsonschema.validate(doc, schema)
+    [entry] = [r for r in doc["requests"] if r["file"] == "requests/alice/aws.yaml"]
+    assert entry["activity"] == {
+        "calls": 3,
+        "denied": 2,
+        "after_end": 1,
+        "first": "2026-12-01T09:30:00Z",
+        "last": "2026-12-01T12:00:00Z",
+    }
+    codes = [a["code"] for a in entry["anomalies"]]
+    assert "used-after-end" in codes and "denied-attempts" in codes
+    proc = run_cli(
+        "audit",
+        "--repo",
+        str(repo.root),
+        "--trust-git",
+        "--no-ledger",
+        "--format",
+        "json",
+        "--at",
+        "2026-12-02T00:00:00Z",
+        env=env,
+    )
+    plain = json.loads(proc.stdout)["requests"]
+    assert all("activity" not in r for r in plain)  # only when asked
