@@ -151,9 +151,19 @@ class _Parser:
                 self.take()
                 values.append(self.value())
             self.take("rparen")
-            return lambda e: any(_compare(_field(e, path), op, v, path) for v in values)
-        value = self.value()
-        return lambda e: _compare(_field(e, path), op, value, path)
+        else:
+            values = [self.value()]
+        if op == "=" and not _is_time(path):  # the common case, made cheap: a set lookup
+            wanted = {v.lower() for v in values}
+
+            def equals(e: Mapping[str, Any]) -> bool:
+                actual = _field(e, path)
+                if isinstance(actual, str):
+                    return actual.lower() in wanted
+                return any(_compare(actual, op, v, path) for v in values)
+
+            return equals
+        return lambda e: any(_compare(_field(e, path), op, v, path) for v in values)
 
     def value(self) -> str:
         tok = self.take()
@@ -178,6 +188,10 @@ def _field(entry: Mapping[str, Any], path: str) -> Any:
     return node
 
 
+def _is_time(path: str) -> bool:
+    return path == "timestamp" or path.endswith("Timestamp")
+
+
 def _time(value: str) -> datetime | None:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
@@ -198,7 +212,7 @@ def _compare(actual: Any, op: str, wanted: str, path: str) -> bool:
             left, right = float(actual), float(wanted)
         except ValueError:
             left, right = str(actual), wanted
-    elif path == "timestamp" or path.endswith("Timestamp"):
+    elif _is_time(path):
         left, right = _time(str(actual)), _time(wanted)
         if left is None or right is None:
             return False
