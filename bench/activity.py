@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import math
 import multiprocessing
-import threading
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,10 +21,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reconciler.activity.gcp import CloudLogging  # noqa: E402
-from reconciler.activity.usecase import read_all  # noqa: E402
-from reconciler.core.activity import ActivityGrant, join, plan_queries  # noqa: E402
-from reconciler.sandbox.gcp_emulator import GcpEmulator  # noqa: E402
+from reconciler.activity.gcp import CloudLogging
+from reconciler.activity.usecase import read_all
+from reconciler.core.activity import ActivityGrant, join, plan_queries
+from reconciler.sandbox.gcp_emulator import GcpEmulator
 
 T0 = datetime(2026, 12, 1, 9, tzinfo=UTC)
 
@@ -66,7 +66,7 @@ def main() -> int:
         begin = T0 + timedelta(minutes=i % 7)
         grant = ActivityGrant(
             request=f"requests/u/{i}.yaml",
-            requester=who.split("@")[0],
+            requester=who.split("@", maxsplit=1)[0],
             principal=f"user:{who}",
             provider="gcp",
             scope=scope,
@@ -101,9 +101,7 @@ def main() -> int:
     calls = source.calls
     bound = 1.2 * (calls / args.concurrency * args.latency) + startup
     seen = sum(a.calls for a in report.grants)
-    print(
-        f"activity: {args.grants} grants over {len(per_scope)} scopes, {seen} events attributed"
-    )
+    print(f"activity: {args.grants} grants over {len(per_scope)} scopes, {seen} events attributed")
     print(f"  queries {len(queries)}, API calls {calls} (sum of pages over scopes: {expected})")
     print(
         f"  wall {wall:.2f}s + start-up {startup:.2f}s; bound 1.2 x ({calls}/{args.concurrency}"

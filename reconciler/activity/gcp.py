@@ -168,7 +168,8 @@ class CloudLogging:
         from google.api_core import page_iterator
 
         client = self.client()
-        iterator = page_iterator.HTTPIterator(
+        iterator_cls: Any = page_iterator.HTTPIterator  # untyped
+        iterator = iterator_cls(
             client=client,
             api_request=client._connection.api_request,
             path="/entries:list",
