@@ -35,7 +35,7 @@ from reconciler.core.render import Problem
 from reconciler.core.timeutil import format_rfc3339
 from reconciler.errors import ConfigError, Finding
 from reconciler.providers import base
-from reconciler.sinks import HeartbeatSink, LedgerSink, RunReport, Sink
+from reconciler.sinks import HeartbeatSink, LedgerSink, NotificationSink, RunReport, Sink
 
 ScopeRef = tuple[str, str]  # (provider, scope)
 DEFAULT_CONCURRENCY = 8
@@ -492,6 +492,7 @@ def reconcile(settings: Settings) -> Outcome:
                 if settings.ledger
                 else []
             )
+            sinks = [*sinks, *notification_sinks(config, env, outcome)]
         report = RunReport(
             now=now,
             head=branch.tip,
@@ -500,6 +501,7 @@ def reconcile(settings: Settings) -> Outcome:
             files=source.evidence(),
             succeeded=outcome.exit_code == 0,
             run=env.get("GITHUB_RUN_ID", ""),
+            failed_scopes=failed,
         )
         publish_all(sinks, report, outcome)
     return outcome
@@ -636,12 +638,28 @@ def resolve_all(adapters: Mapping[str, base.Provider], grants: Iterable[Grant]) 
     return out
 
 
+def notification_sinks(config: Config, env: Mapping[str, str], outcome: Outcome) -> list[Sink]:
+    """The notifications the policies configure; one that cannot be set up (its variable
+    unset, a plain-http URL) is an error of the run, after everything else was done."""
+    from reconciler import notify
+
+    notifiers, broken = notify.build(config, env)
+    outcome.problems += [Problem("E-NOTIFY-CONFIG", message) for message in broken]
+    return [NotificationSink(config, notifiers, env)] if notifiers else []
+
+
 def publish_all(sinks: Sequence[Sink], report: RunReport, outcome: Outcome) -> None:
     """Hand the run to every sink; a sink that fails is reported, never undoes what was
-    applied, and never keeps the other sinks from running."""
+    applied, and never keeps the other sinks from running. A notification not delivered
+    is a warning: it never changes the run's exit code."""
+    from reconciler.notify import DeliveryFailed
+
     for sink in sinks:
         try:
             written = sink.publish(report)
+        except DeliveryFailed as exc:
+            outcome.problems.append(Problem("W-NOTIFY", str(exc), severity="warning"))
+            continue
         except Exception as exc:  # the grants stand; the missing record must be noticed
             outcome.problems.append(Problem(f"E-{sink.name.upper()}", f"{sink.describe}: {exc}"))
             continue

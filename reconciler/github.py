@@ -72,6 +72,16 @@ class Comment:
 
 
 @dataclass(frozen=True)
+class Issue:
+    """An issue (never a pull request), as the notification sink needs it."""
+
+    number: int
+    title: str
+    body: str
+    author: str
+
+
+@dataclass(frozen=True)
 class CommitInfo:
     """One commit as GitHub describes it: who GitHub says wrote it, and whether GitHub
     verified its signature (``reason``: GitHub's verification reason, ``valid`` when it did).
@@ -389,6 +399,49 @@ class GitHubClient:
         )
         return comment_id
 
+    # ------------------------------------------------------------------ issues
+    def open_issues(self, label: str) -> list[Issue]:
+        """The open issues labelled ``label`` (pull requests left out), oldest first."""
+
+        def fetch() -> list[Issue]:
+            _, data = self._gh.requester.requestJsonAndCheck(
+                "GET",
+                f"{self._repo.url}/issues",
+                parameters={"state": "open", "labels": label, "per_page": 100},
+            )
+            rows = data if isinstance(data, list) else []
+            return sorted(
+                (_issue(r) for r in rows if isinstance(r, dict) and "pull_request" not in r),
+                key=lambda i: i.number,
+            )
+
+        return self._call(f"listing open issues labelled {label}", fetch)
+
+    def create_issue(self, title: str, body: str, labels: Sequence[str]) -> int:
+        raw = self._request(
+            "POST",
+            "/issues",
+            "opening an issue",
+            {"title": title, "body": _fit(body, COMMENT_LIMIT), "labels": list(labels)},
+        )
+        return int(raw.get("number") or 0)
+
+    def comment_issue(self, number: int, body: str) -> None:
+        self._request(
+            "POST",
+            f"/issues/{number}/comments",
+            f"commenting on issue #{number}",
+            {"body": _fit(body, COMMENT_LIMIT)},
+        )
+
+    def close_issue(self, number: int) -> None:
+        self._request(
+            "PATCH",
+            f"/issues/{number}",
+            f"closing issue #{number}",
+            {"state": "closed", "state_reason": "completed"},
+        )
+
     def create_status(
         self, sha: str, state: str, description: str, context: str, target_url: str | None = None
     ) -> None:
@@ -628,6 +681,16 @@ def _message(exc: Any) -> str:
     data = getattr(exc, "data", None)
     message = data.get("message") if isinstance(data, dict) else data
     return str(message or "")
+
+
+def _issue(raw: dict[str, Any]) -> Issue:
+    user = raw.get("user") if isinstance(raw.get("user"), dict) else {}
+    return Issue(
+        int(raw.get("number") or 0),
+        str(raw.get("title") or ""),
+        str(raw.get("body") or ""),
+        str((user or {}).get("login") or ""),
+    )
 
 
 def _comment(raw: dict[str, Any]) -> Comment:

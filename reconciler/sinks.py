@@ -18,7 +18,9 @@ from reconciler.core.judgment import Judgment
 from reconciler.core.models import ChangeKind, ChangeResult
 
 if TYPE_CHECKING:
+    from reconciler.core.models import Config
     from reconciler.github import GitHubClient
+    from reconciler.notify import Notifier
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class RunReport:
     files: Mapping[str, bytes] = field(default_factory=dict)
     succeeded: bool = False  # the run converged (apply would exit 0)
     run: str = ""  # the run's id, for people
+    # (provider, scope) -> why it could not be read: no changes were planned there.
+    failed_scopes: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     def decided(self) -> list[Decided]:
         """Every grant and revoke (not keeps), with its request's decision."""
@@ -156,3 +160,34 @@ class HeartbeatSink:
         if not report.succeeded:
             return None  # a failed run must not look alive
         return heartbeat.beat(self.repo, report.now, report.run or "run")
+
+
+class NotificationSink:
+    """The notifications configured in the policies (``reconciler.notify``): granted,
+    revoked, failed and late-revoke events to Slack, webhooks and the GitHub issue.
+    Raises ``notify.DeliveryFailed`` (a warning: the run's outcome stands) when a sink
+    could not be reached after its short retries."""
+
+    name = "notify"
+    describe = "notifications"
+
+    def __init__(
+        self,
+        config: Config,
+        notifiers: list[Notifier],
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        self.notifiers = notifiers
+        self.env = os.environ if env is None else env
+
+    def publish(self, report: RunReport) -> str | None:
+        from reconciler import notify
+
+        context = notify.context_of(self.env)
+        tolerance = self.config.settings.late_tolerance
+        events = notify.events_of_run(report, tolerance, context, report.failed_scopes)
+        warnings = notify.deliver(self.notifiers, events, succeeded=report.succeeded)
+        if warnings:
+            raise notify.DeliveryFailed("; ".join(warnings))
+        return None

@@ -132,6 +132,45 @@ class Suspension:
     line: int = 1
 
 
+NOTIFICATION_EVENTS = (
+    "request-waiting",
+    "granted",
+    "revoked",
+    "failed",
+    "break-glass",
+    "late-revoke",
+    "reconciler-stale",
+)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """Where accessctl tells people what happened: one sink. URLs and secrets are never in
+    the repository, only the names of the environment variables that hold them.
+
+    ```yaml
+    notifications:
+      - type: slack
+        url_env: ACCESSCTL_SLACK_URL
+        events: [granted, failed, late-revoke]   # omitted: every event
+      - type: webhook
+        url_env: ACCESSCTL_WEBHOOK_URL
+        secret_env: ACCESSCTL_WEBHOOK_SECRET
+      - type: github-issue
+    ```
+    """
+
+    type: str  # slack | webhook | github-issue
+    url_env: str | None = None
+    secret_env: str | None = None
+    events: frozenset[str] | None = None  # None: every event
+    file: str = ""
+    line: int = 1
+
+    def wants(self, event: str) -> bool:
+        return self.events is None or event in self.events
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything under ``policies/``, merged across files."""
@@ -144,6 +183,7 @@ class Config:
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     settings: Settings = field(default_factory=Settings)
     suspended: tuple[Suspension, ...] = ()
+    notifications: tuple[Notification, ...] = ()
 
     def suspension(self, login: str) -> Suspension | None:
         """The emergency stop that applies to ``login`` (directly or through a team)."""

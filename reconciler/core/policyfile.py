@@ -13,7 +13,7 @@ from typing import Any
 
 from reconciler.core import providers
 from reconciler.core.loader import Document, Path_
-from reconciler.core.models import Config, Policy, Settings, Suspension
+from reconciler.core.models import Config, Notification, Policy, Settings, Suspension
 from reconciler.core.policy import TicketPattern
 from reconciler.core.timeutil import parse_duration
 from reconciler.core.validate import SchemaChecker, as_mapping, ints_to_text, where
@@ -34,6 +34,7 @@ class PolicyFile:
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # valid keys, parsed
     suspended: list[Suspension] = field(default_factory=list)
+    notifications: list[Notification] = field(default_factory=list)
 
 
 def check_policy_file(doc: Document, checker: SchemaChecker) -> PolicyFile:
@@ -45,7 +46,9 @@ def check_policy_file(doc: Document, checker: SchemaChecker) -> PolicyFile:
     out = PolicyFile(doc)
     if not doc.ok:
         return out
-    raw = as_mapping(doc, "policies, teams, identities, suspended, providers, settings")
+    raw = as_mapping(
+        doc, "policies, teams, identities, suspended, providers, settings, notifications"
+    )
     if raw is None:
         return out
     data = ints_to_text(raw, keep=frozenset({"approvals"}) | _integer_settings())
@@ -75,6 +78,49 @@ def check_policy_file(doc: Document, checker: SchemaChecker) -> PolicyFile:
                 out.providers[name] = dict(item)
     out.settings = _deployment_settings(doc, data.get("settings"), bad)
     out.suspended = _suspensions(doc, data.get("suspended"), bad)
+    out.notifications = _notifications(doc, data.get("notifications"), bad)
+    return out
+
+
+# Which keys each notification type takes: a key it does not use is a mistake (a secret
+# the sink would ignore), a missing one leaves it unable to deliver.
+_NOTIFICATION_KEYS = {
+    "slack": ({"url_env"}, {"secret_env"}),
+    "webhook": ({"url_env", "secret_env"}, set()),
+    "github-issue": (set(), {"url_env", "secret_env"}),
+}
+
+
+def _notifications(doc: Document, value: object, bad: set[Path_]) -> list[Notification]:
+    """The valid entries of ``notifications:``; each type's required and unused keys."""
+    if not isinstance(value, list) or ("notifications",) in bad:
+        return []
+    out = []
+    for i, entry in enumerate(value):
+        here: Path_ = ("notifications", i)
+        if not isinstance(entry, dict) or any(p[: len(here)] == here for p in bad):
+            continue
+        kind = str(entry.get("type"))
+        needed, unused = _NOTIFICATION_KEYS.get(kind, (set(), set()))
+        problems = [f"a {kind} notification needs {k}" for k in sorted(needed - set(entry))]
+        problems += [f"a {kind} notification takes no {k}" for k in sorted(unused & set(entry))]
+        doc.findings += [
+            Finding(doc.file, doc.line(here), "E-CONFIG-NOTIFY", f"{where(here)}{p}")
+            for p in problems
+        ]
+        if problems:
+            continue
+        events = entry.get("events")
+        out.append(
+            Notification(
+                kind,
+                url_env=entry.get("url_env"),
+                secret_env=entry.get("secret_env"),
+                events=frozenset(events) if isinstance(events, list) else None,
+                file=doc.file,
+                line=doc.line(here),
+            )
+        )
     return out
 
 
@@ -274,8 +320,10 @@ def merge_config(files: Iterable[PolicyFile]) -> tuple[Config, list[Finding]]:
     providers: dict[str, dict[str, Any]] = {}
     settings: dict[str, Any] = {}
     suspended: list[Suspension] = []
+    notifications: list[Notification] = []
     for pf in files:
         suspended += pf.suspended  # a list: every file may stop someone, none overrides
+        notifications += pf.notifications  # every file may add a sink
         valid = dict(pf.policies)
         for i, entry in pf.entries:
             name = entry.get("name")
@@ -304,6 +352,7 @@ def merge_config(files: Iterable[PolicyFile]) -> tuple[Config, list[Finding]]:
         providers=providers,
         settings=Settings(**settings),
         suspended=tuple(suspended),
+        notifications=tuple(notifications),
     )
     known_teams = {name for pf in files for name in _section(pf, "teams")}
     for pf in files:
