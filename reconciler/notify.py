@@ -35,6 +35,7 @@ from reconciler.errors import AccessctlError, ConfigError
 from reconciler.retry import Backoff, retrying
 
 if TYPE_CHECKING:
+    from reconciler.core.prcheck import Report
     from reconciler.github import GitHubClient
     from reconciler.sinks import RunReport
 
@@ -196,6 +197,41 @@ def events_of_run(
                 provider=provider,
                 scope=scope,
                 message=message,
+                context=context,
+            )
+        )
+    return out
+
+
+def waiting_events(report: Report, now: datetime, context: Mapping[str, str | None]) -> list[Event]:
+    """request-waiting: one per request file of the pull request that only waits for
+    approvals (pr-check's ``pending``)."""
+    out: list[Event] = []
+    for v in report.verdicts:
+        r = v.request
+        if v.kind != "request" or v.state != "pending" or r is None:
+            continue
+        window = v.decision.window if v.decision is not None else None
+        missing = v.approval.missing if v.approval is not None else 0
+        summary = f"{r.requester} asks for {r.role} on {r.provider} {r.scope}"
+        summary += f"{_until(window.end if window else None)}: waiting for {missing} approval(s)"
+        policy = v.approval.policy.name if v.approval is not None else None
+        out.append(
+            Event(
+                "request-waiting",
+                now,
+                summary,
+                request=v.path,
+                requester=r.requester,
+                provider=r.provider,
+                scope=r.scope,
+                role=r.role,
+                begin=window.begin if window else None,
+                end=window.end if window else None,
+                pr=report.pr,
+                reason=r.reason,
+                ticket=r.ticket,
+                policy=policy,
                 context=context,
             )
         )

@@ -80,7 +80,28 @@ def pr_check_command(  # noqa: PLR0917 - click passes options as arguments
         payload = clean_json(_json(report, client.calls))
         json_out.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
     _output(fmt, report, client.calls)
+    _notify_waiting(repo, report, now)
     sys.exit(0 if report.state == "success" and commented else 1)
+
+
+def _notify_waiting(repo: Path, report: Report, now: datetime) -> None:
+    """request-waiting to the sinks the BASE commit's policies configure. A sink whose
+    variable this job was not given is skipped with a note (the check job's secrets are
+    optional: docs/notifications.md); a delivery failure is a warning, never the gate's."""
+    from reconciler import notify
+    from reconciler.git import Tree
+    from reconciler.repo import load_config
+
+    events = notify.waiting_events(report, now, notify.context_of(os.environ))
+    if not events:
+        return
+    with Tree(repo, report.base) as base_tree:
+        config, _ = load_config(base_tree)
+    notifiers, skipped = notify.build(config, os.environ)
+    for message in skipped:
+        click.echo(f"note: request-waiting not sent: {message}", err=True)
+    for warning in notify.deliver(notifiers, events):
+        click.echo(f"warning: {warning}", err=True)
 
 
 # ------------------------------------------------------------------------ gathering
