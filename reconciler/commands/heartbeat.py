@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -76,4 +77,28 @@ def heartbeat_command(repo: Path, fmt: str, now: datetime, max_age: object, no_f
         if not fresh:
             click.echo(annotation("error", message, title="accessctl heartbeat"))
         write_step_summary(f"### accessctl heartbeat\n\n{'✅' if fresh else '❌'} {message}\n")
+    if not fresh:
+        _notify_stale(repo, now, message)
     sys.exit(0 if fresh else 1)
+
+
+def _notify_stale(repo: Path, now: datetime, message: str) -> None:
+    """reconciler-stale to the sinks the policies at HEAD configure; never changes the
+    exit code (a sink that cannot be reached is a warning)."""
+    from reconciler import notify
+    from reconciler.errors import AccessctlError
+    from reconciler.git import Tree
+    from reconciler.repo import load_config
+
+    try:
+        with Tree(repo, "HEAD") as tree:
+            config, _ = load_config(tree)
+    except AccessctlError as exc:
+        click.echo(f"warning: reconciler-stale not sent: {exc}", err=True)
+        return
+    notifiers, broken = notify.build(config, os.environ)
+    event = notify.Event(
+        "reconciler-stale", now, message, message=message, context=notify.context_of(os.environ)
+    )
+    for problem in [*broken, *notify.deliver(notifiers, [event])]:
+        click.echo(f"warning: {problem}", err=True)

@@ -187,3 +187,13 @@ def assert_no_secret(text: str, env: dict[str, str]) -> None:
             assert env[name] not in text, name
     for fragment in (SECRET, "T0K3N-PATH", "SLACKSECRETPATH"):
         assert fragment not in text
+
+
+def test_heartbeat_sends_reconciler_stale(run_cli, access_repo, receiver) -> None:
+    with_notifications(access_repo, WEBHOOK + "    events: [reconciler-stale]\n")
+    result = run_cli("heartbeat", "--max-age", "30m", at=T0, env=env_for(receiver))
+    assert result.exit_code == 1
+    (body,) = webhook_bodies(receiver)
+    assert body["event"] == "reconciler-stale"
+    assert "no successful apply recorded" in body["summary"]
+    assert_no_secret(result.output, env_for(receiver))
