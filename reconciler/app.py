@@ -501,7 +501,15 @@ def reconcile(settings: Settings) -> Outcome:
             files=source.evidence(),
             succeeded=outcome.exit_code == 0,
             run=env.get("GITHUB_RUN_ID", ""),
-            failed_scopes=failed,
+            # only the unreadable scopes that are errors: a warning alone sends nothing
+            failed_scopes={
+                ref: message
+                for ref, message in failed.items()
+                if any(
+                    p.code == "E-SCOPE-UNREADABLE" and (p.provider, p.scope) == ref
+                    for p in outcome.problems
+                )
+            },
         )
         publish_all(sinks, report, outcome)
     return outcome
