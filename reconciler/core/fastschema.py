@@ -81,7 +81,7 @@ def compile_fast(root: Mapping[str, Any]) -> Check | None:
             "minProperties",
         ):
             return _object_keyword(key, value, schema, build)
-        if key in ("items", "minItems"):
+        if key in ("items", "minItems", "uniqueItems"):
             return _array_keyword(key, value, build)
         if key in ("allOf", "anyOf"):
             parts = [build(s) for s in value]
@@ -182,5 +182,11 @@ def _array_keyword(key: str, value: Any, build: Callable[[Mapping[str, Any]], Ch
     if key == "items":
         item = build(value)
         return lambda v: not isinstance(v, list) or all(item(x) for x in v)
+    if key == "uniqueItems":
+        if not value:
+            return lambda v: True
+        # The fast path only sees plain YAML scalars, lists and mappings: compare by repr
+        # of JSON-like values (strings stay apart from numbers, as in JSON Schema).
+        return lambda v: not isinstance(v, list) or len({repr(x) for x in v}) == len(v)
     n = int(value)  # minItems
     return lambda v: not isinstance(v, list) or len(v) >= n
