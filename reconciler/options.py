@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from reconciler.core.timeutil import parse_rfc3339
+from reconciler.core.timeutil import parse_duration, parse_rfc3339
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,6 +21,28 @@ def _parse_at(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         return datetime.now(UTC)
     try:
         return parse_rfc3339(raw)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def optional_time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """Click callback: an optional RFC 3339 time (--since, --until)."""
+    if value is None:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+def optional_duration(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> timedelta | None:
+    """Click callback: an optional duration (30m, 2h, PT45M)."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 

@@ -14,8 +14,15 @@ from reconciler.commands.common import echo_json, handle_errors, write_step_summ
 from reconciler.core.activity import ActivityReport, GrantActivity, LogEvent
 from reconciler.core.audit import AuditFilter
 from reconciler.core.escape import annotation, csv_cell, log_line, markdown_cell, markdown_text
-from reconciler.core.timeutil import format_rfc3339, parse_duration, parse_rfc3339
-from reconciler.options import at_option, format_option, repo_option, trust_git_option
+from reconciler.core.timeutil import format_rfc3339
+from reconciler.options import (
+    at_option,
+    format_option,
+    optional_duration,
+    optional_time,
+    repo_option,
+    trust_git_option,
+)
 
 CSV_FIELDS = (
     "kind",
@@ -31,26 +38,6 @@ CSV_FIELDS = (
     "denied",
     "outside_window",
 )
-
-
-def _parse_time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_rfc3339(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-
-
-def _parse_allowance(
-    ctx: click.Context, param: click.Parameter, value: str | None
-) -> timedelta | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 def _event_line(event: LogEvent, outside: bool) -> str:
@@ -176,15 +163,15 @@ def github_annotations(report: ActivityReport) -> list[str]:
 @click.option("--requester", metavar="LOGIN", help="Only this requester's grants.")
 @click.option("--scope", metavar="SCOPE", help="Only this scope (exact, or a glob).")
 @click.option(
-    "--since", metavar="RFC3339", callback=_parse_time, help="Only grants alive at or after this."
+    "--since", metavar="RFC3339", callback=optional_time, help="Only grants alive at or after this."
 )
 @click.option(
-    "--until", metavar="RFC3339", callback=_parse_time, help="Only grants merged before this."
+    "--until", metavar="RFC3339", callback=optional_time, help="Only grants merged before this."
 )
 @click.option(
     "--allowance",
     metavar="DURATION",
-    callback=_parse_allowance,
+    callback=optional_duration,
     help="How long after a grant's end a call still counts inside its window (revocation "
     "propagation). Default: providers.<cloud>.activity_allowance, else 5m.",
 )

@@ -24,8 +24,14 @@ from reconciler.core.escape import (
     markdown_code,
     markdown_text,
 )
-from reconciler.core.timeutil import format_duration, format_rfc3339, parse_rfc3339
-from reconciler.options import at_option, format_option, repo_option, trust_git_option
+from reconciler.core.timeutil import format_duration, format_rfc3339
+from reconciler.options import (
+    at_option,
+    format_option,
+    optional_time,
+    repo_option,
+    trust_git_option,
+)
 from reconciler.trail import LedgerFacts, Trail, collect, stray_findings
 
 CSV_FIELDS = (
@@ -51,15 +57,6 @@ CSV_FIELDS = (
     "anomalies",
     "events",
 )
-
-
-def _parse_time(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_rfc3339(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 def entries_json(
@@ -316,13 +313,13 @@ def github_annotations(trail: Trail, entries: Sequence[AuditEntry]) -> list[str]
 @click.option(
     "--since",
     metavar="RFC3339",
-    callback=_parse_time,
+    callback=optional_time,
     help="Only versions alive at or after this time.",
 )
 @click.option(
     "--until",
     metavar="RFC3339",
-    callback=_parse_time,
+    callback=optional_time,
     help="Only versions merged before this time.",
 )
 @click.option(

@@ -11,15 +11,8 @@ import click
 
 from reconciler.commands.common import echo_json, handle_errors, write_step_summary
 from reconciler.core.escape import annotation
-from reconciler.core.timeutil import format_duration, format_rfc3339, parse_duration
-from reconciler.options import at_option, format_option, repo_option
-
-
-def _max_age(ctx: click.Context, param: click.Parameter, value: str) -> object:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+from reconciler.core.timeutil import format_duration, format_rfc3339
+from reconciler.options import at_option, format_option, optional_duration, repo_option
 
 
 @click.command("heartbeat")
@@ -30,7 +23,7 @@ def _max_age(ctx: click.Context, param: click.Parameter, value: str) -> object:
     "--max-age",
     default="30m",
     show_default=True,
-    callback=_max_age,
+    callback=optional_duration,
     help="How old the last successful apply may be (30m, 1h, PT45M).",
 )
 @click.option("--no-fetch", is_flag=True, help="Do not fetch the heartbeat from origin first.")
