@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -420,9 +419,7 @@ def deployment(config: Config, repo: Path, env: Mapping[str, str]) -> str:
         return configured
     if env.get("GITHUB_REPOSITORY"):
         return env["GITHUB_REPOSITORY"]
-    url = git.remote_url(repo) or ""
-    match = re.search(r"[:/]([^/:]+/[^/]+?)(?:\.git)?/?$", url)
-    return match.group(1) if match else "default"
+    return git.remote_repository(repo) or "default"
 
 
 def reconcile(settings: Settings) -> Outcome:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -154,6 +155,12 @@ def shallow_commits(repo: Path) -> set[str]:
 
 def remote_url(repo: Path, remote: str = "origin") -> str | None:
     return text(repo, "remote", "get-url", remote) or None
+
+
+def remote_repository(repo: Path, remote: str = "origin") -> str | None:
+    """``owner/name`` from the remote's URL (https or ssh), or None."""
+    m = re.search(r"[:/]([^/:]+/[^/]+?)(?:\.git)?/?$", remote_url(repo, remote) or "")
+    return m.group(1) if m else None
 
 
 def has_remote(repo: Path, remote: str = "origin") -> bool:

@@ -78,16 +78,6 @@ def check(repo: Path, path: str, text: str, now: datetime) -> list[Finding]:
 
 
 # --------------------------------------------------------------------------- pull request
-def remote_repository(repo: Path) -> str | None:
-    """``owner/name`` from origin's URL (https or ssh), for when GITHUB_REPOSITORY is unset."""
-    try:
-        url = _git(repo, "remote", "get-url", "origin")
-    except ConfigError:
-        return None
-    m = re.search(r"[:/]([^/:]+/[^/]+?)(?:\.git)?/?$", url)
-    return m.group(1) if m else None
-
-
 def default_branch(repo: Path) -> str:
     try:
         ref = _git(repo, "symbolic-ref", "-q", "refs/remotes/origin/HEAD")
@@ -120,7 +110,7 @@ def preflight(repo: Path, env: Mapping[str, str] | None = None) -> Target:
         )
     if not git.has_remote(repo):
         raise ConfigError(f"--open-pr pushes to `origin`, and {repo} has no such remote")
-    repository = env.get("GITHUB_REPOSITORY") or remote_repository(repo)
+    repository = env.get("GITHUB_REPOSITORY") or git.remote_repository(repo)
     if not repository:
         raise ConfigError(
             "cannot tell the GitHub repository from origin's URL: set "
