@@ -20,6 +20,9 @@ Each write is held to GCP's limits on one allow policy first (``fit``): the revo
 the grants in plan order that keep the policy within 1,500 principals, 250 groups and
 domains and ``max_policy_bytes``; a grant that would break one is reported failed, naming
 the limit, and never sent.
+
+Grants of the same role to the same member with the same condition expression share one
+binding (``_build``): the description names every request, and each stays its own grant.
 """
 
 from __future__ import annotations
@@ -195,8 +198,11 @@ DEFAULT_DEPLOYMENT = "default"
 _DIGEST = 12  # hex characters of sha256(request path) after a cut title's "~"
 _TAGGED = re.compile(r"^(?P<tag>[0-9a-f]{8}):(?P<body>.*)$", re.DOTALL)
 _CUT_TAIL = re.compile(rf"~[0-9a-f]{{{_DIGEST}}}$")
+DESCRIPTION_MAX = 256  # characters of a condition description: the strictest assumed
 _DESCRIPTION = re.compile(
-    r"^accessctl grant for (?P<path>\S+)(?: via PR #\d+)?(?:; deployment (?P<deployment>.+))?$",
+    r"^accessctl grant for (?P<path>\S+)(?: via PR #\d+)?"
+    r"(?P<more>(?:; for \S+(?: via PR #\d+)?)*)"
+    r"(?:; deployment (?P<deployment>.+))?$",
     re.DOTALL,
 )
 
@@ -210,6 +216,7 @@ class Claim:
     request: str | None
     legacy: bool = False  # an old ``accessctl:<path>`` title, adopted
     note: str | None = None
+    shared: tuple[str, ...] = ()  # the other requests of a shared binding, in order
 
 
 @dataclass(frozen=True)
@@ -241,10 +248,14 @@ class Deployment:
         return f"{head}{request[:room]}~{digest}"
 
     def description_for(self, grant: Grant) -> str:
-        text = f"accessctl grant for {grant.request}"
-        if grant.pr:
-            text += f" via PR #{grant.pr}"
-        return f"{text}; deployment {self.name}"
+        assert grant.request is not None
+        return self.description_of([(grant.request, grant.pr)])
+
+    def description_of(self, requests: Sequence[tuple[str, int | None]]) -> str:
+        """``accessctl grant for <path> via PR #<n>``, then ``; for <path> via PR #<n>``
+        for each further request sharing the binding, then ``; deployment <name>``."""
+        parts = [f"{path} via PR #{pr}" if pr else path for path, pr in requests]
+        return f"accessctl grant for {'; for '.join(parts)}; deployment {self.name}"
 
     def claim(self, title: str, description: str) -> Claim:
         if not title.startswith(MANAGED_TITLE_PREFIX):
@@ -260,10 +271,13 @@ class Deployment:
         if named is not None and named != self.name:
             return Claim(None, note=f"has this deployment's tag but names {named!r}; left alone")
         body = tagged["body"]
+        shared = _more_paths(said["more"]) if said else ()
         if not _CUT_TAIL.search(body) and self.title_for(body) == title:
-            return Claim(body)
+            if said and said["path"] != body:
+                shared = ()  # the description names another request first: not a list of ours
+            return Claim(body, shared=shared)
         if said and self.title_for(said["path"]) == title:
-            return Claim(said["path"])
+            return Claim(said["path"], shared=shared)
         # Ours, but not traceable to a request: never kept (its request is the title,
         # which no request path equals), so the plan revokes it.
         return Claim(title, note="cannot be traced to a request file; revoked by apply")
@@ -278,6 +292,14 @@ class Deployment:
                 "(another deployment's, or written by hand); left alone"
             ),
         )
+
+
+def _more_paths(more: str) -> tuple[str, ...]:
+    """The further request paths of a shared binding's description (``; for <path>``)."""
+    return tuple(m.group(1) for m in _MORE.finditer(more))
+
+
+_MORE = re.compile(r"; for (\S+)")
 
 
 # -- bindings <-> grants (pure) -------------------------------------------------------
@@ -308,10 +330,24 @@ def expression_for(grant: Grant, now: datetime) -> str:
     return expr
 
 
-def _member_grants(scope: str, binding: Any, request: str) -> list[Grant]:
-    """One grant per member of a binding of ours, in member order."""
+def _requests(binding: Any, claim: Claim) -> list[tuple[str, int | None]]:
+    """The requests a binding of ours grants for, with their pull request numbers: one,
+    or several when grants of the same role, member and window share the binding."""
+    assert claim.request is not None
+    description = binding.condition.description
+    numbers = {m.group(1): int(m.group(2)) for m in _ITEM.finditer(description) if m.group(2)}
+    if not claim.shared:
+        pr = _PR.search(description)
+        return [(claim.request, int(pr.group(1)) if pr else None)]
+    return [(path, numbers.get(path)) for path in (claim.request, *claim.shared)]
+
+
+_ITEM = re.compile(r"\bfor (\S+)(?: via PR #(\d+))?")
+
+
+def _member_grants(scope: str, binding: Any, claim: Claim) -> list[Grant]:
+    """One grant per request and member of a binding of ours, in order."""
     begin, end = parse_expression(binding.condition.expression)
-    pr = _PR.search(binding.condition.description)
     return [
         Grant(
             provider="gcp",
@@ -321,8 +357,9 @@ def _member_grants(scope: str, binding: Any, request: str) -> list[Grant]:
             request=request,
             begin=begin,
             end=end,
-            pr=int(pr.group(1)) if pr else None,
+            pr=pr,
         )
+        for request, pr in _requests(binding, claim)
         for member in binding.members
     ]
 
@@ -346,7 +383,7 @@ def read_policy(
             if note not in notes:
                 notes.append(note)
         if claim.request is not None:
-            grants.update(_member_grants(scope, binding, claim.request))
+            grants.update(_member_grants(scope, binding, claim))
     return frozenset(grants), notes
 
 
@@ -384,24 +421,22 @@ def modify(
 ) -> policy_pb2.Policy:
     """A copy of ``policy`` with ``revokes`` removed and ``grants`` added; nothing else moves
     (bindings that are not this deployment's are copied as they are)."""
-    return _modify(scope, policy, grants, revokes, now=now, deployment=deployment)[0]
+    return _build(scope, policy, grants, revokes, now=now, deployment=deployment).policy
 
 
-def _modify(
+def _without(
     scope: str,
     policy: policy_pb2.Policy,
-    grants: Sequence[Grant],
-    revokes: Sequence[Grant],
+    gone: set[Hashable],
     *,
     now: datetime,
     deployment: Deployment,
-) -> tuple[policy_pb2.Policy, list[Grant]]:
-    """``modify``, and the grants that became new bindings: one each, in order, at the end
-    of the policy (the others were there already)."""
+) -> tuple[policy_pb2.Policy, set[Hashable]]:
+    """A copy of ``policy`` without the grants keyed in ``gone``, and the keys of this
+    deployment's grants it still holds. A binding that loses some of its grants is
+    rewritten for the rest (a shared one may split), with this deployment's title."""
     from google.iam.v1 import policy_pb2
 
-    # A revoke and a grant of the same binding (same member but for case) cancel out.
-    gone = {_key(g, now) for g in revokes} - {_key(g, now) for g in grants}
     present: set[Hashable] = set()
     new = policy_pb2.Policy()
     new.CopyFrom(policy)
@@ -411,34 +446,135 @@ def _modify(
         if claim.request is None:
             new.bindings.append(binding)
             continue
-        members = _member_grants(scope, binding, claim.request)
-        keep = [g for g in members if _key(g, now) not in gone]
+        held = _member_grants(scope, binding, claim)
+        keep = [g for g in held if _key(g, now) not in gone]
         present |= {_key(g, now) for g in keep}
-        if not keep:
+        if len(keep) == len(held):
+            new.bindings.append(binding)
             continue
-        copy = new.bindings.add()
-        copy.CopyFrom(binding)
-        if len(keep) != len(members):
+        for members, requests in _regroup(keep):
+            copy = new.bindings.add()
+            copy.CopyFrom(binding)
             del copy.members[:]
-            copy.members.extend(g.principal for g in keep)
-            if claim.legacy:  # touched anyway: it leaves with this deployment's title
-                copy.condition.title = deployment.title_for(claim.request)
-                copy.condition.description = deployment.description_for(keep[0])
-    added: list[Grant] = []
+            copy.members.extend(members)
+            copy.condition.title = deployment.title_for(requests[0][0])
+            copy.condition.description = deployment.description_of(requests)
+    return new, present
+
+
+def _regroup(grants: Sequence[Grant]) -> list[tuple[list[str], list[tuple[str, int | None]]]]:
+    """What is left of one binding, as bindings: the requests that keep the same members
+    stay together, in their order."""
+    members: dict[str, list[str]] = {}
+    numbers: dict[str, int | None] = {}
     for grant in grants:
-        if _key(grant, now) in present:
+        assert grant.request is not None
+        members.setdefault(grant.request, []).append(grant.principal)
+        numbers.setdefault(grant.request, grant.pr)
+    groups: dict[tuple[str, ...], list[tuple[str, int | None]]] = {}
+    for request, held in members.items():
+        groups.setdefault(tuple(held), []).append((request, numbers[request]))
+    return [(list(held), requests) for held, requests in groups.items()]
+
+
+def _share_key(deployment: Deployment, binding: Any) -> Hashable | None:
+    """What a grant must match to join this binding: this deployment's own, traceable,
+    one member; then role, member and condition expression (the window)."""
+    claim = _claim(deployment, binding)
+    if claim.request is None or claim.legacy or claim.note or len(binding.members) != 1:
+        return None
+    return (binding.role, member_id(binding.members[0]), binding.condition.expression)
+
+
+def _new_binding(grant: Grant, now: datetime, deployment: Deployment) -> Any:
+    from google.iam.v1 import policy_pb2
+
+    assert grant.request is not None  # grant_problem() refuses a grant without one
+    binding = policy_pb2.Binding()
+    binding.role = grant.role
+    binding.members.append(grant.principal)
+    binding.condition.title = deployment.title_for(grant.request)
+    binding.condition.description = deployment.description_for(grant)
+    binding.condition.expression = expression_for(grant, now)
+    return binding
+
+
+def _joined(binding: Any, grant: Grant, deployment: Deployment) -> Any | None:
+    """``binding`` granting for ``grant``'s request too, or None when the description
+    would grow past ``DESCRIPTION_MAX``."""
+    from google.iam.v1 import policy_pb2
+
+    claim = _claim(deployment, binding)
+    assert grant.request is not None
+    requests = [*_requests(binding, claim), (grant.request, grant.pr)]
+    description = deployment.description_of(requests)
+    if len(description) > DESCRIPTION_MAX:
+        return None
+    joined = policy_pb2.Binding()
+    joined.CopyFrom(binding)
+    joined.condition.description = description
+    return joined
+
+
+def _build(
+    scope: str,
+    policy: policy_pb2.Policy,
+    grants: Sequence[Grant],
+    revokes: Sequence[Grant],
+    *,
+    now: datetime,
+    deployment: Deployment,
+    limits: Limits | None = None,
+) -> Fitted:
+    """The revokes, then the grants in order. A grant of the same role to the same member
+    with the same window as a binding of ours joins that binding (its description names
+    every request; the policy only grows by that text, and the member counts once);
+    otherwise it becomes a binding at the end. With ``limits``, a grant that would break
+    one is left out, and the ones after it are still tried (a user may fit where a group
+    no longer does)."""
+    # A revoke and a grant of the same binding (same member but for case) cancel out.
+    gone = {_key(g, now) for g in revokes} - {_key(g, now) for g in grants}
+    new, present = _without(scope, policy, gone, now=now, deployment=deployment)
+    joinable: dict[Hashable, int] = {}
+    for position, held in enumerate(new.bindings):
+        found = _share_key(deployment, held)
+        if found is not None:
+            joinable.setdefault(found, position)
+    usage: Usage | None = None
+    refused: dict[Hashable, str] = {}
+    for grant in grants:
+        key = _key(grant, now)
+        if key in present:
             continue  # already there (a concurrent run, or a retry after a lost response)
-        present.add(_key(grant, now))
-        assert grant.request is not None  # grant_problem() refuses a grant without one
-        binding = new.bindings.add()
-        binding.role = grant.role
-        binding.members.append(grant.principal)
-        binding.condition.title = deployment.title_for(grant.request)
-        binding.condition.description = deployment.description_for(grant)
-        binding.condition.expression = expression_for(grant, now)
-        added.append(grant)
+        share = (grant.role, member_id(grant.principal), expression_for(grant, now))
+        index = joinable.get(share)
+        joined = _joined(new.bindings[index], grant, deployment) if index is not None else None
+        binding = joined if joined is not None else _new_binding(grant, now, deployment)
+        if limits is not None:
+            if usage is None:
+                usage = measure(new.bindings, new.audit_configs)
+            if joined is not None and index is not None:
+                after = usage.swapped(new.bindings[index], joined)
+            else:
+                after = usage.plus(binding)
+            breaches = after.breaches(limits)
+            if breaches:
+                refused[key] = (
+                    f"not granted: with it the allow policy of {scope} would exceed "
+                    + "; and ".join(breaches)
+                    + ". Nothing over a limit is sent to IAM; the next apply tries again, "
+                    "and it goes through once revoked or expired bindings make room"
+                )
+                continue
+            usage = after
+        if joined is not None and index is not None:
+            new.bindings[index].CopyFrom(joined)
+        else:
+            new.bindings.append(binding)
+            joinable[share] = len(new.bindings) - 1
+        present.add(key)
     new.version = 3  # conditions need it, and removing bindings from a v3 policy too
-    return new, added
+    return Fitted(new, refused)
 
 
 def grant_problem(grant: Grant) -> str | None:
@@ -532,6 +668,11 @@ class Usage:
             size=self.size + added,
         )
 
+    def swapped(self, old: Any, new: Any) -> Usage:
+        """This usage with binding ``old`` replaced by ``new`` (same members)."""
+        delta = _json_bytes(_as_json(new)) - _json_bytes(_as_json(old))
+        return replace(self, size=self.size + delta)
+
     def breaches(self, limits: Limits, would: bool = True) -> list[str]:
         """The hard limits this usage breaks, each named with its numbers."""
         has, is_ = ("would have", "would be") if would else ("has", "is")
@@ -599,30 +740,8 @@ def fit(
     limits: Limits,
 ) -> Fitted:
     """``modify`` within ``limits``: every revoke (they only shrink the policy), then the
-    grants in order, each one that would break a limit left out, and the ones after it
-    still tried (a user may fit where a group no longer does)."""
-    wanted, added = _modify(scope, policy, grants, revokes, now=now, deployment=deployment)
-    if not added:
-        return Fitted(wanted, {})
-    kept = len(wanted.bindings) - len(added)
-    usage = measure(wanted.bindings[:kept], wanted.audit_configs)
-    refused: dict[Hashable, str] = {}
-    for grant, binding in zip(added, wanted.bindings[kept:], strict=True):
-        after = usage.plus(binding)
-        breaches = after.breaches(limits)
-        if breaches:
-            refused[_key(grant, now)] = (
-                f"not granted: with it the allow policy of {scope} would exceed "
-                + "; and ".join(breaches)
-                + ". Nothing over a limit is sent to IAM; the next apply tries again, and "
-                "it goes through once revoked or expired bindings make room"
-            )
-        else:
-            usage = after
-    if not refused:
-        return Fitted(wanted, {})
-    fitting = [g for g in grants if _key(g, now) not in refused]
-    return Fitted(modify(scope, policy, fitting, revokes, now=now, deployment=deployment), refused)
+    grants in order, each one that would break a limit left out."""
+    return _build(scope, policy, grants, revokes, now=now, deployment=deployment, limits=limits)
 
 
 # -- clients --------------------------------------------------------------------------
