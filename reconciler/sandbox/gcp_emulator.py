@@ -26,6 +26,17 @@ IAM that matter to a reconciler:
   PERMISSION_DENIED, like GCP for a project the caller cannot see;
 - errors use Google's JSON error body, so the client raises google.api_core exceptions.
 
+Calls made with a principal's identity (``Authorization: Bearer
+sandbox-principal:user:alice@example.com``, see ``reconciler.sandbox.gcp_principals``) are
+checked and audited as GCP would: the caller's permission is looked up in the resource's
+IAM policy (conditions evaluated at ``request.time``), a refusal answers 403
+PERMISSION_DENIED, and each call is recorded as a Cloud Audit Logs entry that
+``entries.list`` returns (Admin Activity for writes; Data Access for reads, only where the
+policy's ``auditConfigs`` turn that log type on). Principals may call ``getIamPolicy``,
+``setIamPolicy``, ``testIamPermissions`` and the Cloud SQL Admin API's instances
+(``reconciler.sandbox.gcp_sql``). Anonymous calls are the sandbox's own: never checked,
+never recorded.
+
 For tests and the demo it offers direct access (``get_policy``/``set_policy``), fault
 injection (``fail_next``, ``conflict_next``, ``latency``), call counters, the HTTP
 statuses it answered (``answered``, ``errors``) and the most API calls it ever had in
@@ -49,12 +60,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from reconciler.sandbox import gcp_principals, gcp_sql
 from reconciler.sandbox.gcp_logging import FilterError, LoggingStore
+from reconciler.sandbox.gcp_principals import Caller
 
 BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 EMPTY_ETAG = "ACAB"  # what IAM returns for a resource whose policy was never set
@@ -67,7 +81,7 @@ MAX_TITLE = 100  # characters of a condition title: undocumented, so the stricte
 _RESOURCE = re.compile(r"^(projects|folders|organizations)/[^/:\s]+$")
 _PATH = re.compile(
     r"^/v[123]/(?P<resource>(?:projects|folders|organizations)/[^/:]+)"
-    r":(?P<method>getIamPolicy|setIamPolicy)$"
+    r":(?P<method>getIamPolicy|setIamPolicy|testIamPermissions)$"
 )
 _EMAIL = r"[^@\s:/]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"
 _MEMBER = re.compile(
@@ -98,20 +112,26 @@ _STATUS_NAMES = {
 }
 _MASKABLE = frozenset({"bindings", "etag", "auditConfigs", "version"})
 _WORKSPACE_ACCOUNT = "principalSet://goog/cloudIdentityCustomerId/"
+IAM_SERVICE = "cloudresourcemanager.googleapis.com"  # its audit logs' serviceName
+NO_PERMISSION = "The caller does not have permission"
 
 PolicyDict = dict[str, Any]
 Mutation = Callable[[PolicyDict], PolicyDict | None]
 
 
 class ApiError(Exception):
-    """An IAM error, rendered as Google's JSON error body."""
+    """An API error, rendered as Google's JSON error body (with the legacy ``errors`` list
+    when a ``reason`` is given, as Cloud SQL Admin answers)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, reason: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason
 
     def body(self) -> dict[str, Any]:
+        if self.reason:
+            return gcp_sql.error_body(self.status, self.message, self.reason)
         name = _STATUS_NAMES.get(self.status, "UNKNOWN")
         return {"error": {"code": self.status, "message": self.message, "status": name}}
 
@@ -330,6 +350,9 @@ class GcpEmulator:
         self.max_in_flight = 0  # the most at once since start or reset_counters()
         self._resources: dict[str, _Resource] = {}
         self.logging = LoggingStore()  # Cloud Logging entries.list (reconciler.sandbox.gcp_logging)
+        self.sql = gcp_sql.SqlInstances()  # Cloud SQL instances principals may list
+        # request.time of a principal's call that names none (X-Accessctl-Sandbox-Time)
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._lock = threading.RLock()
         self._flight = threading.Lock()  # in-flight counting, apart from the state lock
         self._server: ThreadingHTTPServer | None = None
@@ -463,7 +486,9 @@ class GcpEmulator:
         except FilterError as exc:
             raise ApiError(400, f"Invalid filter: {exc}") from None
 
-    def get_iam_policy(self, name: str, body: Mapping[str, Any]) -> PolicyDict:
+    def get_iam_policy(
+        self, name: str, body: Mapping[str, Any], caller: Caller | None = None
+    ) -> PolicyDict:
         options = body.get("options") or {}
         try:
             requested = int(options.get("requestedPolicyVersion", 0) or 0)
@@ -473,13 +498,19 @@ class GcpEmulator:
             self.calls["get", name] += 1
             resource = self._visible(name)
             self._maybe_fail(resource, "get")
+            if caller is not None:
+                self._authorize(name, caller, _iam_call(name, "GetIamPolicy", "ADMIN_READ"))
             return render_policy(resource.policy, requested)
 
-    def set_iam_policy(self, name: str, body: Mapping[str, Any]) -> PolicyDict:
+    def set_iam_policy(
+        self, name: str, body: Mapping[str, Any], caller: Caller | None = None
+    ) -> PolicyDict:
         with self._lock:
             self.calls["set", name] += 1
             resource = self._visible(name)
             self._maybe_fail(resource, "set")
+            if caller is not None:
+                self._authorize(name, caller, _iam_call(name, "SetIamPolicy", "ADMIN_WRITE"))
             self._maybe_conflict(name, resource)
             raw = body.get("policy")
             policy = validate_policy(raw)
@@ -499,7 +530,106 @@ class GcpEmulator:
             self._store(name, resource, policy, _mask(body.get("updateMask")))
             return render_policy(resource.policy, 3)
 
+    def test_iam_permissions(
+        self, name: str, body: Mapping[str, Any], caller: Caller | None = None
+    ) -> dict[str, Any]:
+        """The asked permissions the caller holds (an anonymous caller: all of them).
+        Anyone may ask, so nothing is refused and, as in GCP, nothing is audited."""
+        wanted = body.get("permissions") or []
+        if not isinstance(wanted, list) or not all(isinstance(p, str) for p in wanted):
+            raise ApiError(400, "Invalid JSON payload: 'permissions' must be a list of strings.")
+        with self._lock:
+            self.calls["test", name] += 1
+            resource = self._visible(name)
+            held = list(dict.fromkeys(wanted))
+            if caller is not None:
+                held = gcp_principals.granted(resource.policy, caller, wanted)
+        return {"permissions": held} if held else {}
+
+    def sql_call(self, call: gcp_sql.SqlCall, caller: Caller | None) -> dict[str, Any]:
+        """A Cloud SQL Admin request: the caller's permission on the project, then the
+        instance (an instance a permitted caller names that does not exist: 404)."""
+        parent = f"projects/{call.project}"
+        with self._lock:
+            self.calls["sql", parent] += 1
+            if caller is not None:
+                if parent not in self._resources and not self.auto_create:
+                    raise ApiError(403, gcp_sql.NOT_AUTHORIZED, "notAuthorized")
+                self._visible(parent)
+                audited = _Audited(
+                    gcp_sql.SERVICE, call.permission, call.permission, call.log_type, call.resource
+                )
+                self._authorize(parent, caller, audited, gcp_sql.NOT_AUTHORIZED, "notAuthorized")
+        if call.instance is None:
+            return self.sql.list(call.project)
+        found = self.sql.get(call.project, call.instance)
+        if found is None:
+            raise ApiError(404, "The Cloud SQL instance does not exist.", "instanceDoesNotExist")
+        if call.permission == "cloudsql.instances.restart":
+            who = caller.email if caller else ""
+            at = caller.at if caller else self.clock()
+            return self.sql.restart(call.project, call.instance, who, at)
+        return found
+
+    def caller(self, authorization: str | None, time_header: str | None) -> Caller | None:
+        """Who a request's headers say is calling (None: the sandbox itself)."""
+        try:
+            return gcp_principals.caller_of(authorization, time_header, self.clock())
+        except gcp_principals.Unauthenticated as exc:
+            raise ApiError(401, str(exc)) from None
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+
+    def answer(
+        self, verb: str, path: str, body: Mapping[str, Any], caller: Caller | None
+    ) -> Mapping[str, Any]:
+        """The JSON answer of one API request (raises ApiError)."""
+        if verb == "POST" and path == "/v2/entries:list":
+            return self.list_entries(body)
+        sql = gcp_sql.parse(verb, path)
+        if sql is not None:
+            return self.sql_call(sql, caller)
+        match = _PATH.match(path) if verb == "POST" else None
+        if not match:
+            raise ApiError(404, f"No such method: {verb} {path}")
+        resource, method = match["resource"], match["method"]
+        if method == "getIamPolicy":
+            return self.get_iam_policy(resource, body, caller)
+        if method == "setIamPolicy":
+            return self.set_iam_policy(resource, body, caller)
+        return self.test_iam_permissions(resource, body, caller)
+
     # -- internals --------------------------------------------------------------------
+
+    def _authorize(
+        self,
+        name: str,
+        caller: Caller,
+        call: _Audited,
+        refusal: str = NO_PERMISSION,
+        reason: str | None = None,
+    ) -> None:
+        """IAM's decision on ``name``'s policy, recorded as an audit-log entry where GCP
+        would write one; a refusal raises 403 PERMISSION_DENIED."""
+        policy = self._resources[name].policy
+        allowed = gcp_principals.allows(policy, caller, call.permission)
+        log = "activity" if call.log_type == "ADMIN_WRITE" else "data_access"
+        if log == "activity" or gcp_principals.data_access_logged(
+            policy, call.service, call.log_type, caller
+        ):
+            self.logging.record(
+                name,
+                caller.email,
+                at=caller.at,
+                service=call.service,
+                method=call.method,
+                resource=call.resource,
+                denied=not allowed,
+                log=log,
+                permission=call.permission,
+            )
+        if not allowed:
+            raise ApiError(403, refusal, reason)
 
     def _get(self, name: str) -> _Resource:
         if name not in self._resources:
@@ -566,6 +696,24 @@ class GcpEmulator:
             )
 
 
+@dataclass(frozen=True)
+class _Audited:
+    """One call as IAM checks it and Cloud Audit Logs records it."""
+
+    service: str
+    method: str
+    permission: str
+    log_type: str  # ADMIN_READ, ADMIN_WRITE, DATA_READ or DATA_WRITE
+    resource: str
+
+
+def _iam_call(name: str, method: str, log_type: str) -> _Audited:
+    """getIamPolicy/setIamPolicy on a project, folder or organization."""
+    kind = name.partition("/")[0]
+    verb = "getIamPolicy" if method == "GetIamPolicy" else "setIamPolicy"
+    return _Audited(IAM_SERVICE, method, f"resourcemanager.{kind}.{verb}", log_type, name)
+
+
 def _mask(update_mask: Any) -> set[str]:
     """setIamPolicy's updateMask; GCP's default is ``bindings, etag``."""
     if not update_mask:
@@ -590,42 +738,39 @@ def _handler_for(emulator: GcpEmulator) -> type[BaseHTTPRequestHandler]:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def do_POST(self) -> None:
+            self._serve("POST")
+
+        def do_GET(self) -> None:
+            if urlsplit(self.path).path == "/_emulator/state":
+                # A debugging view of the whole state, handy next to a running demo.
+                state = {name: emulator.get_policy(name) for name in emulator.resources()}
+                self._send(200, state)
+                return
+            self._serve("GET")
+
+        def _serve(self, verb: str) -> None:
             emulator._call_started()
             try:
-                self._post()
+                self._answer(verb)
             finally:
                 emulator._call_ended()
 
-        def _post(self) -> None:
+        def _answer(self, verb: str) -> None:
             path = unquote(urlsplit(self.path).path)
             try:
                 body = self._body()
+                caller = emulator.caller(
+                    self.headers.get("Authorization"),
+                    self.headers.get(gcp_principals.TIME_HEADER),
+                )
                 if emulator.latency:
                     time.sleep(emulator.latency)
-                if path == "/v2/entries:list":
-                    self._send(200, emulator.list_entries(body))
-                    return
-                match = _PATH.match(path)
-                if not match:
-                    raise ApiError(404, f"No such method: POST {path}")
-                resource, method = match["resource"], match["method"]
-                if method == "getIamPolicy":
-                    self._send(200, emulator.get_iam_policy(resource, body))
-                else:
-                    self._send(200, emulator.set_iam_policy(resource, body))
+                self._send(200, emulator.answer(verb, path, body, caller))
             except ApiError as exc:
                 emulator._answered_error(exc)
                 self._send(exc.status, exc.body())
             except Exception as exc:  # a bug here must still answer like a server
                 self._send(500, ApiError(500, f"Emulator error: {exc!r}").body())
-
-        def do_GET(self) -> None:
-            # A debugging view of the whole state, handy next to a running demo.
-            if urlsplit(self.path).path == "/_emulator/state":
-                state = {name: emulator.get_policy(name) for name in emulator.resources()}
-                self._send(200, state)
-            else:
-                self._send(404, ApiError(404, f"No such method: GET {self.path}").body())
 
         def _body(self) -> dict[str, Any]:
             length = int(self.headers.get("Content-Length") or 0)

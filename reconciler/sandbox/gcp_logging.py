@@ -10,12 +10,14 @@ precedence); juxtaposition is ``AND``; parentheses. String comparisons ignore ca
 true), and ``NOT`` of it true.
 
 Entries are stored per parent (``projects/p``, ``folders/n``, ``organizations/n``);
-``record`` adds an audit-log entry for a call made with a principal's identity.
+``record`` adds an audit-log entry for a call made with a principal's identity (the
+emulator records the calls principals make through it; tests may record others).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import threading
@@ -252,8 +254,10 @@ def audit_entry(
     resource: str,
     denied: bool = False,
     log: str = "activity",
+    permission: str | None = None,
 ) -> dict[str, Any]:
-    """An AuditLog entry as Cloud Logging returns it."""
+    """An AuditLog entry as Cloud Logging returns it; ``permission``, when given, is the
+    one IAM checked (``authorizationInfo``, ``granted`` unless ``denied``)."""
     payload: dict[str, Any] = {
         "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
         "authenticationInfo": {"principalEmail": principal_email},
@@ -261,16 +265,22 @@ def audit_entry(
         "methodName": method,
         "resourceName": resource,
     }
+    if permission:
+        payload["authorizationInfo"] = [
+            {"resource": resource, "permission": permission, "granted": not denied}
+        ]
     if denied:
         payload["status"] = {"code": 7, "message": "PERMISSION_DENIED"}
     stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Stable across processes (hash() is salted per process), distinct per call.
+    seed = json.dumps([parent, principal_email, stamp, service, method, resource, denied])
     return {
         "logName": f"{parent}/logs/cloudaudit.googleapis.com%2F{log}",
         "resource": {"type": "project", "labels": {"project_id": parent.rpartition("/")[2]}},
         "timestamp": stamp,
         "receiveTimestamp": stamp,
         "severity": "ERROR" if denied else "NOTICE",
-        "insertId": f"{abs(hash((parent, principal_email, stamp, method))):x}",
+        "insertId": hashlib.sha256(seed.encode()).hexdigest()[:16],
         "protoPayload": payload,
     }
 
