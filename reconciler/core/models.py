@@ -43,6 +43,9 @@ class AccessRequest:
     duration: timedelta | None = None
     start: datetime | None = None
     expires: datetime | None = None
+    # Emergency access: passes without approvals under a policy with ``break_glass``, for at
+    # most its break-glass max_duration, with a ticket; reviewed after the merge.
+    break_glass: bool = False
     # key -> 1-based line of its value, so findings point at the offending line
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -60,6 +63,21 @@ class TicketMatcher(Protocol):
 
 
 @dataclass(frozen=True)
+class BreakGlass:
+    """A policy's emergency access: a request with ``break_glass: true`` passes without
+    approvals for at most ``max_duration``; an eligible approver must approve its merged
+    pull request within ``review_within`` of the merge.
+
+    ```yaml
+    break_glass: {max_duration: 1h, review_within: 24h}
+    ```
+    """
+
+    max_duration: timedelta
+    review_within: timedelta
+
+
+@dataclass(frozen=True)
 class Policy:
     """One entry of ``policies:`` in a policy file.
 
@@ -74,6 +92,7 @@ class Policy:
       max_duration: 4h
       ticket: '^(INC|CHG)-[0-9]+$'
       require_signed_commits: true   # every commit of the PR that touches the request file
+      break_glass: {max_duration: 1h, review_within: 24h}   # emergency access, reviewed after
     ```
     """
 
@@ -89,6 +108,8 @@ class Policy:
     ticket: TicketMatcher | None = None
     # The request's commits must carry a signature GitHub verified, by the requester.
     require_signed_commits: bool = False
+    # Emergency access without approvals (None: break-glass requests are refused).
+    break_glass: BreakGlass | None = None
     file: str = ""
     line: int = 1
 
@@ -236,6 +257,7 @@ class Reason(StrEnum):
     BASIC_ROLE = "basic-role"  # GCP basic roles cannot carry conditions
     APPROVALS_MISSING = "approvals-missing"
     WRONG_DIRECTORY = "wrong-directory"  # requests/<dir>/ differs from requester
+    NO_BREAK_GLASS = "no-break-glass"  # a break-glass request under a policy without break_glass
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from reconciler.core import providers
 from reconciler.core.loader import Document, Path_
-from reconciler.core.models import Config, Notification, Policy, Settings, Suspension
+from reconciler.core.models import BreakGlass, Config, Notification, Policy, Settings, Suspension
 from reconciler.core.policy import TicketPattern
-from reconciler.core.timeutil import parse_duration
+from reconciler.core.timeutil import format_duration, parse_duration
 from reconciler.core.validate import SchemaChecker, as_mapping, ints_to_text, where
 from reconciler.errors import Finding
 
@@ -208,6 +209,9 @@ def _policy(doc: Document, entry: Mapping[str, Any], index: int, bad: set[Path_]
                     f"{where((*here, 'max_duration'))}{exc}",
                 )
             )
+    break_glass = _break_glass(
+        doc, entry.get("break_glass"), (*here, "break_glass"), bad, max_duration
+    )
     _check_scopes(doc, entry, here, bad)
     _check_basic_roles(doc, entry, here)
     if not schema_ok or len(doc.findings) > before or max_duration is None:
@@ -224,9 +228,51 @@ def _policy(doc: Document, entry: Mapping[str, Any], index: int, bad: set[Path_]
         description=entry.get("description", ""),
         ticket=ticket,
         require_signed_commits=entry.get("require_signed_commits") is True,
+        break_glass=break_glass,
         file=doc.file,
         line=doc.line(here),
     )
+
+
+def _break_glass(
+    doc: Document, value: object, here: Path_, bad: set[Path_], longest: timedelta | None
+) -> BreakGlass | None:
+    """A policy's ``break_glass: {max_duration, review_within}``, both durations parsed and
+    the first no longer than the policy's ``longest``; a problem is a finding (and leaves
+    the policy out)."""
+    if not isinstance(value, dict) or any(p[: len(here)] == here for p in bad):
+        return None
+    parsed = {}
+    for key in ("max_duration", "review_within"):
+        try:
+            parsed[key] = parse_duration(value[key])
+        except (KeyError, ValueError) as exc:
+            doc.findings.append(
+                Finding(
+                    doc.file,
+                    doc.line((*here, key)),
+                    "E-CONFIG-DURATION",
+                    f"{where((*here, key))}{exc}",
+                )
+            )
+    glass = parsed.get("max_duration")
+    if glass is not None and longest is not None and glass > longest:
+        # Access nobody approved first must never outlast the access approvers grant.
+        path = (*here, "max_duration")
+        doc.findings.append(
+            Finding(
+                doc.file,
+                doc.line(path),
+                "E-CONFIG-BREAK-GLASS",
+                f"{where(path)}{format_duration(glass)} is longer than the policy's "
+                f"max_duration ({format_duration(longest)}): break-glass access, which nobody "
+                "approves first, may not last longer than approved access",
+            )
+        )
+        return None
+    if len(parsed) < 2:
+        return None
+    return BreakGlass(parsed["max_duration"], parsed["review_within"])
 
 
 def _ticket_pattern(doc: Document, entry: Mapping[str, Any], here: Path_) -> TicketPattern | None:
@@ -402,6 +448,16 @@ def _unknown_teams(
 
 def _check_approvers(pf: PolicyFile, index: int, policy: Policy, config: Config) -> list[Finding]:
     eligible = config.expand(policy.approvers)
+    if policy.break_glass is not None and not eligible:
+        return [
+            Finding(
+                pf.doc.file,
+                pf.doc.line(("policies", index, "break_glass")),
+                "E-CONFIG-BREAK-GLASS",
+                f"policy {policy.name!r} allows break-glass but its approvers name nobody, so "
+                "no break-glass request could ever get its follow-up review",
+            )
+        ]
     if policy.approvals <= len(eligible):
         return []
     return [

@@ -41,6 +41,7 @@ REFUSAL_CODES: dict[Reason, str] = {
     Reason.BASIC_ROLE: "E-REQ-BASIC-ROLE",
     Reason.APPROVALS_MISSING: "E-POLICY-APPROVALS",
     Reason.WRONG_DIRECTORY: "E-REQ-DIRECTORY",
+    Reason.NO_BREAK_GLASS: "E-POLICY-NO-BREAK-GLASS",
 }
 _KIND = {
     bool: "a boolean",
@@ -253,6 +254,7 @@ def check_request(doc: Document, checker: SchemaChecker) -> AccessRequest | None
         duration=duration,
         start=start,
         expires=expires,
+        break_glass=data.get("break_glass") is True,
         lines={k: doc.lines.get((k,), 1) for k in data},
     )
 
