@@ -17,17 +17,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, get_args
 
 from reconciler.core import providers
 from reconciler.core.models import AccessRequest, Approvals, Config, Decision, Grant, Reason, Window
 from reconciler.core.policy import compute_window, evaluate
+from reconciler.core.reviews import Review, follow_up
 from reconciler.errors import Finding
 
 State = Literal[
-    "pending", "scheduled", "active", "expired", "revoked", "rejected", "unverified", "suspended"
-]
-STATES: tuple[State, ...] = (
     "pending",
     "scheduled",
     "active",
@@ -36,7 +34,10 @@ STATES: tuple[State, ...] = (
     "rejected",
     "unverified",
     "suspended",
-)
+    "break-glass-unreviewed",
+    "break-glass-review-overdue",
+]
+STATES: tuple[State, ...] = get_args(State)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,11 @@ class Approval:
     refusal: str | None = None
     refusal_code: str = "E-APPROVAL"
     unverified: str | None = None
+    # A break-glass version's pull request reviews as GitHub lists them now (read afresh,
+    # never from the approvals recorded at grant time), for its follow-up review. None:
+    # not read (pr-check, apply, --trust-git); ``reviews_unverified``: GitHub failed.
+    reviews: tuple[Review, ...] | None = None
+    reviews_unverified: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,36 @@ class Problem:
     policy: str | None = None
     kind: Literal["file", "config", "approval", "policy", "suspended"] = "policy"
     line: int | None = None  # for a problem of the file itself
+
+
+FollowUpStatus = Literal["reviewed", "unreviewed", "overdue", "unchecked", "unverified"]
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """The review a break-glass version owes after its merge: an eligible approver of the
+    policy that allowed it (not the requester, not the PR author) approves the merged pull
+    request by ``due``. ``unchecked``: the reviews were not read (git alone, or a command
+    that does not need them); ``unverified``: GitHub could not be asked."""
+
+    status: FollowUpStatus
+    due: datetime
+    within: timedelta
+    policy: str
+    eligible: tuple[str, ...]  # lowercased logins who may do it
+    by: str | None = None  # who did it (status reviewed)
+    at: datetime | None = None
+    reason: str = ""  # unverified: why
+
+    @property
+    def late(self) -> bool:
+        """Reviewed, but after it was due."""
+        return self.at is not None and self.at > self.due
+
+    @property
+    def owed(self) -> bool:
+        """Known not to be done yet."""
+        return self.status in ("unreviewed", "overdue")
 
 
 @dataclass(frozen=True)
@@ -127,6 +163,8 @@ class Judgment:
     # While the approval is unverifiable: the window as git dates it, when a policy
     # allows that window; an existing grant may stay in place until its end, never beyond.
     held: Window | None = None
+    # A break-glass version allowed and merged: its follow-up review.
+    follow_up: FollowUp | None = None
 
     def grant(self, pr: int | None = None) -> Grant | None:
         """The grant this version holds when allowed (clouds keep whole seconds: a
@@ -279,7 +317,47 @@ def judge_request(
         problems=tuple(problems),
         waiting=waiting,
     )
+    judged = replace(judged, follow_up=_follow_up(judged, config, approval, now))
     return replace(judged, state=state_at(judged, now, removal, revoked_at))
+
+
+def _follow_up(j: Judgment, config: Config, approval: Approval, now: datetime) -> FollowUp | None:
+    """Where the follow-up review of an allowed, merged break-glass version stands at ``now``."""
+    request, merged = j.request, j.approved_at
+    policy = next((p for p in config.policies if p.name == j.policy), None)
+    if request is None or not request.break_glass or not j.allowed or merged is None:
+        return None
+    if policy is None or policy.break_glass is None:
+        return None
+    author = approval.approvals.pr_author if approval.approvals else None
+    excluded = {request.requester.lower(), *([author.lower()] if author else [])}
+    eligible = config.expand(policy.approvers) - excluded
+    within = policy.break_glass.review_within
+    owed = FollowUp("unchecked", merged + within, within, policy.name, tuple(sorted(eligible)))
+    if approval.reviews_unverified is not None:
+        return replace(owed, status="unverified", reason=approval.reviews_unverified)
+    if approval.reviews is None or approval.approvals is None:
+        return owed
+    # What GitHub held at ``now`` (--at in the past does not see later reviews).
+    seen = [r for r in approval.reviews if r.submitted_at is not None and r.submitted_at <= now]
+    review = follow_up(seen, merged, eligible=eligible, excluded=excluded)
+    if review is not None and review.submitted_at is not None:
+        return replace(owed, status="reviewed", by=review.login.lower(), at=review.submitted_at)
+    return replace(owed, status="unreviewed" if now < owed.due else "overdue")
+
+
+def shown_state(state: State, follow_up: FollowUp | None) -> State:
+    """The state ``status`` shows: a merged break-glass version whose follow-up review is
+    known to be missing says so, before and after it fell due, until it is reviewed."""
+    if follow_up is None or not follow_up.owed:
+        return state
+    if state not in ("scheduled", "active", "expired", "revoked"):
+        return state
+    return (
+        "break-glass-unreviewed"
+        if follow_up.status == "unreviewed"
+        else "break-glass-review-overdue"
+    )
 
 
 def judge(

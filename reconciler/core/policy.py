@@ -6,7 +6,7 @@ import re
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from fnmatch import translate
 
 import re2
@@ -219,7 +219,7 @@ def _decision(
         window=window,
         principal=principal,
         refusals=refusals,
-        approvals_needed=compiled.policy.approvals,
+        approvals_needed=approvals_needed(compiled.policy, request),
         approvers_counted=counted,
         approvers_eligible=tuple(sorted(compiled.approvers - excluded)),
     )
@@ -282,6 +282,16 @@ def _judge(
     """Every reason policy ``c`` refuses the request, and the approvals that counted."""
     p = c.policy
     out: list[Refusal] = []
+    if request.break_glass and p.break_glass is None:
+        out.append(
+            Refusal(
+                Reason.NO_BREAK_GLASS,
+                f"policy {p.name!r} does not allow break-glass requests (it sets no "
+                "break_glass): remove break_glass and ask for approval",
+                p.name,
+                "break_glass",
+            )
+        )
     if request.requester.lower() not in c.requesters:
         out.append(
             Refusal(
@@ -308,9 +318,24 @@ def _judge(
         excluded = _excluded(request, approvals)
         reviewers = frozenset(r.lower() for r in approvals.reviewers) - excluded
         counted = tuple(sorted(reviewers & c.approvers))
-        if len(counted) < p.approvals:
+        # Break-glass needs none before the merge: its review comes after (judgment).
+        if len(counted) < approvals_needed(p, request):
             out.append(_approvals_missing(c, counted, excluded))
     return out, counted
+
+
+def approvals_needed(policy: Policy, request: AccessRequest) -> int:
+    """How many approvals ``policy`` needs for ``request`` before it merges: none for a
+    break-glass request (it is reviewed after the merge), else the policy's number."""
+    return 0 if request.break_glass else policy.approvals
+
+
+def max_duration(policy: Policy, request: AccessRequest) -> timedelta:
+    """The longest window ``policy`` admits for ``request``: its break-glass max_duration
+    for a break-glass request."""
+    if request.break_glass and policy.break_glass is not None:
+        return policy.break_glass.max_duration
+    return policy.max_duration
 
 
 def _window_refusals(p: Policy, request: AccessRequest, window: Window) -> list[Refusal]:
@@ -330,11 +355,13 @@ def _window_refusals(p: Policy, request: AccessRequest, window: Window) -> list[
                 end_key,
             )
         ]
-    if window.length > p.max_duration:
+    longest = max_duration(p, request)
+    if window.length > longest:
+        what = "break-glass access" if request.break_glass else "access"
         return [
             Refusal(
                 Reason.TOO_LONG,
-                f"policy {p.name!r} allows at most {format_duration(p.max_duration)}; "
+                f"policy {p.name!r} allows {what} for at most {format_duration(longest)}; "
                 f"this request lasts {format_duration(window.length)}",
                 p.name,
                 end_key,
@@ -344,6 +371,17 @@ def _window_refusals(p: Policy, request: AccessRequest, window: Window) -> list[
 
 
 def _ticket_refusals(p: Policy, request: AccessRequest) -> list[Refusal]:
+    if request.break_glass and request.ticket is None:
+        pattern = f" matching {p.ticket.pattern}" if p.ticket is not None else ""
+        return [
+            Refusal(
+                Reason.TICKET_MISSING,
+                f"a break-glass request needs a ticket{pattern} (policy {p.name!r}): name "
+                "the incident it is for",
+                p.name,
+                "break_glass",
+            )
+        ]
     if p.ticket is None:
         return []
     if request.ticket is None:

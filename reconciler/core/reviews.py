@@ -71,3 +71,30 @@ def approvers(
         and not review.is_bot
         and login not in excluded
     )
+
+
+def follow_up(
+    reviews: Iterable[Review],
+    merged_at: datetime,
+    *,
+    eligible: frozenset[str],
+    excluded: Iterable[str] = (),
+) -> Review | None:
+    """The review that settles a break-glass request after its merge: the earliest approval,
+    submitted after ``merged_at``, by an ``eligible`` reviewer (lowercased logins) who is
+    not ``excluded`` (the requester, the PR author) nor a bot, and whose verdict since then
+    still stands (a later dismissal or change request takes it back). Approvals given
+    before the merge never count here, and this never counts toward ``approvers``."""
+    out = {x.lower() for x in excluded}
+    standing: dict[str, Review | None] = {}
+    after = (r for r in reviews if r.submitted_at is not None and r.submitted_at > merged_at)
+    for review in sorted(after, key=_order):
+        state, login = review.state.upper(), review.login.lower()
+        if state in _STATELESS or review.is_bot or login in out or login not in eligible:
+            continue
+        if state != "APPROVED":
+            standing[login] = None
+        elif standing.get(login) is None:
+            standing[login] = review
+    approvals = [r for r in standing.values() if r is not None]
+    return min(approvals, key=_order, default=None)
