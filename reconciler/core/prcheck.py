@@ -10,13 +10,14 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from reconciler.core.escape import markdown_cell, markdown_code, markdown_text
 from reconciler.core.judgment import Judgment
 from reconciler.core.layout import under_requests
 from reconciler.core.models import AccessRequest, Config, Decision, Policy
+from reconciler.core.policy import approvals_needed
 from reconciler.core.timeutil import format_duration, format_rfc3339
 from reconciler.errors import Finding
 
@@ -120,7 +121,8 @@ def approval_state(
     excluded = {request.requester.lower(), pr_author.lower()}
     eligible = config.expand(policy.approvers) - excluded
     counted = tuple(sorted({r.lower() for r in reviewers} & eligible))
-    return Approval(policy, policy.approvals, counted, tuple(sorted(eligible - set(counted))))
+    needed = approvals_needed(policy, request)
+    return Approval(policy, needed, counted, tuple(sorted(eligible - set(counted))))
 
 
 def judge_request_verdict(
@@ -213,6 +215,10 @@ def status_description(report: Report) -> str:
     if state == "success":
         n = sum(1 for v in report.verdicts if v.kind == "request")
         text = f"{n} request(s) approved" if n else "may merge"
+        glass = _break_glass(report)
+        if glass:
+            within = format_duration(min(_within(v) for v in glass))
+            text = f"BREAK-GLASS, no approval needed: an approver must review within {within}"
         if any(v.kind == "revocation" for v in report.verdicts):
             text += "; revocation allowed"
         return _cut(text)
@@ -256,7 +262,8 @@ def render_markdown(report: Report, now: datetime) -> str:
     state = report.state
     lines = [
         MARKER,
-        f"### {_ICON[state]} accessctl: {_HEADLINE[state]}",
+        f"### {_ICON[state]} accessctl: {_HEADLINE[state]}"
+        + (" (🚨 break-glass: review required after the merge)" if _break_glass(report) else ""),
         "",
         f"Pull request \\#{report.pr} by {_code(report.author)}, checked at "
         f"{markdown_code(report.head[:12])} against the policies of the base commit "
@@ -267,6 +274,7 @@ def render_markdown(report: Report, now: datetime) -> str:
     lines += [f"- {markdown_text(n)}" for n in report.notes]
     if report.problems or report.notes:
         lines.append("")
+    lines += _break_glass_notice(report)
     requests = [v for v in report.verdicts if v.kind == "request"]
     if requests:
         lines += _request_table(requests)
@@ -285,6 +293,51 @@ def render_markdown(report: Report, now: datetime) -> str:
             for f in problems
         ]
     return "\n".join(lines) + "\n"
+
+
+def _is_break_glass(v: FileVerdict) -> bool:
+    """A break-glass request the gate lets through (allowed under a break-glass policy)."""
+    return (
+        v.kind == "request"
+        and v.state == "success"
+        and v.request is not None
+        and v.request.break_glass
+        and v.approval is not None
+        and v.approval.policy.break_glass is not None
+    )
+
+
+def _break_glass(report: Report) -> list[FileVerdict]:
+    return [v for v in report.verdicts if _is_break_glass(v)]
+
+
+def _within(v: FileVerdict) -> timedelta:
+    assert v.approval is not None and v.approval.policy.break_glass is not None
+    return v.approval.policy.break_glass.review_within
+
+
+def _break_glass_notice(report: Report) -> list[str]:
+    """Said loudly, before anything else: access without approval, and the review it owes."""
+    out: list[str] = []
+    for v in _break_glass(report):
+        assert v.request is not None and v.approval is not None
+        policy, within = v.approval.policy, format_duration(_within(v))
+        assert policy.break_glass is not None
+        who = _codes(v.approval.eligible) or "nobody: fix the policy's approvers"
+        out += [
+            "> [!CAUTION]",
+            f"> 🚨 **BREAK-GLASS**: {_code(v.path)} is emergency access **without approval** "
+            f"for {_code(v.request.requester)} (policy {_code(policy.name)}: at most "
+            f"{format_duration(policy.break_glass.max_duration)}, ticket "
+            f"{_code(v.request.ticket or '')}).",
+            ">",
+            f"> After the merge, an eligible approver of {_code(policy.name)} ({who}; not the "
+            f"requester, not the author) **must approve this pull request within {within}** of "
+            "the merge. Until then `accessctl status` shows it `break-glass-unreviewed` and "
+            "`accessctl audit` reports it; after that it is `break-glass-review-overdue`.",
+            "",
+        ]
+    return out
 
 
 def _first(v: FileVerdict) -> str:
@@ -349,6 +402,8 @@ def _approvals_cell(v: FileVerdict) -> str:
     a = v.approval
     if a is None:
         return "not checked" if v.state == "failure" else "none needed"
+    if _is_break_glass(v):
+        return f"none before the merge (break-glass): review within {format_duration(_within(v))}"
     text = f"{len(a.counted)}/{a.needed}: " + (_codes(a.counted) or "none yet")
     if a.missing:
         text += f"; missing {a.missing} from {_codes(a.policy.approvers)}"
