@@ -205,6 +205,8 @@ def entry_json(
         line["request_reason"] = decided.reason
     if decided.pr is not None:
         line["pr"] = decided.pr
+    if decided.break_glass:  # emergency access without approval: said on every line of it
+        line["break_glass"] = True
     return line
 
 
@@ -851,6 +853,9 @@ def parse_line(line: str) -> LedgerEntry | None:
             run=str(data.get("run") or ""),
             commit=str(data.get("commit") or ""),
             id=str(data.get("id") or ""),
+            sessions_ended_at=(
+                parse_rfc3339(data["sessions_ended_at"]) if data.get("sessions_ended_at") else None
+            ),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -37,7 +37,7 @@ from reconciler.retry import Backoff, retrying
 if TYPE_CHECKING:
     from reconciler.core.prcheck import Report
     from reconciler.github import GitHubClient
-    from reconciler.sinks import RunReport
+    from reconciler.sinks import Decided, RunReport
 
 SIGNATURE_HEADER = "X-Accessctl-Signature-256"
 SCHEMA_VERSION = 1
@@ -63,7 +63,8 @@ class DeliveryFailed(AccessctlError):
 @dataclass(frozen=True)
 class Event:
     """One thing people hear about. Request events carry the request; ``message`` says
-    what went wrong for ``failed`` and ``late-revoke``."""
+    what went wrong for ``failed`` and ``late-revoke``, and the review a ``break-glass``
+    grant owes."""
 
     event: str
     time: datetime
@@ -153,7 +154,8 @@ def events_of_run(
     context: Mapping[str, str | None],
     failed_scopes: Mapping[tuple[str, str], str] | None = None,
 ) -> list[Event]:
-    """granted, revoked, failed (a change or an unreadable scope) and late-revoke."""
+    """granted, break-glass (a grant of emergency access, beside its granted), revoked,
+    failed (a change or an unreadable scope) and late-revoke."""
     out: list[Event] = []
     for d in report.decided():
         g, ok = d.result.change.grant, d.result.ok
@@ -167,6 +169,9 @@ def events_of_run(
             summary = f"{kind} {what} {'to' if granting else 'from'} {who}"
             summary += _until(g.end) if granting else ""
             out.append(Event(kind, report.now, summary, context=context, **fields))
+            if granting and d.break_glass:
+                granted = f"{what} to {who}{_until(g.end)}"
+                out.append(_break_glass(report.now, d, granted, fields, context))
         else:
             verb = "grant" if granting else "revoke"
             summary = f"could not {verb} {what} for {who}: {d.result.message}"
@@ -201,6 +206,24 @@ def events_of_run(
             )
         )
     return out
+
+
+def _break_glass(
+    now: datetime,
+    d: Decided,
+    granted: str,
+    fields: Mapping[str, Any],
+    context: Mapping[str, str | None],
+) -> Event:
+    """Emergency access granted without approval: loud, with the review it owes."""
+    pr = f"pull request #{d.pr}" if d.pr is not None else "its pull request"
+    due = f" by {format_rfc3339(d.review_due)}" if d.review_due is not None else ""
+    review = (
+        f"an eligible approver of policy {d.policy or '?'} (not the requester) must approve "
+        f"{pr}{due}"
+    )
+    summary = f"BREAK-GLASS: granted {granted} without approval; {review}"
+    return Event("break-glass", now, summary, message=review, context=context, **fields)
 
 
 def waiting_events(report: Report, now: datetime, context: Mapping[str, str | None]) -> list[Event]:

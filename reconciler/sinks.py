@@ -34,6 +34,9 @@ class Decided:
     ticket: str | None = None
     policy: str | None = None
     pr: int | None = None
+    # Emergency access granted without approval, and when its follow-up review falls due.
+    break_glass: bool = False
+    review_due: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class RunReport:
                     ticket=request.ticket if request else None,
                     policy=j.policy if j is not None else None,
                     pr=r.change.grant.pr or (j.pr if j is not None else None),
+                    break_glass=bool(request and request.break_glass),
+                    review_due=j.follow_up.due if j is not None and j.follow_up else None,
                 )
             )
         return out
