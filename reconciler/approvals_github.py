@@ -309,6 +309,14 @@ class GitHubApprovals:
         self.cache.dirty = True
         return Remover(pull.author, pull.number)
 
+    def current_reviews(self, number: int) -> list[Review]:
+        """Pull request ``number``'s reviews as GitHub lists them now: a break-glass
+        request's follow-up review comes after the merge, so it is never read from the
+        approvals recorded when it was granted (``ApprovalCache``). Raises GitHubError."""
+        if number not in self._reviews_of:
+            self._reviews_of[number] = self.client.pull_reviews(number)
+        return self._reviews_of[number]
+
     def evidence(self) -> dict[str, bytes]:
         """The verified approvals for the ledger branch, when this run learnt new ones."""
         if not self.cache.dirty:

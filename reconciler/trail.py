@@ -28,11 +28,11 @@ from reconciler.core.audit import (
     settle,
 )
 from reconciler.core.escape import clean_json
-from reconciler.core.judgment import Approval, judge_request
+from reconciler.core.judgment import Approval, judge_request, shown_state
 from reconciler.core.models import Settings
 from reconciler.core.policy import compute_window
 from reconciler.core.timeutil import format_duration, format_rfc3339
-from reconciler.errors import AccessctlError, ConfigError, Finding
+from reconciler.errors import AccessctlError, ConfigError, Finding, GitHubError
 
 if TYPE_CHECKING:
     from reconciler.approvals import ApprovalRecord, FileChange
@@ -170,6 +170,21 @@ class _Lookups:
             record = self.source.cache.get(change) or _unverified(change)
         return _pull_info(record)
 
+    def with_reviews(self, pull: PullInfo) -> PullInfo:
+        """A break-glass version's pull request with its reviews as GitHub lists them now,
+        for the follow-up review (never the approvals recorded at grant time); while
+        GitHub is down, marked unverified."""
+        if pull.number is None or pull.merged_at is None or pull.error:
+            return pull
+        if self.outage is None:
+            try:
+                reviews = self.source.current_reviews(pull.number)
+            except GitHubError as exc:
+                self.outage = outage_words(f"approval could not be verified: {exc}")
+            else:
+                return replace(pull, reviews=tuple(reviews))
+        return replace(pull, reviews_error=self.outage)
+
     def remover_of(self, v: Version) -> RemovedBy:
         assert v.removal is not None
         if self.outage is not None:
@@ -214,7 +229,10 @@ def look_up(
     found = _Lookups(source, outage=down)
     for v in versions:
         change = FileChange(v.path, v.commit, v.blob, v.committed_at, v.author)
-        found.pulls[(v.commit, v.path)] = found.pull_of(change)
+        pull = found.pull_of(change)
+        if v.request is not None and v.request.break_glass and not v.findings:
+            pull = found.with_reviews(pull)
+        found.pulls[(v.commit, v.path)] = pull
     for v in versions:
         removal, request = v.removal, v.request
         if removal is None or not removal.deleted or request is None or v.findings:
@@ -421,14 +439,25 @@ def committed_rows(entries: list[AuditEntry], now: datetime) -> list[Row]:
     """Requests on the branch, and deleted ones whose window would still be open: an early
     revocation stays visible (state revoked) until then."""
     return [
-        Row(e.file, e.requester, e.provider, e.scope, e.role, e.state, e.begin, e.end, _note(e))
+        Row(
+            e.file,
+            e.requester,
+            e.provider,
+            e.scope,
+            e.role,
+            shown_state(e.state, e.follow_up),
+            e.begin,
+            e.end,
+            _note(e),
+        )
         for e in entries
         if e.removal is None or (e.state == "revoked" and e.end is not None and e.end > now)
     ]
 
 
 def _note(entry: AuditEntry) -> str:
-    first = entry.anomalies[:1] or entry.events[:1]
+    review = [a for a in entry.anomalies if a.code.startswith("break-glass-")]
+    first = review[:1] or entry.anomalies[:1] or entry.events[:1]
     return str(first[0]) if first else ""
 
 

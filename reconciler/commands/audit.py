@@ -49,10 +49,14 @@ CSV_FIELDS = (
     "end",
     "granted_at",
     "revoked_at",
+    "sessions_ended_at",
     "removed_at",
     "grant_lateness",
     "revoke_lateness",
     "state",
+    "break_glass",
+    "reviewed_after_by",
+    "reviewed_after_at",
     "anomaly_codes",
     "anomalies",
     "events",
@@ -162,7 +166,11 @@ def render_text(trail: Trail, entries: Sequence[AuditEntry], now: datetime) -> s
 
 def _text_block(e: AuditEntry, now: datetime) -> str:
     what = f"{e.provider} {e.role} on {e.scope}" if e.provider else "(invalid request file)"
-    lines = [f"{e.file} @ {short(e.commit)}  [{e.state}]", f"  {e.requester or '?'}: {what}"]
+    glass = "  BREAK-GLASS" if e.break_glass else ""
+    lines = [
+        f"{e.file} @ {short(e.commit)}  [{e.state}]{glass}",
+        f"  {e.requester or '?'}: {what}",
+    ]
     if e.policy:
         lines[-1] += f"  (policy {e.policy})"
     if e.reason:
@@ -177,6 +185,8 @@ def _text_block(e: AuditEntry, now: datetime) -> str:
             who = "the merge (reviews not checked: git only)"
         elif e.approvers:
             who = ", ".join(e.approvers)
+        elif e.break_glass:
+            who = "nobody: break-glass, emergency access without approval"
         else:
             who = "the merge alone (no review counted)"
         events.append((e.approved_at, 1, f"approved    by {who}"))
@@ -187,6 +197,10 @@ def _text_block(e: AuditEntry, now: datetime) -> str:
         verb = "deleted" if e.removal.deleted else "replaced"
         events.append((e.removal.at, 4, f"{verb:<11} by {short(e.removal.commit)}"))
     events += [(t, 3, f"ledger      {text}") for t, text in e.timeline]
+    if e.reviewed_after_at is not None:  # break-glass: the follow-up, never an approval
+        events.append(
+            (e.reviewed_after_at, 3, f"reviewed    after the merge by {e.reviewed_after_by}")
+        )
     for when, _, text in sorted(events, key=lambda x: (x[0], x[1])):
         mark = " " if when <= now else "~"  # ~ marks what lies after --at
         lines.append(f"  {mark}{format_rfc3339(when)}  {text}")
@@ -214,6 +228,7 @@ def render_csv(entries: Sequence[AuditEntry]) -> str:
         row["approvers"] = "; ".join(e.approvers) if e.approvers is not None else ""
         row["anomaly_codes"] = "; ".join(a.code for a in e.anomalies)
         row["anomalies"] = json.dumps(row["anomalies"]) if e.anomalies else ""
+        row["break_glass"] = "true" if e.break_glass else "false"
         row["events"] = json.dumps(row["events"]) if e.events else ""
         writer.writerow({k: "" if row[k] is None else csv_cell(str(row[k])) for k in CSV_FIELDS})
     return buf.getvalue().rstrip("\n")
@@ -255,6 +270,8 @@ def render_markdown(trail: Trail, entries: Sequence[AuditEntry], now: datetime) 
             granted += f" ({lateness(e.grant_lateness)})"
         if e.revoke_lateness is not None:
             revoked += f" ({lateness(e.revoke_lateness)})"
+        if e.sessions_ended_at is not None:
+            revoked += f"; sessions before {_t(e.sessions_ended_at)} denied"
         rows.append(
             "| "
             + " | ".join(
@@ -266,7 +283,7 @@ def render_markdown(trail: Trail, entries: Sequence[AuditEntry], now: datetime) 
                     f"{_t(e.begin)} → {_t(e.end)}",
                     granted,
                     revoked,
-                    f"**{e.state}**",
+                    f"**{e.state}**" + (" 🚨 break-glass" if e.break_glass else ""),
                     "<br>".join(f"`{a.code}` {markdown_text(a.message)}" for a in e.anomalies),
                     "<br>".join(f"`{v.code}` {markdown_text(v.message)}" for v in e.events),
                 ]

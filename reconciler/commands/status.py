@@ -21,6 +21,19 @@ from reconciler.trail import (
     whoami,
 )
 
+# States whose row is followed by its note (why, or what a person must do).
+_NOTED = frozenset(
+    {
+        "pending",
+        "rejected",
+        "revoked",
+        "unverified",
+        "suspended",
+        "break-glass-unreviewed",
+        "break-glass-review-overdue",
+    }
+)
+
 
 def render_text(rows: list[Row], now: datetime) -> str:
     if not rows:
@@ -33,7 +46,7 @@ def render_text(rows: list[Row], now: datetime) -> str:
         left = r.time_left(now) if r.state in ("active", "scheduled", "expired") else ""
         file, what, left = log_line(r.file), terminal_text(what), terminal_text(left)
         lines.append(f"{file:<{width}}  {r.state:<9}  {left:<16}  {what}".rstrip())
-        if r.note and r.state in ("pending", "rejected", "revoked", "unverified", "suspended"):
+        if r.note and r.state in _NOTED:
             lines.append(f"{'':<{width}}  ! {terminal_text(r.note)}")
     counts: dict[str, int] = {}
     for r in rows:
@@ -77,7 +90,9 @@ def status_command(  # noqa: PLR0917 - click passes options as arguments
     the branch, as plan judges it), unverified (GitHub could not be asked whether it was
     approved: neither approved nor refused; a verified approval the reconciler stored on
     its ledger branch stands in), suspended (the requester is under an emergency stop in
-    policies/: nothing is granted). Reads git (and the ledger branch when present);
+    policies/: nothing is granted), break-glass-unreviewed (emergency access granted
+    without approval whose follow-up review by an eligible approver is still owed),
+    break-glass-review-overdue (that review is past due). Reads git (and the ledger branch when present);
     approvals come from GitHub when GITHUB_TOKEN/GITHUB_REPOSITORY are set, else from git
     alone. Needs no cloud access.
 

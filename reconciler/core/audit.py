@@ -16,10 +16,19 @@ from datetime import datetime, timedelta
 from typing import Literal, get_args
 
 from reconciler.core import judgment, providers
-from reconciler.core.judgment import STATES, Approval, Problem, Removal, State, Version
+from reconciler.core.judgment import (
+    STATES,
+    Approval,
+    FollowUp,
+    Problem,
+    Removal,
+    State,
+    Version,
+)
 from reconciler.core.models import DEFAULT_LATE_TOLERANCE, Approvals, Window
 from reconciler.core.policy import compute_window
 from reconciler.core.prcheck import may_revoke
+from reconciler.core.reviews import Review
 from reconciler.core.timeutil import format_duration, format_rfc3339
 
 __all__ = ["STATES", "Removal", "State", "Version"]  # re-exported for the commands
@@ -41,6 +50,8 @@ AnomalyCode = Literal[
     "ledger-forged",
     "used-after-end",  # audit --activity: calls after the grant's end (reconciler.core.activity)
     "denied-attempts",  # audit --activity: denied calls during the window
+    "break-glass-unreviewed",  # granted without approval; its follow-up review not yet given
+    "break-glass-review-overdue",  # ... and not given within review_within of the merge
 ]
 ANOMALY_CODES: tuple[AnomalyCode, ...] = get_args(AnomalyCode)
 EventCode = Literal["deleted-early", "superseded"]
@@ -85,6 +96,10 @@ class PullInfo:
     approvals: Approvals | None = None
     error: str | None = None
     transient: bool = False  # the lookup itself failed (GitHub unreachable)
+    # A break-glass version's: the pull request's reviews as GitHub lists them now (never
+    # the approvals recorded at grant time), for the follow-up review; or why not read.
+    reviews: tuple[Review, ...] | None = None
+    reviews_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,8 @@ class LedgerEntry:
     run: str = ""
     commit: str = ""
     id: str = ""
+    # A revoke: sessions issued before this time are denied (AWS), once that took effect.
+    sessions_ended_at: datetime | None = None
 
     def key(self) -> tuple[str, str, str, str]:
         return (self.provider, self.scope, self.role, self.principal.lower())
@@ -158,6 +175,19 @@ class AuditEntry:
     due: datetime | None = field(default=None, compare=False)  # when access had to end
     cloud_ends: bool = field(default=False, compare=False)  # the cloud ended it at `end`
     cloud_key: Hashable | None = field(default=None, compare=False)
+    # AWS: sessions issued before this time were denied by the revoke (the ledger's line).
+    sessions_ended_at: datetime | None = None
+    break_glass: bool = False
+    follow_up: FollowUp | None = field(default=None, compare=False)
+
+    @property
+    def reviewed_after_by(self) -> str | None:
+        """Who gave a break-glass version its follow-up review (never an approval)."""
+        return self.follow_up.by if self.follow_up is not None else None
+
+    @property
+    def reviewed_after_at(self) -> datetime | None:
+        return self.follow_up.at if self.follow_up is not None else None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -175,10 +205,14 @@ class AuditEntry:
             "end": _ts(self.end),
             "granted_at": _ts(self.granted_at),
             "revoked_at": _ts(self.revoked_at),
+            "sessions_ended_at": _ts(self.sessions_ended_at),
             "removed_at": _ts(self.removed_at),
             "grant_lateness": self.grant_lateness,
             "revoke_lateness": self.revoke_lateness,
             "state": self.state,
+            "break_glass": self.break_glass,
+            "reviewed_after_by": self.reviewed_after_by,
+            "reviewed_after_at": _ts(self.reviewed_after_at),
             "anomalies": [a.to_json() for a in self.anomalies],
             "events": [e.to_json() for e in self.events],
         }
@@ -207,6 +241,7 @@ class _Judged:
     anomalies: tuple[Anomaly, ...]
     unverified: bool = False
     suspended: bool = False  # the requester is under an emergency stop (an intended refusal)
+    follow_up: FollowUp | None = None  # a break-glass version's review after the merge
 
     @property
     def ledger_window(self) -> Window | None:
@@ -239,7 +274,14 @@ def approval_of(version: Version, pull: PullInfo | None, *, trust_git: bool) -> 
         return Approval(None, refusal=DIRECT_PUSH, refusal_code="E-APPROVAL-DIRECT-PUSH")
     approved_at = pull.merged_at or version.committed_at
     approvals = pull.approvals or Approvals(frozenset())
-    return Approval(approved_at, approvals, pull.number, refusal=pull.error)
+    return Approval(
+        approved_at,
+        approvals,
+        pull.number,
+        refusal=pull.error,
+        reviews=pull.reviews,
+        reviews_unverified=pull.reviews_error,
+    )
 
 
 def judge(
@@ -265,6 +307,7 @@ def judge(
             continue
         refusals += p.kind == "policy"
         anomalies.append(_problem_anomaly(p, version, tip=tip, at_tip=at_tip))
+    anomalies += follow_up_anomalies(j.follow_up, j.pr)
     principal = j.principal
     if principal is None and version.request is not None:
         config = version.tip_config if at_tip and version.tip_config else version.config
@@ -281,7 +324,52 @@ def judge(
         tuple(anomalies),
         unverified=j.state == "unverified",
         suspended=j.state == "suspended",
+        follow_up=j.follow_up,
     )
+
+
+def follow_up_anomalies(f: FollowUp | None, pr: int | None) -> list[Anomaly]:
+    """A break-glass version's follow-up review: still owed, overdue, given late, or not
+    checkable right now (GitHub down: unknown, not an accusation)."""
+    if f is None or f.status == "unchecked":
+        return []
+    if f.status == "unverified":
+        return [
+            Anomaly(
+                "unverified",
+                "the follow-up review of this break-glass request could not be checked: "
+                "GitHub did not answer (the cause is reported once for the run)",
+            )
+        ]
+    due = format_rfc3339(f.due)
+    who = ", ".join(f.eligible) or "nobody"
+    asked = f"an eligible approver of policy {f.policy} ({who}) must approve pull request"
+    asked += f" #{pr}" if pr is not None else ""
+    if f.status == "unreviewed":
+        return [
+            Anomaly(
+                "break-glass-unreviewed",
+                f"granted without approval (break-glass): {asked} by {due}",
+            )
+        ]
+    if f.status == "overdue":
+        return [
+            Anomaly(
+                "break-glass-review-overdue",
+                f"granted without approval (break-glass) and not reviewed within "
+                f"{format_duration(f.within)} of the merge: {asked} (it was due {due})",
+            )
+        ]
+    if f.late and f.at is not None:
+        return [
+            Anomaly(
+                "break-glass-review-overdue",
+                f"the follow-up review of this break-glass request came "
+                f"{format_duration(f.at - f.due)} after it was due at {due} ({f.by} at "
+                f"{format_rfc3339(f.at)})",
+            )
+        ]
+    return []
 
 
 def _problem_anomaly(p: Problem, version: Version, *, tip: bool, at_tip: bool) -> Anomaly:
@@ -470,6 +558,7 @@ class _Facts:
 
     granted_at: datetime | None = None
     revoked_at: datetime | None = None
+    sessions_ended_at: datetime | None = None
     grant_line: LedgerEntry | None = None
     anomalies: list[Anomaly] = field(default_factory=list)
     timeline: list[tuple[datetime, str]] = field(default_factory=list)
@@ -482,6 +571,8 @@ def _ledger_facts(judged: _Judged, entries: list[LedgerEntry], at: datetime) -> 
             continue
         what = f"{e.action} {'ok' if e.ok else 'FAILED'}"
         detail = f": {e.message}" if e.message and not e.ok else ""
+        if e.sessions_ended_at is not None:
+            detail += f"; sessions issued before {format_rfc3339(e.sessions_ended_at)} denied"
         facts.timeline.append((e.time, f"{what} ({e.principal}){detail}"))
         when = format_rfc3339(e.time)
         if e.action == "grant":
@@ -492,7 +583,7 @@ def _ledger_facts(judged: _Judged, entries: list[LedgerEntry], at: datetime) -> 
                 facts.anomalies.append(Anomaly("grant-failed", f"at {when}: {why}"))
         elif e.action == "revoke":
             if e.ok and facts.revoked_at is None and facts.granted_at is not None:
-                facts.revoked_at = e.time
+                facts.revoked_at, facts.sessions_ended_at = e.time, e.sessions_ended_at
             elif not e.ok:
                 why = e.message or "no reason given"
                 facts.anomalies.append(Anomaly("revoke-failed", f"at {when}: {why}"))
@@ -756,6 +847,7 @@ def _entry(
         end=window.end if window else None,
         granted_at=facts.granted_at,
         revoked_at=facts.revoked_at,
+        sessions_ended_at=facts.sessions_ended_at,
         state=state,
         anomalies=tuple(dict.fromkeys(anomalies)),
         events=tuple(_removal_events(judged, at)),
@@ -767,6 +859,8 @@ def _entry(
         principal=judged.principal,
         removal=v.removal,
         timeline=tuple(sorted(timeline, key=lambda t: t[0])),
+        break_glass=bool(request and request.break_glass),
+        follow_up=judged.follow_up,
     )
 
 
