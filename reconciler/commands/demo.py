@@ -4,7 +4,9 @@ No credentials and no network beyond loopback: the package's GCP IAM emulator an
 (AWS IAM Identity Center) run in this process on free ports; a throw-away access repo is
 made from the project's example ``policies/``; every step runs the real ``accessctl``
 command line in a subprocess and makes real git commits, and what the clouds hold is
-printed after each change.
+printed after each change. Alice uses her access in between: on GCP she calls the
+emulator with her own identity (which checks it and writes Cloud Audit Logs), on AWS her
+session's calls are seeded into the sandbox's CloudTrail.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +36,8 @@ from reconciler.core import providers
 from reconciler.core.timeutil import format_rfc3339, parse_rfc3339
 from reconciler.providers.aws import Aws
 from reconciler.providers.gcp import Gcp
+from reconciler.sandbox.cloudtrail import sso_event
+from reconciler.sandbox.gcp_principals import principal_headers
 
 # A fixed story, so every run prints the same trail: the merge happens at MERGED_AT.
 REQUESTED_AT = parse_rfc3339("2026-12-01T08:50:00Z")
@@ -41,6 +47,14 @@ GCP, AWS = Gcp.name, Aws.name
 GCP_PROJECT = "projects/payments-prod"
 AWS_ACCOUNT = "111122223333"
 AWS_PERMISSION_SET = "ReadOnlyAccess"
+SESSION = timedelta(hours=1)  # the permission sets' SessionDuration in the sandbox
+SQL_INSTANCE = "checkout-db"
+ALICE_GCP, ALICE_AWS = "user:alice@example.com", "alice@example.com"
+# The project's audit config: Data Access logs (reads) are off in GCP until turned on.
+SQL_READS_LOGGED = {
+    "service": "cloudsql.googleapis.com",
+    "auditLogConfigs": [{"logType": "ADMIN_READ"}, {"logType": "DATA_READ"}],
+}
 TICKET = "INC-4821"
 FALLBACK_POLICIES = {
     "demo.yaml": f"""\
@@ -153,10 +167,71 @@ class Story:
             if cond:
                 click.echo(f"         condition title: {cond.get('title')}")
                 click.echo(f"         expression:      {cond.get('expression')}")
+        for config in policy.get("auditConfigs", []):
+            types = ", ".join(c["logType"] for c in config.get("auditLogConfigs", []))
+            click.echo(f"     Data Access audit logs on: {config['service']} ({types})")
         held = sorted(self.aws.assignments(self.seeded, AWS_ACCOUNT))
         click.echo(f"   {providers.spec(AWS).title}: account {AWS_ACCOUNT} assignments:")
         for ps, kind, who in held or [("(none)", "", "")]:
             click.echo(f"     - {ps} {kind} {who}".rstrip())
+        self.show_inline_policy()
+
+    def show_inline_policy(self) -> None:
+        text = self.aws.inline_policy(self.seeded, AWS_PERMISSION_SET)
+        click.echo(
+            f"   permission set {AWS_PERMISSION_SET} inline policy:{'' if text else ' (none)'}"
+        )
+        for line in text.splitlines():
+            click.echo(f"     {line}")
+        user_id = self.seeded.users.get(ALICE_AWS, "")
+        if user_id and user_id in text:
+            click.echo(f"     ({user_id} is {ALICE_AWS}'s identity-store user id)")
+
+    # -- alice at work ------------------------------------------------------------------
+    def gcp_call(self, verb: str, path: str, at: datetime, expect: int) -> None:
+        """A call to the GCP emulator with alice's identity, at ``at`` (request.time)."""
+        request = urllib.request.Request(  # noqa: S310 (the sandbox's own loopback URL)
+            self.gcp.url + path,
+            method=verb,
+            headers=principal_headers(ALICE_GCP, at=at),
+            data=b"" if verb == "POST" else None,
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+                status, body = resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, json.loads(exc.read() or b"{}")
+        click.secho(f"   {at:%H:%M}  alice  {verb} {path}", fg="cyan")
+        click.echo(f"          -> {status} {_outcome(body)}")
+        if status != expect:
+            self.failures.append(f"alice {verb} {path} answered {status}, not {expect}")
+
+    def aws_call(
+        self, at: datetime, source: str, name: str, error: str | None = None, note: str = ""
+    ) -> None:
+        """A call alice's Identity Center session made in the account, as CloudTrail
+        records it (seeded: the sandbox runs no AWS services)."""
+        record = sso_event(
+            AWS_ACCOUNT, AWS_PERMISSION_SET, ALICE_AWS, at=at, source=source, name=name,
+            error_code=error,
+        )  # fmt: skip
+        self.aws.faults.cloudtrail.add(AWS_ACCOUNT, self.aws.region, record)
+        service = source.removesuffix(".amazonaws.com")
+        click.secho(f"   {at:%H:%M}  alice  AWS {service} {name} in {AWS_ACCOUNT}", fg="cyan")
+        click.echo(f"          -> {error or 'ok'}{note}  (CloudTrail)")
+
+
+def _outcome(body: Mapping[str, Any]) -> str:
+    """One line for an API answer: the error, or what a list or an operation returned."""
+    error = body.get("error")
+    if isinstance(error, Mapping):
+        return f"{error.get('status', '')}: {error.get('message', '')}"
+    if "items" in body or body.get("kind") == "sql#instancesList":
+        names = [
+            f"{i['name']} ({i['databaseVersion']}, {i['state']})" for i in body.get("items", [])
+        ]
+        return "OK: " + (", ".join(names) or "no instances")
+    return f"OK: {body.get('operationType', body.get('kind', ''))}".rstrip(": ")
 
 
 def _identity(login: str) -> dict[str, str]:
@@ -210,8 +285,10 @@ def seed_clouds(story: Story, policies: Mapping[str, str]) -> dict[str, Any]:
         {
             "version": 1,
             "bindings": [{"role": "roles/viewer", "members": ["group:payments-team@example.com"]}],
+            "auditConfigs": [SQL_READS_LOGGED],
         },
     )
+    story.gcp.sql.add(GCP_PROJECT, SQL_INSTANCE)
     docs = [yaml.safe_load(text) or {} for text in policies.values()]
     users = sorted(
         {p[AWS] for d in docs for p in (d.get("identities") or {}).values() if p.get(AWS)}
@@ -225,8 +302,11 @@ def seed_clouds(story: Story, policies: Mapping[str, str]) -> dict[str, Any]:
             for r in p["roles"]
         }
     )
-    story.seeded = story.aws.seed(users=users, permission_sets=dict.fromkeys(sets, "PT1H"))
+    duration = f"PT{int(SESSION.total_seconds() // 3600)}H"
+    story.seeded = story.aws.seed(users=users, permission_sets=dict.fromkeys(sets, duration))
     settings: dict[str, Any] = story.seeded.provider_settings()
+    # activity reads each account's CloudTrail through a role there (moto's STS issues it)
+    settings["activity_role"] = "arn:aws:iam::{account}:role/accessctl-activity"
     return settings
 
 
@@ -261,12 +341,27 @@ def make_repo(story: Story, policies: Mapping[str, str]) -> None:
     )
 
 
+# The story's clock: the merge at 09:00, the windows end at 10:00 (AWS) and 11:00 (GCP).
+T_GRANT = MERGED_AT + timedelta(minutes=5)
+T_LATE = MERGED_AT + timedelta(hours=2, minutes=10)  # the run that revokes both
+T_REPORT = T_LATE + timedelta(minutes=20)
+T_CLEAN = T_LATE + SESSION + timedelta(minutes=5)  # the revoked sessions have all expired
+
+
 def walk(story: Story) -> None:
     """The lifecycle, step by step."""
-    t_apply = MERGED_AT + timedelta(minutes=5)
-    t_late = MERGED_AT + timedelta(hours=2, minutes=10)
-    branch = f"access/alice/{TICKET.lower()}"
+    ask(story)
+    grant(story)
+    work(story)
+    expire(story)
+    cut_off(story)
+    report(story)
+    clean_up(story)
+    audit(story)
 
+
+def ask(story: Story) -> None:
+    branch = f"access/alice/{TICKET.lower()}"
     story.step(
         "Alice asks for access",
         "An incident: alice needs to read the payments database (GCP) and look around the",
@@ -306,36 +401,109 @@ def walk(story: Story) -> None:
         when=MERGED_AT, author="github",
     )  # fmt: skip
 
+
+def grant(story: Story) -> None:
     story.step(
         "The reconciler runs (cron, 5 minutes later)",
         "`apply` reads each scope once, grants what is approved and in its window, verifies",
         "by reading back, and records what it did on the accessctl-ledger branch.",
     )
-    story.run("plan", "--trust-git", at=t_apply)
-    story.run("apply", "--trust-git", at=t_apply)
+    story.run("plan", "--trust-git", at=T_GRANT)
+    story.run("apply", "--trust-git", at=T_GRANT)
     story.show_clouds("after the grant")
-    story.run("status", "--trust-git", at=t_apply)
+    story.run("status", "--trust-git", at=T_GRANT)
 
+
+def work(story: Story) -> None:
+    instances = f"/v1/{GCP_PROJECT}/instances"
+    story.step(
+        "Alice works during her windows",
+        "On GCP she calls the Cloud SQL Admin API as herself (the emulator takes the sandbox",
+        f"token `Bearer sandbox-principal:{ALICE_GCP}`), checks each call against the IAM",
+        "policy at that moment and writes Cloud Audit Logs, like GCP. Her role lists the",
+        "instances; restarting one is not in it, so GCP refuses it (403) and logs the attempt.",
+        "On AWS, her Identity Center session's calls land in CloudTrail.",
+    )
+    story.gcp_call("GET", instances, MERGED_AT + timedelta(minutes=20), expect=200)
+    story.gcp_call(
+        "POST", f"{instances}/{SQL_INSTANCE}/restart", MERGED_AT + timedelta(minutes=25), 403
+    )
+    story.aws_call(MERGED_AT + timedelta(minutes=40), "s3.amazonaws.com", "ListBuckets")
+
+
+def expire(story: Story) -> None:
     story.step(
         "Time passes: both windows end",
         "GCP stops honouring the binding by itself at the end of its condition; AWS needs",
-        "the reconciler to delete the assignment. The next run revokes both.",
+        "the reconciler to delete the assignment, and this run is late: at 10:20, after her",
+        "AWS window, alice's session still works. The next run revokes both.",
     )
-    story.run("apply", "--trust-git", at=t_late)
+    story.aws_call(
+        MERGED_AT + timedelta(hours=1, minutes=20), "ec2.amazonaws.com", "DescribeInstances",
+        note=": her session outlived the window",
+    )  # fmt: skip
+    story.run("apply", "--trust-git", at=T_LATE)
     story.show_clouds("after expiry")
 
+
+def cut_off(story: Story) -> None:
+    story.step(
+        "Her earlier AWS session is cut off",
+        "Deleting the assignment stops new sign-ins, but a console or CLI session opened",
+        f"before it keeps working until it expires (the permission set's session length: {_hm(SESSION)}",
+        "here, up to 12h). So the same apply put the Deny shown above in the permission set's",
+        "inline policy: every action, for her identity-store user id, for sessions issued",
+        "before the revocation. A session she opens after a new approval is not affected.",
+    )  # fmt: skip
+    story.aws_call(
+        T_LATE + timedelta(minutes=5), "s3.amazonaws.com", "GetObject", error="AccessDenied",
+        note=": her session from 10:50 is refused by the Deny",
+    )  # fmt: skip
+
+
+def report(story: Story) -> None:
+    story.step(
+        "What did alice do with her access?",
+        "`accessctl activity` reads the clouds' own audit logs (Cloud Logging on GCP,",
+        "CloudTrail on AWS) for each grant's window: each call, denied ones marked, calls",
+        "after the end flagged.",
+    )
+    story.run("activity", "--trust-git", "--requester", "alice", at=T_REPORT)
+
+
+def clean_up(story: Story) -> None:
+    story.step(
+        "The Deny is cleaned up",
+        f"Once {_hm(SESSION)} (the session length) has passed since the revocation, every session",
+        "it could cut off has expired: the next run removes the statement, even with",
+        "nothing else to do, so the inline policy stays small.",
+    )  # fmt: skip
+    story.run("apply", "--trust-git", at=T_CLEAN)
+    story.show_inline_policy()
+
+
+def audit(story: Story) -> None:
     story.step(
         "The audit trail",
         "Git history says who asked, why, and when it was merged; the ledger says when the",
-        "clouds were changed. One pass over history, whatever its size.",
+        "clouds were changed; --activity adds what the logs say was done with the access.",
     )
-    story.run("audit", "--trust-git", at=t_late)
+    story.run("audit", "--trust-git", "--activity", at=T_CLEAN)
     ledger_log = story.git("log", "--format=%h %s", "accessctl-ledger")
     click.echo(_indent(ledger_log))
     month = MERGED_AT.strftime("%Y-%m")
-    first = story.git("show", f"accessctl-ledger:ledger/{month}.jsonl").splitlines()[:1]
-    for line in first:  # one ledger line, as the audit reads it
-        click.echo(_indent(json.dumps(json.loads(line), indent=2)))
+    lines = [
+        json.loads(x)
+        for x in story.git("show", f"accessctl-ledger:ledger/{month}.jsonl").splitlines()
+    ]
+    revokes = [x for x in lines if x.get("action") == "revoke" and x.get("provider") == AWS]
+    for line in (revokes or lines)[:1]:  # the AWS revoke, as the audit reads it
+        click.echo(_indent(json.dumps(line, indent=2)))
+
+
+def _hm(span: timedelta) -> str:
+    hours, minutes = divmod(int(span.total_seconds()) // 60, 60)
+    return f"{hours}h" if not minutes else f"{hours}h{minutes:02d}m"
 
 
 @click.command("demo")
@@ -346,7 +514,9 @@ def demo_command(keep: bool) -> None:
 
     Starts the GCP IAM emulator and moto (AWS IAM Identity Center) on loopback, builds a
     throw-away access repo from the example policies, and walks a request from file to
-    merge, grant, expiry, revoke and audit with the real CLI and real git commits.
+    merge, grant, use (one call denied), expiry, revoke (the AWS sessions issued before it
+    cut off, then the Deny cleaned up), activity and audit with the real CLI and real git
+    commits.
 
     Exit codes: 0 every step did what it should; 1 a step did not.
     """
@@ -380,7 +550,9 @@ def demo_command(keep: bool) -> None:
                 click.echo(f"  - {failure}")
             sys.exit(1)
         click.secho(
-            f"demo complete in {elapsed:.1f}s: granted, expired, revoked, audited.", bold=True
+            f"demo complete in {elapsed:.1f}s: granted, used, expired, revoked, sessions cut off,"
+            " audited.",
+            bold=True,
         )
         click.echo("Next: README.md (requesters, approvers, admins) and `accessctl --help`.")
     finally:

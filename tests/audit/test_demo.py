@@ -22,7 +22,7 @@ DEMO_ON_EMBEDDED_POLICIES = (
 
 
 @pytest.mark.slow
-def test_demo_grants_expires_revokes_and_audits_within_a_minute() -> None:
+def test_demo_grants_uses_expires_revokes_cuts_off_and_audits_within_a_minute() -> None:
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "AWS_", "ACCESSCTL_"))
     }
@@ -45,7 +45,29 @@ def test_demo_grants_expires_revokes_and_audits_within_a_minute() -> None:
     assert "(none)" in out  # the AWS assignment is gone after expiry
     assert "ledger      grant ok" in out and "ledger      revoke ok" in out
     assert "demo complete" in out
-    # the unmanaged binding survived every apply
+    # the unmanaged binding and the project's audit config survived every apply
     assert out.count("roles/viewer: group:payments-team@example.com") == 2
+    assert out.count("Data Access audit logs on: cloudsql.googleapis.com") == 2
+    # alice at work: an allowed read and a refused restart, checked by the GCP emulator
+    assert "-> 200 OK: checkout-db (POSTGRES_15, RUNNABLE)" in out
+    assert "-> 403 PERMISSION_DENIED: The client is not authorized" in out
+    # activity shows her operations, the denied one marked, the AWS calls after the end
+    assert "cloudsql.instances.list projects/payments-prod\n" in out
+    assert "cloudsql.instances.restart projects/payments-prod/instances/checkout-db DENIED" in out
+    assert "ec2 DescribeInstances AFTER-END" in out
+    assert "s3 GetObject DENIED AFTER-END" in out
+    assert "! used-after-end: requests/alice/inc-4821-aws.yaml" in out
+    assert "! denied-attempts: requests/alice/inc-4821.yaml" in out
+    # audit --activity flags the AWS grant too
+    audit = out[out.index("$ accessctl audit") :]
+    assert "! used-after-end: alice@example.com made 2 call(s) in 111122223333" in audit
+    # the revocation cut her earlier AWS sessions off, then the Deny was cleaned up
+    deny = out.index('"Sid": "AccessctlRevoke20261201T111000ZUntil20261201T121000Z"')
+    assert '"aws:TokenIssueTime": "2026-12-01T11:10:00Z"' in out[deny:]
+    assert "is alice@example.com's identity-store user id" in out[deny:]
+    assert "inline policy: (none)" in out[: out.index("What the clouds hold after expiry")]
+    cleaned = out.index("The Deny is cleaned up")
+    assert deny < cleaned < out.index("ReadOnlyAccess inline policy: (none)", cleaned)
+    assert '"sessions_ended_at": "2026-12-01T11:10:00Z"' in out
     # the temporary repository was cleaned up
     assert "kept:" not in out
