@@ -422,7 +422,8 @@ def work(story: Story) -> None:
         f"token `Bearer sandbox-principal:{ALICE_GCP}`), checks each call against the IAM",
         "policy at that moment and writes Cloud Audit Logs, like GCP. Her role lists the",
         "instances; restarting one is not in it, so GCP refuses it (403) and logs the attempt.",
-        "On AWS, her Identity Center session's calls land in CloudTrail.",
+        "On AWS, her Identity Center session's calls land in CloudTrail (seeded here: the",
+        "sandbox runs no AWS services).",
     )
     story.gcp_call("GET", instances, MERGED_AT + timedelta(minutes=20), expect=200)
     story.gcp_call(

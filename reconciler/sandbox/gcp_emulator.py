@@ -42,7 +42,8 @@ injection (``fail_next``, ``conflict_next``, ``latency``), call counters, the HT
 statuses it answered (``answered``, ``errors``) and the most API calls it ever had in
 flight at once (``max_in_flight``).
 
-    python -m reconciler.sandbox.gcp_emulator --port 8085 --seed seed.json
+    python -m reconciler.sandbox.gcp_emulator --port 8085 --seed seed.json \
+        --sql-instance payments-prod:checkout-db
 """
 
 from __future__ import annotations
@@ -817,6 +818,13 @@ def main(argv: list[str] | None = None) -> int:
         "--auto-create", action="store_true", help="any well-formed resource name exists"
     )
     parser.add_argument(
+        "--sql-instance",
+        action="append",
+        default=[],
+        metavar="PROJECT:NAME",
+        help="a Cloud SQL instance principals may list (repeatable)",
+    )
+    parser.add_argument(
         "--max-policy-bytes",
         type=int,
         default=MAX_POLICY_BYTES,
@@ -838,6 +846,12 @@ def main(argv: list[str] | None = None) -> int:
             message = exc.message if isinstance(exc, ApiError) else str(exc)
             print(f"gcp-emulator: cannot load seed {args.seed}: {message}", file=sys.stderr)
             return 2
+    for spec in args.sql_instance:
+        project, sep, name = spec.partition(":")
+        if not (project and sep and name):
+            print(f"gcp-emulator: --sql-instance {spec!r} is not PROJECT:NAME", file=sys.stderr)
+            return 2
+        emulator.sql.add(project, name)
     emulator.start()
     print(f"GCP emulator listening on {emulator.url}", flush=True)
     print(f"export ACCESSCTL_GCP_ENDPOINT={emulator.url}", flush=True)

@@ -3,6 +3,9 @@ seen through the real Google clients (google-auth's session, Resource Manager, L
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import datetime
 
 import pytest
@@ -247,3 +250,26 @@ def test_an_unknown_instance_is_404_for_a_permitted_caller(cloud):
 def test_condition_subset(expression, holds):
     now = datetime.fromisoformat("2026-12-01T10:00:00+00:00")
     assert condition_holds(expression, now) is holds
+
+
+def test_the_command_line_seeds_instances_a_principal_can_list(tmp_path):
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps({P: policy('request.time < timestamp("2099-01-01T00:00:00Z")')}))
+    command = [sys.executable, "-m", "reconciler.sandbox.gcp_emulator", "--port", "0"]
+    bad = subprocess.run(
+        [*command, "--sql-instance", "no-colon"], capture_output=True, text=True, timeout=30
+    )
+    assert bad.returncode == 2 and "PROJECT:NAME" in bad.stderr
+    proc = subprocess.Popen(
+        [*command, "--seed", str(seed), "--sql-instance", "payments-prod:checkout-db"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().rsplit(" ", 1)[-1].strip()  # type: ignore[union-attr]
+        answer = session().get(url + INSTANCES)  # request.time: the clock
+        assert answer.status_code == 200
+        assert [i["name"] for i in answer.json()["items"]] == ["checkout-db"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
