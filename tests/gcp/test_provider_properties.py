@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from google.iam.v1 import policy_pb2
+from google.protobuf import json_format
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from reconciler.core.models import Config
 from reconciler.providers.base import make
-from reconciler.providers.gcp import Deployment, expression_for
+from reconciler.providers.gcp import expression_for, grants_of
 from reconciler.sandbox.gcp_emulator import GcpEmulator
 
 from .conftest import NOW, add, grant, revoke
@@ -31,11 +33,15 @@ SEED = {
 
 
 def managed_in(policy: dict) -> set[tuple]:
+    """(role, member, request, expression) of every managed grant: a binding shared by
+    several requests (same role, member and window) holds one grant per request."""
     out = set()
     for b in policy.get("bindings", []):
         cond = b.get("condition", {})
         if cond.get("title", "").startswith("accessctl:"):
-            out |= {(b["role"], m, cond["title"], cond["expression"]) for m in b["members"]}
+            one = json_format.ParseDict({"bindings": [b]}, policy_pb2.Policy())
+            held = grants_of("projects/x", one)
+            out |= {(g.role, g.principal, g.request, cond["expression"]) for g in held}
     return out
 
 
@@ -66,8 +72,7 @@ class ProviderMachine(RuleBasedStateMachine):
             self.emulator.stop()
 
     def _row(self, g) -> tuple:
-        title = Deployment().title_for(g.request)
-        return (g.role, g.principal, title, expression_for(g, self.now))
+        return (g.role, g.principal, g.request, expression_for(g, self.now))
 
     @rule(
         scope=st.sampled_from(SCOPES),
