@@ -212,6 +212,14 @@ def former_grants(judgments: Mapping[str, Judgment], config: Config) -> list[Gra
     return out
 
 
+def untraced_matches(former: Iterable[Grant], observed: Iterable[Grant]) -> list[Grant]:
+    """The former grants that could name an observed grant carrying no request (an AWS
+    assignment): same provider, scope and role. Only those are resolved to
+    provider ids, so a long history costs no lookups for people who hold nothing."""
+    open_ = {(g.provider, g.scope, g.role) for g in observed if g.request is None}
+    return [g for g in former if (g.provider, g.scope, g.role) in open_]
+
+
 # -- loading ----------------------------------------------------------------------------
 
 
@@ -472,7 +480,7 @@ def reconcile(settings: Settings) -> Outcome:
     observed = [g for found in actual.values() for g in found]
     desired = resolve_all(adapters, desired) | held_grants(judgments, observed, now)
     readable = [g for g in desired if (g.provider, g.scope) not in failed]
-    formerly = former_grants(judgments, config)
+    formerly = resolve_all(adapters, untraced_matches(former_grants(judgments, config), observed))
     the_plan = make_plan(readable, observed, now, notes=notes, former=formerly)
     the_plan = replace(the_plan, errors=tuple(str(p) for p in problems if p.severity == "error"))
     outcome = Outcome(now, the_plan, problems, failed_scopes=failed, calls=calls)

@@ -115,6 +115,9 @@ def test_expiry_and_early_revoke(run: Run, repo: GitRepo, aws: AwsSandbox, seede
     assert expired.exit_code == 0, expired.output
     assert holds(aws, seeded, A) == set()
     assert holds(aws, seeded, B) == {("ReadOnly", "USER", BOB)}
+    # The assignment carries no request, yet the revoke names the one that expired.
+    [gone] = expired.json()["revoke"]
+    assert gone["request"] == "requests/alice/short.yaml"
 
     repo.remove("requests/bob/long.yaml")
     repo.commit("bob: done early", at=T0 + 3 * H)
