@@ -636,6 +636,7 @@ def settle_all(
         problems += [
             Problem("W-PROVIDER", f"{name}: {w}", severity="warning") for w in obs.warnings
         ]
+        problems += [Problem("N-SESSIONS", f"{name}: {n}", severity="note") for n in obs.notes]
     return problems, calls
 
 

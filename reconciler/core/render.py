@@ -119,9 +119,14 @@ def render_text(
     out.append(summary_line(plan))
     if results is not None:
         out.extend(["", *render_results_text(results)])
-    if problems:
-        out.extend(["", f"{len(problems)} problem(s):"])
-        out.extend(log_line(f"  {p}") for p in problems)
+    notes = [p for p in problems if p.severity == "note"]
+    others = [p for p in problems if p.severity != "note"]
+    if others:
+        out.extend(["", f"{len(others)} problem(s):"])
+        out.extend(log_line(f"  {p}") for p in others)
+    if notes:
+        out.extend(["", f"{len(notes)} note(s):"])
+        out.extend(log_line(f"  {p}") for p in notes)
     return "\n".join(out)
 
 

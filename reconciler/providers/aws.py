@@ -445,6 +445,7 @@ class _Written:
     message: str = ""
     denies: tuple[SessionDeny, ...] = ()
     dropped: tuple[SessionDeny, ...] = ()
+    expired: int = 0  # denies removed because their sessions have all ended
 
 
 class AwsProvider:
@@ -1226,8 +1227,8 @@ class AwsProvider:
         failure = self._provision(ps_arn)
         if failure:
             message = f"provisioning permission set {name!r}: {failure}"
-            return _Written(False, message, revision.denies, revision.dropped)
-        return _Written(True, "", revision.denies, revision.dropped)
+            return _Written(False, message, revision.denies, revision.dropped, revision.expired)
+        return _Written(True, "", revision.denies, revision.dropped, revision.expired)
 
     def _put_policy(self, ps_arn: str, text: str | None) -> None:
         where = {"InstanceArn": self.settings.instance_arn, "PermissionSetArn": ps_arn}
@@ -1288,6 +1289,11 @@ class AwsProvider:
                 obs.failures[f"permission-set:{need.name}"] = problem
             elif problem:
                 obs.warnings.append(f"expired session denies of {need.name!r} stay: {problem}")
+            elif written.expired:
+                obs.notes.append(
+                    f"removed {written.expired} session deny statement(s) from {need.name!r}: "
+                    "every session they ended has expired"
+                )
         obs.calls = dict(self.calls.snapshot() - before)
         return obs
 

@@ -29,6 +29,7 @@ class Observation:
     # Things a person should see that do not make a scope unreadable (a field the
     # decision does not need could not be parsed, a binding of another deployment...).
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # upkeep done, worth a line (not a problem)
     calls: dict[str, int] = field(default_factory=dict)  # API call counts, for benchmarks
 
 
