@@ -265,6 +265,9 @@ def render_markdown(trail: Trail, entries: Sequence[AuditEntry], now: datetime) 
             approved += f" (#{int(e.pr)})"
         if e.approvers:
             approved += " by " + ", ".join(markdown_text(a) for a in e.approvers)
+        if e.reviewed_after_at is not None:  # break-glass: its follow-up, not an approval
+            who = markdown_text(e.reviewed_after_by or "?")
+            approved += f"; reviewed after the merge by {who} at {_t(e.reviewed_after_at)}"
         granted, revoked = _t(e.granted_at), _t(e.revoked_at)
         if e.grant_lateness is not None:
             granted += f" ({lateness(e.grant_lateness)})"

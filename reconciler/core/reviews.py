@@ -5,6 +5,9 @@ submitted on the pull request's current head commit. ``COMMENTED`` and ``PENDING
 reviews carry no state (as on GitHub, a comment after an approval leaves it standing);
 ``DISMISSED`` and ``CHANGES_REQUESTED`` cancel an earlier approval. The PR author, the
 requester and bots never count. Eligibility against a policy is ``evaluate()``'s job.
+
+A break-glass request's follow-up review (``follow_up``) is the other side of the merge:
+an approval submitted after it, which never counts toward ``approvers``.
 """
 
 from __future__ import annotations

@@ -51,6 +51,13 @@ def test_granted_without_approval_loudly_then_cleared_by_a_follow_up_review(
     )
     assert entry["approvers"] == []  # the follow-up is never an approval
     assert entry["anomalies"] == []
+    text = access.run("audit", at=T0 + 40 * M).stdout
+    assert f"{ALICE} @" in text and "[active]  BREAK-GLASS" in text
+    assert "approved    by nobody: break-glass" in text
+    assert "2026-12-01T09:30:00Z  reviewed    after the merge by dave" in text
+    markdown = access.run("audit", "--format", "markdown", at=T0 + 40 * M).stdout
+    assert "reviewed after the merge by dave at 2026-12-01T09:30:00Z" in markdown
+    assert "🚨 break-glass" in markdown
     # As of a time before the review, the trail still shows it owed.
     before = access.audit(at=T0 + 20 * M)[ALICE]
     assert [a["code"] for a in before["anomalies"]] == ["break-glass-unreviewed"]
