@@ -258,6 +258,7 @@ class Reason(StrEnum):
     APPROVALS_MISSING = "approvals-missing"
     WRONG_DIRECTORY = "wrong-directory"  # requests/<dir>/ differs from requester
     NO_BREAK_GLASS = "no-break-glass"  # a break-glass request under a policy without break_glass
+    BREAK_GLASS_START = "break-glass-start"  # a break-glass request that sets its own start
 
 
 @dataclass(frozen=True)

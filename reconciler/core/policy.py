@@ -292,6 +292,16 @@ def _judge(
                 "break_glass",
             )
         )
+    if request.break_glass and request.start is not None:
+        out.append(
+            Refusal(
+                Reason.BREAK_GLASS_START,
+                "a break-glass request begins when it is merged: remove start (access that "
+                "begins later is planned, not an emergency, and needs approval)",
+                p.name,
+                "start",
+            )
+        )
     if request.requester.lower() not in c.requesters:
         out.append(
             Refusal(

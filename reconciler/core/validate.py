@@ -42,6 +42,7 @@ REFUSAL_CODES: dict[Reason, str] = {
     Reason.APPROVALS_MISSING: "E-POLICY-APPROVALS",
     Reason.WRONG_DIRECTORY: "E-REQ-DIRECTORY",
     Reason.NO_BREAK_GLASS: "E-POLICY-NO-BREAK-GLASS",
+    Reason.BREAK_GLASS_START: "E-POLICY-BREAK-GLASS-START",
 }
 _KIND = {
     bool: "a boolean",

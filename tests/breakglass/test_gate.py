@@ -60,6 +60,12 @@ FAILURES = {
         "E-POLICY-NOT-REQUESTER",
         "does not list mallory",
     ),
+    "with a start of its own (scheduled, not an emergency)": (
+        {ALICE: request() + "start: 2026-12-02T09:00:00Z\n"},
+        "alice",
+        "E-POLICY-BREAK-GLASS-START",
+        "begins when it is merged",
+    ),
     "under a policy without break_glass": (
         {ALICE: request(role="roles/logging.viewer")},
         "alice",
