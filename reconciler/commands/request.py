@@ -67,6 +67,7 @@ class Draft:
     duration: str | None
     start: str | None
     expires: str | None
+    break_glass: bool = False
 
     def text(self) -> str:
         lines = [
@@ -86,6 +87,8 @@ class Draft:
             lines.append(f"start: {json.dumps(self.start)}")
         if self.expires:
             lines.append(f"expires: {json.dumps(self.expires)}")
+        if self.break_glass:
+            lines.append("break_glass: true")
         return "\n".join(lines) + "\n"
 
     def default_slug(self, now: datetime) -> str:
@@ -129,6 +132,13 @@ def _pr_body(draft: Draft, path: str) -> str:
     ]
     if draft.ticket:
         rows.insert(3, f"**Ticket:** {markdown_text(draft.ticket)}")
+    if draft.break_glass:
+        rows[:0] = [
+            "> [!CAUTION]",
+            "> **BREAK-GLASS**: this request may merge without approval. An eligible approver "
+            "must approve this pull request after the merge, within the policy's review period.",
+            "",
+        ]
     return "\n".join(rows)
 
 
@@ -154,6 +164,12 @@ def _pr_body(draft: Draft, path: str) -> str:
 @click.option(
     "--slug", help="File name under requests/<login>/ (default: from the ticket or role)."
 )
+@click.option(
+    "--break-glass",
+    is_flag=True,
+    help="An emergency: merge without approval where a policy allows break-glass (a ticket "
+    "is required, the window is short, an approver reviews it after the merge).",
+)
 @click.option("--open-pr", is_flag=True, help="Also push a branch and open the pull request.")
 @repo_option
 @at_option
@@ -170,6 +186,7 @@ def request_command(  # noqa: PLR0917 - click passes options as arguments
     expires: str | None,
     requester: str | None,
     slug: str | None,
+    break_glass: bool,
     open_pr: bool,
     repo: Path,
     now: datetime,
@@ -191,6 +208,10 @@ def request_command(  # noqa: PLR0917 - click passes options as arguments
     """
     if not duration and not expires:
         raise click.UsageError("give --duration or --expires (or both)")
+    if break_glass and start:
+        raise click.UsageError("--break-glass access begins at the merge: drop --start")
+    if break_glass and not ticket:
+        raise click.UsageError("--break-glass needs --ticket (the incident it is for)")
     if not (repo / "policies").is_dir():
         raise ConfigError(
             f"{repo}: not an access repository (no policies/ directory); use --repo DIR"
@@ -206,6 +227,7 @@ def request_command(  # noqa: PLR0917 - click passes options as arguments
         duration=_duration_flag(duration),
         start=_time_flag("start", start),
         expires=_time_flag("expires", expires),
+        break_glass=break_glass,
     )
     name = slug or draft.default_slug(now)
     if not _SLUG.match(name):
