@@ -193,6 +193,11 @@ def request_notes(judgments: Mapping[str, Judgment], now: datetime) -> dict[str,
             and not providers_registry.spec(j.request.provider).future_start  # type: ignore[union-attr]
         ):
             notes[path] = f"scheduled: begins at {format_rfc3339(window.begin)}"
+        elif j.request is not None and j.request.break_glass:
+            notes[path] = (
+                f"BREAK-GLASS: allowed by policy {j.policy} without approval; an approver "
+                "must review the merged pull request"
+            )
         else:
             notes[path] = f"allowed by policy {j.policy}"
     return notes

@@ -16,6 +16,8 @@ def test_granted_without_approval_loudly_then_cleared_by_a_follow_up_review(
 ) -> None:
     pr = access.ask({ALICE: request()}, at=T0)
 
+    planned = access.run("plan", at=T0 + 5 * M)
+    assert "BREAK-GLASS: allowed by policy db-read without approval" in planned.output
     applied = access.apply(at=T0 + 5 * M)
     assert applied.code == 0, applied.output
     assert access.members() == {"user:alice@example.com"}
