@@ -69,35 +69,38 @@ def build_filter(query: ScopeQuery) -> str:
 def event_of(
     entry: Mapping[str, Any], query: ScopeQuery, members: Mapping[str, str]
 ) -> LogEvent | None:
-    """A log entry (JSON) as an event, its principal spelled as the identity (``user:a@x``)."""
+    """A log entry (JSON) as an event, its principal spelled as the identity (``user:a@x``).
+
+    Called once per entry of every page, so it reads the JSON dicts directly."""
     payload = entry.get("protoPayload")
-    if not isinstance(payload, Mapping):
+    if not isinstance(payload, dict):
         return None
-    auth = payload.get("authenticationInfo") or {}
-    email = str(auth.get("principalEmail") or "")
-    if not email:
+    auth = payload.get("authenticationInfo")
+    email = auth.get("principalEmail") if isinstance(auth, dict) else None
+    if not email or not isinstance(email, str):
         return None
-    status = payload.get("status") or {}
     try:
-        timestamp = datetime.fromisoformat(str(entry.get("timestamp")).replace("Z", "+00:00"))
-    except ValueError:
+        timestamp = datetime.fromisoformat(entry["timestamp"]).astimezone(UTC)
+    except (KeyError, TypeError, ValueError):
         return None
-    kind = "serviceAccount" if email.endswith(".gserviceaccount.com") else "user"
+    principal = members.get(email.lower())
+    if principal is None:
+        kind = "serviceAccount" if email.endswith(".gserviceaccount.com") else "user"
+        principal = f"{kind}:{email}"
+    status = payload.get("status")
     return LogEvent(
-        time=timestamp.astimezone(UTC),
-        principal=members.get(email.lower(), f"{kind}:{email}"),
+        time=timestamp,
+        principal=principal,
         provider="gcp",
         scope=query.scope,
         service=str(payload.get("serviceName") or ""),
         action=str(payload.get("methodName") or ""),
         resource=str(payload.get("resourceName") or ""),
-        denied=_code(status) == PERMISSION_DENIED,
+        denied=isinstance(status, dict) and _code(status) == PERMISSION_DENIED,
     )
 
 
-def _code(status: object) -> int | None:
-    if not isinstance(status, Mapping):
-        return None
+def _code(status: Mapping[str, Any]) -> int | None:
     try:
         return int(status.get("code") or 0)
     except (TypeError, ValueError):
