@@ -4,7 +4,7 @@
   organisation-level log bucket or aggregated sink: ``activity_bucket`` names its view).
 - ``aws``: ``lookup-events`` (default: CloudTrail per account and region) or
   ``cloudtrail-lake`` (one SQL query per account over an organisation event data store,
-  ``activity_event_data_store``).
+  ``activity_event_data_store``; the store's region when it is an ARN).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def aws_source(config: Config, options: Mapping[str, Any]) -> LogSource:
             client_factory=options.get("client_factory"),
         )
     if kind == "cloudtrail-lake":
-        from reconciler.activity.lake import CloudTrailLake
+        from reconciler.activity.lake import CloudTrailLake, store_region
 
         store = raw.get("activity_event_data_store")
         if not store:
@@ -70,7 +70,8 @@ def aws_source(config: Config, options: Mapping[str, Any]) -> LogSource:
                 "providers.aws.activity_source cloudtrail-lake needs activity_event_data_store "
                 "(the event data store ARN or id)"
             )
-        return CloudTrailLake(str(store), region=aws_regions(config)[0])
+        region = store_region(str(store)) or aws_regions(config)[0]
+        return CloudTrailLake(str(store), region=region)
     raise ConfigError(f"providers.aws.activity_source: unknown source {kind!r}")
 
 
