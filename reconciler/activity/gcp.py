@@ -203,6 +203,11 @@ class CloudLogging:
         except LogReadError:
             raise
         except Exception as exc:
+            if self.bucket:
+                raise LogReadError(
+                    f"Cloud Logging {query.scope} (log view {self.bucket}): "
+                    f"{_describe(exc, bucket=True)}"
+                ) from None
             raise LogReadError(f"Cloud Logging {query.scope}: {_describe(exc)}") from None
 
 
@@ -210,9 +215,15 @@ def _retryable(exc: BaseException) -> bool:
     return getattr(exc, "code", None) in _RETRYABLE
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, bucket: bool = False) -> str:
     code = getattr(exc, "code", None)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    if code in (403, 404) and bucket:
+        return (
+            f"cannot read the log view ({message}); the reader needs logging.views.access "
+            "on it (roles/logging.viewAccessor), and the view must exist "
+            "(providers.gcp.activity_bucket)"
+        )
     if code == 403:
         return (
             f"permission denied ({message}); the reader needs logging.logEntries.list "
