@@ -181,6 +181,14 @@ def github_annotations(report: ActivityReport) -> list[str]:
     help="Exit 1 when a grant was used after its end, had denied calls, or someone known "
     "was denied without a grant.",
 )
+@click.option(
+    "--ledger-branch",
+    default="accessctl-ledger",
+    show_default=True,
+    help="Where apply records what it did: when each grant was really revoked, so the "
+    "sessions it left open are read to their end.",
+)
+@click.option("--no-ledger", is_flag=True, help="Ignore the ledger: windows from git only.")
 @handle_errors
 def activity_command(  # noqa: PLR0917 - click passes options as arguments
     repo: Path,
@@ -193,12 +201,15 @@ def activity_command(  # noqa: PLR0917 - click passes options as arguments
     until: datetime | None,
     allowance: timedelta | None,
     fail_on_anomaly: bool,
+    ledger_branch: str,
+    no_ledger: bool,
 ) -> None:
     """What each grant's principal did in its scope, from the clouds' audit logs.
 
     For every grant in the selection (the filters of `audit`), the calls its principal
     made in its scope from the window's begin until a session could have outlived its end
-    (GCP Cloud Audit Logs through Cloud Logging; AWS CloudTrail); calls after the end are
+    (AWS: the permission set's session length after the revocation the ledger records;
+    GCP Cloud Audit Logs through Cloud Logging; AWS CloudTrail); calls after the end are
     flagged, denied calls counted, and denied calls by people the identities know, made
     where they held no grant, listed as unauthorized attempts.
 
@@ -209,15 +220,19 @@ def activity_command(  # noqa: PLR0917 - click passes options as arguments
     from reconciler.activity.usecase import collect_activity, tip_config
     from reconciler.trail import collect
 
-    trail = collect(repo, now=now, trust_git=trust_git, ledger_branch=None)
+    trail = collect(
+        repo, now=now, trust_git=trust_git, ledger_branch=None if no_ledger else ledger_branch
+    )
     wanted = AuditFilter(requester=requester, scope=scope, since=since, until=until)
     entries = [e for e in trail.entries if wanted.admits(e)]
-    for note in trail.notes:
-        click.echo(f"note: {log_line(note)}", err=True)
     config = tip_config(repo)
     reading = collect_activity(
         entries, config, now=now, scope_filter=scope, since=since, allowance=allowance
     )
+    # The ledger only tells when revokes happened; it is audit's to judge, so its
+    # problems are not repeated here, and a ledger that cannot be read is a note.
+    for note in [*trail.notes, *trail.outages, *reading.notes]:
+        click.echo(f"note: {log_line(note)}", err=True)
     report = reading.report
     for err in report.errors:
         click.echo(f"error: {log_line(f'{err.provider} {err.scope}: {err.message}')}", err=True)
