@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -242,19 +242,26 @@ def collect_activity(
     allowance: timedelta | None = None,
     options: Mapping[str, Any] | None = None,
     sources: Mapping[str, LogSource] | None = None,
+    ended_after: datetime | None = None,
 ) -> Reading:
     """The whole run: grants, one query per scope, the reads, the join.
 
     ``options``: per-provider options for the sources (``{"gcp": {...}}``); ``sources``
-    replaces the configured ones (tests, the benchmark)."""
+    replaces the configured ones (tests, the benchmark). ``ended_after``: a scheduled
+    run's report of its own span, ``(ended_after, now]``: only the grants whose window
+    ended in it, and only the unauthorized attempts made in it (every scope is read over
+    it), so consecutive runs report each once."""
     options = options or {}
     reading = Reading(ActivityReport())
     sessions = read_sessions(entries, config, options, reading)
     grants = grants_of(entries, config, now=now, allowance=allowance, sessions=sessions)
+    watch = (ended_after, now) if ended_after is not None else None
+    if watch is not None:
+        grants = [g for g in grants if watch[0] < g.end <= now]
     known = known_principals(config)
     extra = policy_scopes(config, scope_filter)
-    fallback = (since or now - timedelta(days=1), now)
-    queries = plan_queries(grants, extra, known, at=now, fallback=fallback)
+    fallback = watch or (since or now - timedelta(days=1), now)
+    queries = plan_queries(grants, extra, known, at=now, fallback=fallback, watch=watch)
     wanted = {q.provider for q in queries}
     built: dict[str, LogSource] = dict(sources or {})
     for provider in sorted(wanted - set(built)):
@@ -270,6 +277,10 @@ def collect_activity(
         or DEFAULT_CONCURRENCY
     )
     events, errors = read_all(queries, built, concurrency=concurrency)
-    reading.report = join(grants, events, known, at=now, errors=errors)
+    report = join(grants, events, known, at=now, errors=errors)
+    if watch is not None:
+        inside = tuple(u for u in report.unauthorized if watch[0] < u.time <= watch[1])
+        report = replace(report, unauthorized=inside)
+    reading.report = report
     reading.calls |= {p: getattr(s, "calls", 0) for p, s in built.items()}
     return reading

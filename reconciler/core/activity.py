@@ -233,11 +233,13 @@ def plan_queries(
     *,
     at: datetime,
     fallback: tuple[datetime, datetime] | None = None,
+    watch: tuple[datetime, datetime] | None = None,
 ) -> list[ScopeQuery]:
     """One query per (provider, scope): every grant's principal there plus every known
     principal of that provider, from the earliest begin to the latest stop. Scopes only a
     policy names (``extra_scopes``) are read over the whole selection's range (or
-    ``fallback`` when no grant is selected)."""
+    ``fallback`` when no grant is selected). ``watch``: a span every scope's read also
+    covers (a scheduled run's own span, so no unauthorized attempt falls between runs)."""
     by_scope: dict[tuple[str, str], list[ActivityGrant]] = {}
     for g in grants:
         by_scope.setdefault((g.provider, g.scope), []).append(g)
@@ -247,6 +249,8 @@ def plan_queries(
     for provider, scope in scopes:
         held = by_scope.get((provider, scope), [])
         span = _span(held, at) or overall
+        if watch is not None:
+            span = (min(span[0], watch[0]), max(span[1], watch[1])) if span else watch
         if span is None:
             continue
         principals = {g.principal for g in held} | set(known.get(provider, frozenset()))
