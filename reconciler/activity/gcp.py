@@ -162,46 +162,43 @@ class CloudLogging:
             session.hooks.setdefault("response", []).append(self._count)
         return client
 
-    def _entries(self, parent: str, text: str) -> Any:
-        """The client's own ``entries.list`` iterator (its HTTP connection, paging and
-        errors) yielding the entries as JSON: the client's ``list_entries`` would parse each
-        AuditLog payload into protobuf first, which costs more than the whole read. The
-        filter always carries its own time range, so the client's 24-hour default (which
-        ``list_entries`` would add) never applies either way."""
-        from google.api_core import page_iterator
-
-        client = self.client()
-        iterator_cls: Any = page_iterator.HTTPIterator  # untyped
-        iterator = iterator_cls(
-            client=client,
-            api_request=client._connection.api_request,
-            path="/entries:list",
-            item_to_value=lambda _iterator, item: item,
-            items_key="entries",
-            extra_params={
-                "resourceNames": [parent],
-                "filter": text,
-                "orderBy": "timestamp asc",
-                "pageSize": self.page_size,
-            },
+    def _page(self, parent: str, text: str, token: str | None) -> Mapping[str, Any]:
+        """One ``entries.list`` page through the client's own connection (its HTTP
+        session, credentials and errors), as JSON: the client's ``list_entries`` would
+        parse each AuditLog payload into protobuf first, which costs more than the whole
+        read. The filter always carries its own time range, so the client's 24-hour
+        default (which ``list_entries`` would add) never applies either way."""
+        body: dict[str, Any] = {
+            "resourceNames": [parent],
+            "filter": text,
+            "orderBy": "timestamp asc",
+            "pageSize": self.page_size,
+        }
+        if token:
+            body["pageToken"] = token
+        connection = self.client()._connection
+        page = retrying(
+            lambda: connection.api_request(method="POST", path="/entries:list", data=body),
+            policy=self.backoff,
+            retryable=_retryable,
         )
-        iterator._HTTP_METHOD = "POST"  # entries.list is a POST that reads
-        return iterator
+        return page if isinstance(page, Mapping) else {}
 
     def read(self, query: ScopeQuery) -> list[LogEvent]:
         members = {e.lower(): m for m in query.principals if (e := email_of(m))}
         if not members:
             return []
         text = build_filter(query)
-
-        def pages() -> list[LogEvent]:
-            entries = self._entries(self.bucket or query.scope, text)
-            return [e for entry in entries if (e := event_of(entry, query, members))]
-
+        events: list[LogEvent] = []
+        token: str | None = None
         try:
-            return retrying(pages, policy=self.backoff, retryable=_retryable)
-        except LogReadError:
-            raise
+            while True:  # a page at a time, each retried on its own
+                page = self._page(self.bucket or query.scope, text, token)
+                entries = page.get("entries") or ()
+                events += [seen for entry in entries if (seen := event_of(entry, query, members))]
+                token = page.get("nextPageToken") or None
+                if not token:
+                    return events
         except Exception as exc:
             if self.bucket:
                 raise LogReadError(
