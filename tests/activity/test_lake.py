@@ -205,3 +205,36 @@ def test_no_store_configured_is_a_configuration_error(both_repo, env):
     assert code == 2
     assert "activity_event_data_store" in err
     assert out == ""
+
+
+def test_a_query_that_runs_too_long_is_cancelled(aws, store):
+    """The source itself, with boto3's client to the sandbox and a short timeout."""
+    import boto3
+
+    from reconciler.activity.lake import CloudTrailLake
+    from reconciler.activity.sources import LogReadError
+    from reconciler.core.activity import ScopeQuery
+
+    lake = aws.faults.cloudtrail.lake
+    lake.polls = 1000  # it never finishes on its own
+    client = boto3.session.Session().client(
+        "cloudtrail",
+        region_name="us-east-1",
+        endpoint_url=aws.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    source = CloudTrailLake(
+        store, region="us-east-1", client=client, timeout=1.0, sleep=lambda _: None
+    )
+    query = ScopeQuery(
+        "aws",
+        ONE,
+        (ALICE,),
+        parse_rfc3339("2026-12-01T09:00:00Z"),
+        parse_rfc3339("2026-12-01T11:00:00Z"),
+    )
+    with pytest.raises(LogReadError, match="still RUNNING after 1s: cancelled"):
+        source.read(query)
+    [statuses] = lake.statuses().values()
+    assert statuses[-1] == "CANCELLED" and lake.calls[-1] == "CancelQuery"
