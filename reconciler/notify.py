@@ -35,6 +35,8 @@ from reconciler.errors import AccessctlError, ConfigError
 from reconciler.retry import Backoff, retrying
 
 if TYPE_CHECKING:
+    from reconciler.core.activity import ActivityReport, LogEvent
+    from reconciler.core.audit import AuditEntry
     from reconciler.core.prcheck import Report
     from reconciler.github import GitHubClient
     from reconciler.sinks import Decided, RunReport
@@ -261,6 +263,71 @@ def waiting_events(report: Report, now: datetime, context: Mapping[str, str | No
     return out
 
 
+def activity_events(
+    report: ActivityReport,
+    now: datetime,
+    context: Mapping[str, str | None],
+    requests: Mapping[tuple[str, str], AuditEntry] | None = None,
+) -> list[Event]:
+    """``used-after-end`` and ``denied-attempts`` (the audit codes) per grant that raised
+    them, and ``unauthorized-attempt`` per principal and scope denied without a grant
+    there (one event however many calls). ``requests``: (file, commit) -> its audit
+    entry, for the pull request, reason, ticket and policy."""
+    from reconciler.core.activity import anomalies_of
+
+    out: list[Event] = []
+    for activity in report.grants:
+        g = activity.grant
+        e = (requests or {}).get((g.request, g.version))
+        for code, sentence in anomalies_of(activity):
+            out.append(
+                Event(
+                    code,
+                    now,
+                    f"{g.request}: {sentence}",
+                    request=g.request,
+                    requester=g.requester or None,
+                    provider=g.provider,
+                    scope=g.scope,
+                    role=g.role,
+                    principal=g.principal,
+                    begin=g.begin,
+                    end=g.end,
+                    pr=e.pr if e else None,
+                    reason=e.reason if e else None,
+                    ticket=e.ticket if e else None,
+                    policy=e.policy if e else None,
+                    message=sentence,
+                    context=context,
+                )
+            )
+    attempts: dict[tuple[str, str, str], list[LogEvent]] = {}
+    for u in report.unauthorized:
+        attempts.setdefault((u.provider, u.scope, u.principal), []).append(u)
+    for (provider, scope, principal), calls in sorted(attempts.items()):
+        first, last = calls[0], calls[-1]
+        what = ", ".join(sorted({f"{c.service} {c.action}".strip() for c in calls})[:3])
+        sentence = (
+            f"{principal} was denied {len(calls)} call(s) on {provider} {scope} without a "
+            f"grant there, {format_rfc3339(first.time)} to {format_rfc3339(last.time)} ({what})"
+        )
+        out.append(
+            Event(
+                "unauthorized-attempt",
+                now,
+                sentence,
+                provider=provider,
+                scope=scope,
+                principal=principal,
+                begin=first.time,
+                end=last.time,
+                message=sentence,
+                context=context,
+            )
+        )
+    return out
+
+
 def _late(g: Grant, now: datetime, tolerance: timedelta) -> bool:
     """A revoke past its end plus the tolerance, where the cloud does not end it itself."""
     if g.end is None or now - g.end <= tolerance:
@@ -386,6 +453,9 @@ _ICONS = {
     "late-revoke": ":warning:",
     "break-glass": ":rotating_light:",
     "reconciler-stale": ":warning:",
+    "used-after-end": ":rotating_light:",
+    "denied-attempts": ":no_entry:",
+    "unauthorized-attempt": ":no_entry:",
 }
 
 

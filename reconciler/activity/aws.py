@@ -131,7 +131,14 @@ class CloudTrail:
         self.retries = 0
         self._factory = client_factory or self._client
         self._lock = threading.Lock()
-        self._sessions: dict[str, Any] = {}
+        self._sessions: dict[str, dict[str, str]] = {}  # account -> assumed credentials
+        # One client per (account, region), made once: a boto3 session and client cost
+        # ~50 ms of CPU to build, more than the calls they make for one scope.
+        self._clients: dict[tuple[str, str], Any] = {}
+        # The one boto3 session (sessions are not thread-safe: clients are made from it
+        # under the lock, then shared; clients are).
+        self._base: Any = None
+        self._sts: dict[str, Any] = {}  # region -> STS client
 
     def read(self, query: ScopeQuery) -> list[LogEvent]:
         events: list[LogEvent] = []
@@ -179,34 +186,53 @@ class CloudTrail:
             self.retries += 1
 
     def _client(self, account: str, region: str) -> Any:
-        import boto3
+        """The CloudTrail client for an account and region, made once from one boto3
+        session: with the reconciler's own credentials (one client per region), or with
+        ``activity_role`` assumed in the account (its credentials asked of STS once)."""
         from botocore.config import Config as BotoConfig
 
+        key = (account if self.role_template else "", region)
+        with self._lock:
+            if key in self._clients:
+                return self._clients[key]
+        keys = self._assumed(account, region) if self.role_template else {}
         config = BotoConfig(retries={"mode": "standard", "max_attempts": 2})
-        if not self.role_template:
-            return boto3.session.Session(region_name=region).client("cloudtrail", config=config)
-        session = self._assumed(account, region)
-        return session.client("cloudtrail", region_name=region, config=config)
+        base = self._own()
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = base.client(
+                    "cloudtrail", region_name=region, config=config, **keys
+                )
+            return self._clients[key]
 
-    def _assumed(self, account: str, region: str) -> Any:
+    def _own(self) -> Any:
         import boto3
 
         with self._lock:
+            if self._base is None:
+                self._base = boto3.session.Session()
+            return self._base
+
+    def _assumed(self, account: str, region: str) -> dict[str, str]:
+        """Credentials of ``activity_role`` in ``account`` (STS AssumeRole, once)."""
+        with self._lock:
             if account in self._sessions:
-                return self._sessions[account]
+                return dict(self._sessions[account])
         assert self.role_template is not None
         role = self.role_template.format(account=account)
-        sts = boto3.session.Session(region_name=region).client("sts")
-        creds = sts.assume_role(RoleArn=role, RoleSessionName="accessctl-activity")["Credentials"]
-        session = boto3.session.Session(
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
-            region_name=region,
-        )
+        base = self._own()
         with self._lock:
-            self._sessions[account] = session
-        return session
+            sts = self._sts.get(region) or self._sts.setdefault(
+                region, base.client("sts", region_name=region)
+            )
+        creds = sts.assume_role(RoleArn=role, RoleSessionName="accessctl-activity")["Credentials"]
+        keys = {
+            "aws_access_key_id": creds["AccessKeyId"],
+            "aws_secret_access_key": creds["SecretAccessKey"],
+            "aws_session_token": creds["SessionToken"],
+        }
+        with self._lock:
+            return dict(self._sessions.setdefault(account, keys))
 
 
 def _describe(exc: BaseException) -> str:

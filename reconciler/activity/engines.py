@@ -2,14 +2,18 @@
 
 - ``gcp``: ``entries-list`` (default: Cloud Logging per scope) or ``log-bucket`` (one
   organisation-level log bucket or aggregated sink: ``activity_bucket`` names its view).
+How long a session can outlive its grant is the provider's knowledge: ``SESSIONS`` reads
+it (AWS: each permission set's SessionDuration, through the AWS provider).
+
 - ``aws``: ``lookup-events`` (default: CloudTrail per account and region) or
   ``cloudtrail-lake`` (one SQL query per account over an organisation event data store,
-  ``activity_event_data_store``).
+  ``activity_event_data_store``; the store's region when it is an ARN).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from reconciler.activity.sources import LogSource
@@ -62,7 +66,7 @@ def aws_source(config: Config, options: Mapping[str, Any]) -> LogSource:
             client_factory=options.get("client_factory"),
         )
     if kind == "cloudtrail-lake":
-        from reconciler.activity.lake import CloudTrailLake
+        from reconciler.activity.lake import CloudTrailLake, store_region
 
         store = raw.get("activity_event_data_store")
         if not store:
@@ -70,11 +74,31 @@ def aws_source(config: Config, options: Mapping[str, Any]) -> LogSource:
                 "providers.aws.activity_source cloudtrail-lake needs activity_event_data_store "
                 "(the event data store ARN or id)"
             )
-        return CloudTrailLake(str(store), region=aws_regions(config)[0])
+        region = store_region(str(store)) or aws_regions(config)[0]
+        return CloudTrailLake(str(store), region=region)
     raise ConfigError(f"providers.aws.activity_source: unknown source {kind!r}")
 
 
 SOURCES: dict[str, Callable[[Config, Mapping[str, Any]], LogSource]] = {
     "gcp": gcp_source,
     "aws": aws_source,
+}
+
+
+# role -> its longest session (None: unset or unreadable), and the API calls it took
+SessionLengths = tuple[dict[str, timedelta | None], int]
+
+
+def aws_sessions(config: Config, options: Mapping[str, Any]) -> SessionLengths:
+    """Permission set name -> SessionDuration, read once through the AWS provider
+    (ListPermissionSets, then DescribePermissionSet once per set)."""
+    from reconciler.core import providers
+
+    adapter = providers.spec("aws").adapter(config, options)
+    lengths = {name: duration for name, _, duration in adapter.describe_permission_sets()}
+    return lengths, sum(adapter.calls.snapshot().values())
+
+
+SESSIONS: dict[str, Callable[[Config, Mapping[str, Any]], SessionLengths]] = {
+    "aws": aws_sessions,
 }

@@ -69,35 +69,38 @@ def build_filter(query: ScopeQuery) -> str:
 def event_of(
     entry: Mapping[str, Any], query: ScopeQuery, members: Mapping[str, str]
 ) -> LogEvent | None:
-    """A log entry (JSON) as an event, its principal spelled as the identity (``user:a@x``)."""
+    """A log entry (JSON) as an event, its principal spelled as the identity (``user:a@x``).
+
+    Called once per entry of every page, so it reads the JSON dicts directly."""
     payload = entry.get("protoPayload")
-    if not isinstance(payload, Mapping):
+    if not isinstance(payload, dict):
         return None
-    auth = payload.get("authenticationInfo") or {}
-    email = str(auth.get("principalEmail") or "")
-    if not email:
+    auth = payload.get("authenticationInfo")
+    email = auth.get("principalEmail") if isinstance(auth, dict) else None
+    if not email or not isinstance(email, str):
         return None
-    status = payload.get("status") or {}
     try:
-        timestamp = datetime.fromisoformat(str(entry.get("timestamp")).replace("Z", "+00:00"))
-    except ValueError:
+        timestamp = datetime.fromisoformat(entry["timestamp"]).astimezone(UTC)
+    except (KeyError, TypeError, ValueError):
         return None
-    kind = "serviceAccount" if email.endswith(".gserviceaccount.com") else "user"
+    principal = members.get(email.lower())
+    if principal is None:
+        kind = "serviceAccount" if email.endswith(".gserviceaccount.com") else "user"
+        principal = f"{kind}:{email}"
+    status = payload.get("status")
     return LogEvent(
-        time=timestamp.astimezone(UTC),
-        principal=members.get(email.lower(), f"{kind}:{email}"),
+        time=timestamp,
+        principal=principal,
         provider="gcp",
         scope=query.scope,
         service=str(payload.get("serviceName") or ""),
         action=str(payload.get("methodName") or ""),
         resource=str(payload.get("resourceName") or ""),
-        denied=_code(status) == PERMISSION_DENIED,
+        denied=isinstance(status, dict) and _code(status) == PERMISSION_DENIED,
     )
 
 
-def _code(status: object) -> int | None:
-    if not isinstance(status, Mapping):
-        return None
+def _code(status: Mapping[str, Any]) -> int | None:
     try:
         return int(status.get("code") or 0)
     except (TypeError, ValueError):
@@ -159,47 +162,49 @@ class CloudLogging:
             session.hooks.setdefault("response", []).append(self._count)
         return client
 
-    def _entries(self, parent: str, text: str) -> Any:
-        """The client's own ``entries.list`` iterator (its HTTP connection, paging and
-        errors) yielding the entries as JSON: the client's ``list_entries`` would parse each
-        AuditLog payload into protobuf first, which costs more than the whole read. The
-        filter always carries its own time range, so the client's 24-hour default (which
-        ``list_entries`` would add) never applies either way."""
-        from google.api_core import page_iterator
-
-        client = self.client()
-        iterator_cls: Any = page_iterator.HTTPIterator  # untyped
-        iterator = iterator_cls(
-            client=client,
-            api_request=client._connection.api_request,
-            path="/entries:list",
-            item_to_value=lambda _iterator, item: item,
-            items_key="entries",
-            extra_params={
-                "resourceNames": [parent],
-                "filter": text,
-                "orderBy": "timestamp asc",
-                "pageSize": self.page_size,
-            },
+    def _page(self, parent: str, text: str, token: str | None) -> Mapping[str, Any]:
+        """One ``entries.list`` page through the client's own connection (its HTTP
+        session, credentials and errors), as JSON: the client's ``list_entries`` would
+        parse each AuditLog payload into protobuf first, which costs more than the whole
+        read. The filter always carries its own time range, so the client's 24-hour
+        default (which ``list_entries`` would add) never applies either way."""
+        body: dict[str, Any] = {
+            "resourceNames": [parent],
+            "filter": text,
+            "orderBy": "timestamp asc",
+            "pageSize": self.page_size,
+        }
+        if token:
+            body["pageToken"] = token
+        connection = self.client()._connection
+        page = retrying(
+            lambda: connection.api_request(method="POST", path="/entries:list", data=body),
+            policy=self.backoff,
+            retryable=_retryable,
         )
-        iterator._HTTP_METHOD = "POST"  # entries.list is a POST that reads
-        return iterator
+        return page if isinstance(page, Mapping) else {}
 
     def read(self, query: ScopeQuery) -> list[LogEvent]:
         members = {e.lower(): m for m in query.principals if (e := email_of(m))}
         if not members:
             return []
         text = build_filter(query)
-
-        def pages() -> list[LogEvent]:
-            entries = self._entries(self.bucket or query.scope, text)
-            return [e for entry in entries if (e := event_of(entry, query, members))]
-
+        events: list[LogEvent] = []
+        token: str | None = None
         try:
-            return retrying(pages, policy=self.backoff, retryable=_retryable)
-        except LogReadError:
-            raise
+            while True:  # a page at a time, each retried on its own
+                page = self._page(self.bucket or query.scope, text, token)
+                entries = page.get("entries") or ()
+                events += [seen for entry in entries if (seen := event_of(entry, query, members))]
+                token = page.get("nextPageToken") or None
+                if not token:
+                    return events
         except Exception as exc:
+            if self.bucket:
+                raise LogReadError(
+                    f"Cloud Logging {query.scope} (log view {self.bucket}): "
+                    f"{_describe(exc, bucket=True)}"
+                ) from None
             raise LogReadError(f"Cloud Logging {query.scope}: {_describe(exc)}") from None
 
 
@@ -207,9 +212,15 @@ def _retryable(exc: BaseException) -> bool:
     return getattr(exc, "code", None) in _RETRYABLE
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, bucket: bool = False) -> str:
     code = getattr(exc, "code", None)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    if code in (403, 404) and bucket:
+        return (
+            f"cannot read the log view ({message}); the reader needs logging.views.access "
+            "on it (roles/logging.viewAccessor), and the view must exist "
+            "(providers.gcp.activity_bucket)"
+        )
     if code == 403:
         return (
             f"permission denied ({message}); the reader needs logging.logEntries.list "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ class Reading:
 
     report: ActivityReport
     calls: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # for people: what was assumed
 
 
 def tip_config(repo: Path, ref: str = "HEAD") -> Config:
@@ -84,7 +85,10 @@ def grants_of(
     sessions: Mapping[tuple[str, str], timedelta] | None = None,
 ) -> list[ActivityGrant]:
     """The grants the selected audit entries stand for: versions that held a window
-    that has begun (an early deletion ends the window where the file went)."""
+    that has begun (an early deletion ends the window where the file went).
+
+    ``sessions``: (provider, role) -> the longest session the role allows (AWS: the
+    permission set's SessionDuration); 12 hours where unknown."""
     out = []
     for e in entries:
         if e.state not in HELD or not (e.provider and e.scope and e.role and e.principal):
@@ -95,9 +99,7 @@ def grants_of(
         if e.removal is not None and e.begin < e.removal.at < end:
             end = e.removal.at
         slack = allowance_of(config, e.provider, allowance)
-        horizon = (sessions or {}).get((e.provider, e.role))
-        if horizon is None:
-            horizon = slack if e.provider == "gcp" else DEFAULT_SESSION
+        session = (sessions or {}).get((e.provider, e.role)) or DEFAULT_SESSION
         out.append(
             ActivityGrant(
                 request=e.file,
@@ -108,12 +110,33 @@ def grants_of(
                 role=e.role,
                 begin=e.begin,
                 end=end,
-                horizon=max(horizon, slack),
+                horizon=max(_horizon(e, end, now, slack, session), slack),
                 version=e.commit,
                 allowance=slack,
             )
         )
     return out
+
+
+def _horizon(
+    e: AuditEntry, end: datetime, now: datetime, slack: timedelta, session: timedelta
+) -> timedelta:
+    """How long after ``end`` the principal could still make calls with this grant.
+
+    Where the cloud ends access itself at the window's end (GCP's conditional binding),
+    until then plus the allowance: after an early deletion the binding lives on until the
+    reconciler removes it (the ledger's revoke), at most until the window's end. Elsewhere
+    (AWS) a session opened before the revocation lasts its session length, so the range
+    runs the session length past the revocation the ledger records, past ``end`` when it
+    records none, and until now when it shows the grant but no revoke yet."""
+    assert e.end is not None and e.provider is not None
+    revoked = e.revoked_at
+    if providers.known(e.provider) and providers.spec(e.provider).future_start:
+        until = min(e.end, revoked) if revoked is not None else e.end
+        return max(until, end) - end + slack
+    if revoked is None and e.granted_at is not None:
+        revoked = now
+    return max(end, revoked or end) - end + session
 
 
 def known_principals(config: Config) -> dict[str, frozenset[str]]:
@@ -147,6 +170,38 @@ def _sources() -> dict[str, SourceFactory]:
     from reconciler.activity.engines import SOURCES
 
     return SOURCES
+
+
+def read_sessions(
+    entries: Iterable[AuditEntry], config: Config, options: Mapping[str, Any], reading: Reading
+) -> dict[tuple[str, str], timedelta]:
+    """(provider, role) -> the longest session the role allows, for the roles of the
+    selected grants, from each provider that knows (one read per provider and run); what
+    cannot be read is a note, and 12 hours is assumed."""
+    from reconciler.activity.engines import SESSIONS
+
+    wanted: dict[str, set[str]] = {}
+    for e in entries:
+        if e.state in HELD and e.provider in SESSIONS and e.role:
+            wanted.setdefault(e.provider, set()).add(e.role)
+    out: dict[tuple[str, str], timedelta] = {}
+    for provider, roles in sorted(wanted.items()):
+        try:
+            lengths, calls = SESSIONS[provider](config, options.get(provider) or {})
+        except Exception as exc:  # best effort: the longest possible session stands in
+            reading.notes.append(
+                f"{provider}: could not read how long sessions last ({exc}); 12 hours assumed"
+            )
+            continue
+        reading.calls[f"{provider}.sessions"] = calls
+        unknown = sorted(r for r in roles if lengths.get(r) is None)
+        out |= {(provider, r): d for r in roles if (d := lengths.get(r)) is not None}
+        if unknown:
+            reading.notes.append(
+                f"{provider}: no session length for {', '.join(unknown)} (not in the "
+                "instance, or none set); 12 hours assumed"
+            )
+    return out
 
 
 def read_all(
@@ -187,17 +242,26 @@ def collect_activity(
     allowance: timedelta | None = None,
     options: Mapping[str, Any] | None = None,
     sources: Mapping[str, LogSource] | None = None,
+    ended_after: datetime | None = None,
 ) -> Reading:
     """The whole run: grants, one query per scope, the reads, the join.
 
     ``options``: per-provider options for the sources (``{"gcp": {...}}``); ``sources``
-    replaces the configured ones (tests, the benchmark)."""
+    replaces the configured ones (tests, the benchmark). ``ended_after``: a scheduled
+    run's report of its own span, ``(ended_after, now]``: only the grants whose window
+    ended in it, and only the unauthorized attempts made in it (every scope is read over
+    it), so consecutive runs report each once."""
     options = options or {}
-    grants = grants_of(entries, config, now=now, allowance=allowance)
+    reading = Reading(ActivityReport())
+    sessions = read_sessions(entries, config, options, reading)
+    grants = grants_of(entries, config, now=now, allowance=allowance, sessions=sessions)
+    watch = (ended_after, now) if ended_after is not None else None
+    if watch is not None:
+        grants = [g for g in grants if watch[0] < g.end <= now]
     known = known_principals(config)
     extra = policy_scopes(config, scope_filter)
-    fallback = (since or now - timedelta(days=1), now)
-    queries = plan_queries(grants, extra, known, at=now, fallback=fallback)
+    fallback = watch or (since or now - timedelta(days=1), now)
+    queries = plan_queries(grants, extra, known, at=now, fallback=fallback, watch=watch)
     wanted = {q.provider for q in queries}
     built: dict[str, LogSource] = dict(sources or {})
     for provider in sorted(wanted - set(built)):
@@ -214,4 +278,9 @@ def collect_activity(
     )
     events, errors = read_all(queries, built, concurrency=concurrency)
     report = join(grants, events, known, at=now, errors=errors)
-    return Reading(report, {p: getattr(s, "calls", 0) for p, s in built.items()})
+    if watch is not None:
+        inside = tuple(u for u in report.unauthorized if watch[0] < u.time <= watch[1])
+        report = replace(report, unauthorized=inside)
+    reading.report = report
+    reading.calls |= {p: getattr(s, "calls", 0) for p, s in built.items()}
+    return reading

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -12,8 +14,9 @@ import click
 
 from reconciler.commands.common import echo_json, handle_errors, write_step_summary
 from reconciler.core.activity import ActivityReport, GrantActivity, LogEvent
-from reconciler.core.audit import AuditFilter
+from reconciler.core.audit import AuditEntry, AuditFilter
 from reconciler.core.escape import annotation, csv_cell, log_line, markdown_cell, markdown_text
+from reconciler.core.models import Config
 from reconciler.core.timeutil import format_rfc3339
 from reconciler.options import (
     at_option,
@@ -181,6 +184,28 @@ def github_annotations(report: ActivityReport) -> list[str]:
     help="Exit 1 when a grant was used after its end, had denied calls, or someone known "
     "was denied without a grant.",
 )
+@click.option(
+    "--ledger-branch",
+    default="accessctl-ledger",
+    show_default=True,
+    help="Where apply records what it did: when each grant was really revoked, so the "
+    "sessions it left open are read to their end.",
+)
+@click.option("--no-ledger", is_flag=True, help="Ignore the ledger: windows from git only.")
+@click.option(
+    "--ended-after",
+    metavar="RFC3339",
+    callback=optional_time,
+    help="A scheduled run's report of its own span: only grants whose window ended after "
+    "this time and by --at, and only unauthorized attempts made in that span (the "
+    "reconcile workflow passes the previous successful apply's time).",
+)
+@click.option(
+    "--notify",
+    is_flag=True,
+    help="Send the anomalies (used-after-end, denied-attempts, unauthorized-attempt) to the "
+    "notification sinks the policies configure. A sink that fails is a warning.",
+)
 @handle_errors
 def activity_command(  # noqa: PLR0917 - click passes options as arguments
     repo: Path,
@@ -193,12 +218,17 @@ def activity_command(  # noqa: PLR0917 - click passes options as arguments
     until: datetime | None,
     allowance: timedelta | None,
     fail_on_anomaly: bool,
+    ledger_branch: str,
+    no_ledger: bool,
+    ended_after: datetime | None,
+    notify: bool,
 ) -> None:
     """What each grant's principal did in its scope, from the clouds' audit logs.
 
     For every grant in the selection (the filters of `audit`), the calls its principal
     made in its scope from the window's begin until a session could have outlived its end
-    (GCP Cloud Audit Logs through Cloud Logging; AWS CloudTrail); calls after the end are
+    (AWS: the permission set's session length after the revocation the ledger records;
+    GCP Cloud Audit Logs through Cloud Logging; AWS CloudTrail); calls after the end are
     flagged, denied calls counted, and denied calls by people the identities know, made
     where they held no grant, listed as unauthorized attempts.
 
@@ -209,15 +239,30 @@ def activity_command(  # noqa: PLR0917 - click passes options as arguments
     from reconciler.activity.usecase import collect_activity, tip_config
     from reconciler.trail import collect
 
-    trail = collect(repo, now=now, trust_git=trust_git, ledger_branch=None)
+    trail = collect(
+        repo, now=now, trust_git=trust_git, ledger_branch=None if no_ledger else ledger_branch
+    )
     wanted = AuditFilter(requester=requester, scope=scope, since=since, until=until)
     entries = [e for e in trail.entries if wanted.admits(e)]
-    for note in trail.notes:
-        click.echo(f"note: {log_line(note)}", err=True)
     config = tip_config(repo)
+    if ended_after is not None and ended_after > now:
+        raise click.BadParameter(
+            f"{format_rfc3339(ended_after)} is after --at {format_rfc3339(now)}",
+            param_hint="--ended-after",
+        )
     reading = collect_activity(
-        entries, config, now=now, scope_filter=scope, since=since, allowance=allowance
+        entries,
+        config,
+        now=now,
+        scope_filter=scope,
+        since=since,
+        allowance=allowance,
+        ended_after=ended_after,
     )
+    # The ledger only tells when revokes happened; it is audit's to judge, so its
+    # problems are not repeated here, and a ledger that cannot be read is a note.
+    for note in [*trail.notes, *trail.outages, *reading.notes]:
+        click.echo(f"note: {log_line(note)}", err=True)
     report = reading.report
     for err in report.errors:
         click.echo(f"error: {log_line(f'{err.provider} {err.scope}: {err.message}')}", err=True)
@@ -231,7 +276,25 @@ def activity_command(  # noqa: PLR0917 - click passes options as arguments
         for line in github_annotations(report):
             click.echo(line)
         write_step_summary(render_markdown(report, now))
+    if notify:
+        _send(report, config, now, {(e.file, e.commit): e for e in entries})
     if report.errors:
         sys.exit(1)
     if fail_on_anomaly and (report.anomalies or report.unauthorized):
         sys.exit(1)
+
+
+def _send(
+    report: ActivityReport,
+    config: Config,
+    now: datetime,
+    requests: Mapping[tuple[str, str], AuditEntry],
+) -> None:
+    """The anomalies to the configured sinks; every problem is a warning on stderr and
+    never changes the exit code (no URL or secret is ever in it)."""
+    from reconciler import notify
+
+    events = notify.activity_events(report, now, notify.context_of(os.environ), requests)
+    notifiers, broken = notify.build(config, os.environ)
+    for problem in [*broken, *notify.deliver(notifiers, events)]:
+        click.echo(f"warning: {log_line(problem)}", err=True)

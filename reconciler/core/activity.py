@@ -15,7 +15,7 @@ report = join(grants, events, known, at=now, errors=errors)
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from reconciler.core import providers
@@ -233,11 +233,13 @@ def plan_queries(
     *,
     at: datetime,
     fallback: tuple[datetime, datetime] | None = None,
+    watch: tuple[datetime, datetime] | None = None,
 ) -> list[ScopeQuery]:
     """One query per (provider, scope): every grant's principal there plus every known
     principal of that provider, from the earliest begin to the latest stop. Scopes only a
     policy names (``extra_scopes``) are read over the whole selection's range (or
-    ``fallback`` when no grant is selected)."""
+    ``fallback`` when no grant is selected). ``watch``: a span every scope's read also
+    covers (a scheduled run's own span, so no unauthorized attempt falls between runs)."""
     by_scope: dict[tuple[str, str], list[ActivityGrant]] = {}
     for g in grants:
         by_scope.setdefault((g.provider, g.scope), []).append(g)
@@ -247,6 +249,8 @@ def plan_queries(
     for provider, scope in scopes:
         held = by_scope.get((provider, scope), [])
         span = _span(held, at) or overall
+        if watch is not None:
+            span = (min(span[0], watch[0]), max(span[1], watch[1])) if span else watch
         if span is None:
             continue
         principals = {g.principal for g in held} | set(known.get(provider, frozenset()))
@@ -268,11 +272,6 @@ def _span(grants: Sequence[ActivityGrant], at: datetime) -> tuple[datetime, date
 # -- the join ------------------------------------------------------------------------------
 
 
-@dataclass
-class _Bucket:
-    seen: list[Seen] = field(default_factory=list)
-
-
 def join(
     grants: Sequence[ActivityGrant],
     events: Iterable[LogEvent],
@@ -285,35 +284,47 @@ def join(
     event names one) whose window ``[begin, end + allowance)`` covers it; an event no
     window covers goes to the grant whose read range holds it, as after its end; a denied
     event by a known principal that no grant in that scope covers is ``unauthorized``."""
-    index: dict[tuple[str, str, str], list[ActivityGrant]] = {}
+    # (grant, begin, end of the window with its allowance, end of the range read), per
+    # key: the bounds are computed once per grant, not once per event.
+    index: dict[tuple[str, str, str], list[tuple[ActivityGrant, datetime, datetime, datetime]]]
+    index = {}
     for g in grants:
-        index.setdefault(g.key(), []).append(g)
-    buckets: dict[int, _Bucket] = {id(g): _Bucket() for g in grants}
+        index.setdefault(g.key(), []).append((g, g.begin, g.end + g.allowance, g.stop(at)))
+    seen: dict[int, list[Seen]] = {id(g): [] for g in grants}
     known_ids = {(p, _pid(p, who)) for p, names in known.items() for who in names}
+    ids: dict[tuple[str, str], str] = {}  # a run has few principals and many events
+
+    def pid_of(event: LogEvent) -> str:
+        spelled = (event.provider, event.principal)
+        pid = ids.get(spelled)
+        if pid is None:
+            pid = ids[spelled] = _pid(*spelled)
+        return pid
+
     unauthorized: list[LogEvent] = []
     for event in sorted(events, key=lambda e: e.time):
-        mine = index.get(event.key(), [])
-        covering = [g for g in mine if g.begin <= event.time < g.end + g.allowance]
+        pid = pid_of(event)
+        mine = index.get((event.provider, event.scope, pid), ())
+        when, role = event.time, event.role
+        covering = [g for g, begin, until, _ in mine if begin <= when < until]
         if covering:
-            fits = [g for g in covering if event.role in (None, g.role)]
-            for g in fits:
-                buckets[id(g)].seen.append(Seen(event, False, False))
+            inside = Seen(event, False, False)
+            for g in covering:
+                if role is None or role == g.role:
+                    seen[id(g)].append(inside)
             continue
         later = [
-            g
-            for g in mine
-            if g.end + g.allowance <= event.time <= g.stop(at) and event.role in (None, g.role)
+            g for g, _, until, stop in mine if until <= when <= stop and role in (None, g.role)
         ]
         if later:
             g = max(later, key=lambda x: x.end)
-            buckets[id(g)].seen.append(Seen(event, True, True))
-        elif event.denied and (event.provider, _pid(event.provider, event.principal)) in known_ids:
+            seen[id(g)].append(Seen(event, True, True))
+        elif event.denied and (event.provider, pid) in known_ids:
             unauthorized.append(event)
     unread = {(e.provider, e.scope) for e in errors}
     return ActivityReport(
         grants=tuple(
-            GrantActivity(g, tuple(buckets[id(g)].seen), (g.provider, g.scope) in unread)
-            for g in grants
+            GrantActivity(g, tuple(seen[id(g)]), (g.provider, g.scope) in unread) for g in grants
         ),
         unauthorized=tuple(unauthorized),
         errors=tuple(errors),

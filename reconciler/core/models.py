@@ -161,6 +161,10 @@ NOTIFICATION_EVENTS = (
     "break-glass",
     "late-revoke",
     "reconciler-stale",
+    # accessctl activity --notify: the anomalies of the clouds' audit logs
+    "used-after-end",
+    "denied-attempts",
+    "unauthorized-attempt",
 )
 
 

@@ -7,7 +7,9 @@ reference: ``Events`` newest first, at most 50 per page (``MaxResults``), ``Next
 one ``LookupAttributes`` entry (``Username``, ``EventName``, ``EventSource``,
 ``ResourceName``), ``StartTime``/``EndTime`` inclusive. ``throttle_next`` answers
 ``ThrottlingException``; ``enforce_rate`` refuses a third call within one second per
-account and region, as CloudTrail's 2-per-second quota does.
+account and region, as CloudTrail's 2-per-second quota does. CloudTrail Lake's queries
+(``StartQuery``, ``DescribeQuery``, ``GetQueryResults``, ``CancelQuery``) run over the same
+records in ``lake`` (``reconciler.sandbox.cloudtrail_lake``).
 
 ```python
 trail = sandbox.faults.cloudtrail
@@ -28,6 +30,9 @@ from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from reconciler.sandbox.cloudtrail_lake import OPERATIONS as LAKE_OPERATIONS
+from reconciler.sandbox.cloudtrail_lake import Lake
 
 TARGET = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101."
 DEFAULT_ACCOUNT = "123456789012"
@@ -77,9 +82,11 @@ class CloudTrailEvents:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.lake = Lake(self.records)  # CloudTrail Lake over the same records
         self.clear()
 
     def clear(self) -> None:
+        self.lake.clear()
         with self._lock:
             self._events: dict[tuple[str, str], list[dict[str, Any]]] = {}
             self.calls: list[tuple[str, str]] = []  # (account, region) of each LookupEvents
@@ -93,6 +100,15 @@ class CloudTrailEvents:
         with self._lock:
             self._events.setdefault((account, region), []).append(dict(record))
 
+    def records(self) -> list[dict[str, Any]]:
+        """Every record of every account and region (``awsRegion`` filled in)."""
+        with self._lock:
+            return [
+                {"awsRegion": region, **record}
+                for (_, region), records in self._events.items()
+                for record in records
+            ]
+
     def throttle_next(self, count: int) -> None:
         with self._lock:
             self.throttles = count
@@ -103,6 +119,8 @@ class CloudTrailEvents:
 
     def handle(self, target: str, params: dict[str, Any], environ: Mapping[str, Any]) -> Response:
         operation = target[len(TARGET) :]
+        if operation in LAKE_OPERATIONS:
+            return self.lake.handle(operation, params, _caller(environ))
         if operation != "LookupEvents":
             return _error("UnsupportedOperationException", f"{operation} is not emulated")
         account, region = _caller(environ)

@@ -126,3 +126,12 @@ def test_selection_filters(repo, gcp):
     _, out, _ = activity(repo, "--scope", PAY, env=env)
     assert len(out["grants"]) == 1
     assert [names for names, _ in gcp.logging.lists][-1:] == [(PAY,)]
+
+
+def test_a_throttled_page_is_retried(repo, gcp):
+    gcp.logging.page_cap = 1
+    gcp.fail_next(PAY, 429, count=1, method="list")
+    code, out, err = activity(repo, env={"ACCESSCTL_GCP_ENDPOINT": gcp.url})
+    assert code == 0, err
+    assert [e["action"] for e in out["grants"][0]["events"]] == ["inside", "refused", "case"]
+    assert gcp.calls["list", PAY] == 5  # the refused page once more, then 3 pages + empty
