@@ -17,6 +17,7 @@ from pathlib import Path
 from reconciler.approvals import SigningRule
 from reconciler.approvals_github import UNSIGNED, SignedCommits, unsigned_message
 from reconciler.core import layout
+from reconciler.core.asking import Asked, ReviewRecord
 from reconciler.core.judgment import Approval, judge_request
 from reconciler.core.models import AccessRequest, Approvals, Config
 from reconciler.core.prcheck import (
@@ -95,7 +96,14 @@ def check_pull_request(client: GitHubClient, repo: Path, number: int, now: datet
         verdicts = gate.entries(base_tree, head_tree, in_requests)
         verdicts += gate.requests(head_tree, in_requests)
         verdicts += gate.removals(base_tree, head_tree, in_requests)
-    return Report(**ids, verdicts=tuple(verdicts))  # type: ignore[arg-type]
+    record = ReviewRecord(
+        gate.reviewed(), Asked(_lower(pull.requested_reviewers), _lower(pull.requested_teams))
+    )
+    return Report(**ids, verdicts=tuple(verdicts), reviews=record)  # type: ignore[arg-type]
+
+
+def _lower(names: Sequence[str]) -> frozenset[str]:
+    return frozenset(n.lower() for n in names)
 
 
 def _policy_verdicts(repo: Path, head_sha: str, paths: Sequence[str]) -> tuple[FileVerdict, ...]:
@@ -147,6 +155,12 @@ class _Gate:
         if self._reviews is None:  # only fetched when a request needs them
             self._reviews = self.client.pull_reviews(self.number)
         return self._reviews
+
+    def reviewed(self) -> frozenset[str]:
+        """Who submitted a review, in any state (from the reviews already read, if any)."""
+        return frozenset(
+            r.login.lower() for r in self._reviews or () if r.state.upper() != "PENDING"
+        )
 
     def entries(
         self, base_tree: Tree, head_tree: Tree, changes: Sequence[PathChange]

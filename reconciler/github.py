@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from reconciler.core.asking import Asked
 from reconciler.core.reviews import Review
 from reconciler.errors import ConfigError, GitHubError
 
@@ -49,6 +50,8 @@ class PullRequestInfo:
     merged_at: datetime | None
     merge_commit_sha: str | None
     base_default_branch: str = ""  # the base repository's default branch ("" if not given)
+    requested_reviewers: tuple[str, ...] = ()  # logins whose review is requested now
+    requested_teams: tuple[str, ...] = ()  # slugs of the teams whose review is requested now
 
 
 @dataclass(frozen=True)
@@ -289,7 +292,9 @@ class GitHubClient:
                 raise ConfigError(
                     f"GitHub rejected the token (401: {message}) while {what}"
                 ) from None
-            raise GitHubError(f"GitHub: {what} failed ({exc.status}: {message})") from None
+            raise GitHubRefusal(
+                f"GitHub: {what} failed ({exc.status}: {message})", exc.status
+            ) from None
         except OSError as exc:  # connection refused, DNS, timeouts after retries
             raise GitHubError(f"GitHub: {what} failed ({exc})") from None
 
@@ -376,21 +381,32 @@ class GitHubClient:
         """Write ``body`` as our one comment on #``number``; returns the comment's id.
 
         Ours is a comment that starts with ``marker`` and whose author is this token's
-        identity (logins compare case-insensitively); the oldest such one is edited in
-        place. Anybody else's comment, whatever it says, is never edited, adopted or
-        trusted; without one of ours a new comment is created, so the real report is
-        always written. The body is cut to GitHub's size limit (``fit_comment``). A failed
-        edit raises GitHubError: the caller decides what that means.
+        identity (``our_comment``); it is edited in place. Anybody else's comment, whatever
+        it says, is never edited, adopted or trusted; without one of ours a new comment is
+        created, so the real report is always written. The body is cut to GitHub's size
+        limit (``fit_comment``). A failed edit raises GitHubError: the caller decides what
+        that means.
         """
-        text = fit_comment(body, marker)
+        return self.write_comment(number, marker, body, self.our_comment(number, marker))
+
+    def our_comment(self, number: int, marker: str) -> Comment | None:
+        """The oldest comment on #``number`` that starts with ``marker`` and whose author is
+        this token's identity (logins compare case-insensitively); None when there is none.
+        Only such a comment is ever believed: anyone may write the marker."""
         marked = [c for c in self.comments(number) if c.body.startswith(marker)]
         me = self.identity().lower() if marked else ""  # nothing to tell apart: no call
-        ours = [c.id for c in marked if c.author.lower() == me]
-        if not ours:
+        ours = [c for c in marked if c.author.lower() == me]
+        return min(ours, key=lambda c: c.id) if ours else None
+
+    def write_comment(self, number: int, marker: str, body: str, ours: Comment | None) -> int:
+        """Edit ``ours`` (from ``our_comment``) to ``body``, or create the comment when
+        there is none; returns its id."""
+        text = fit_comment(body, marker)
+        if ours is None:
             issue = self._repo.get_issue(number)
             created = self._call(f"commenting on #{number}", lambda: issue.create_comment(text))
             return int(_raw(created).get("id") or created.id)
-        comment_id = min(ours)
+        comment_id = ours.id
         # PATCH by id rather than trusting the comment's own ``url`` field.
         url = f"{self._repo.url}/issues/comments/{comment_id}"
         self._call(
@@ -398,6 +414,48 @@ class GitHubClient:
             lambda: self._gh.requester.requestJsonAndCheck("PATCH", url, input={"body": text}),
         )
         return comment_id
+
+    # ------------------------------------------------------------ review requests
+    def request_reviewers(
+        self, number: int, reviewers: Sequence[str], team_reviewers: Sequence[str] = ()
+    ) -> None:
+        """Ask ``reviewers`` (logins) and ``team_reviewers`` (slugs of the repository
+        owner's teams) to review pull request ``number`` (``POST
+        /pulls/{n}/requested_reviewers``). GitHub answers 422 when one of them is the author
+        or not a collaborator (then nobody is asked), 403 to a token without
+        ``pull-requests: write``: GitHubRefusal, with the status."""
+        from github.GithubObject import NotSet
+
+        pull = self._repo.get_pull(number)
+        self._call(
+            f"requesting reviews on #{number}",
+            lambda: pull.create_review_request(
+                reviewers=list(reviewers) or NotSet,
+                team_reviewers=list(team_reviewers) or NotSet,
+            ),
+        )
+
+    def review_requests_made(self, number: int) -> Asked:
+        """Everyone GitHub's record says was ever asked to review pull request ``number``,
+        whatever happened to the request since (answered, removed, dismissed): the
+        ``review_requested`` events of its issue (``GET /issues/{n}/events``: one call per
+        hundred events)."""
+        issue = self._repo.get_issue(number)
+
+        def fetch() -> Asked:
+            users: set[str] = set()
+            teams: set[str] = set()
+            for raw in map(_raw, issue.get_events()):
+                if raw.get("event") != "review_requested":
+                    continue
+                user, team = raw.get("requested_reviewer"), raw.get("requested_team")
+                if isinstance(user, dict) and user.get("login"):
+                    users.add(str(user["login"]).lower())
+                if isinstance(team, dict) and team.get("slug"):
+                    teams.add(str(team["slug"]).lower())
+            return Asked(frozenset(users), frozenset(teams))
+
+        return self._call(f"listing the events of #{number}", fetch)
 
     # ------------------------------------------------------------------ issues
     def open_issues(self, label: str) -> list[Issue]:
@@ -615,6 +673,14 @@ class GitHubClient:
         return data if isinstance(data, dict) else {}
 
 
+class GitHubRefusal(GitHubError):
+    """GitHub answered a call with an error ``status`` (after the retries)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _Refused(GitHubError):
     """GitHub refused a ref update because the ref moved (or exists): the caller's race."""
 
@@ -734,7 +800,15 @@ def _pull_info(pr: Any) -> PullRequestInfo:
         base_default_branch=str(
             ((raw.get("base") or {}).get("repo") or {}).get("default_branch") or ""
         ),
+        requested_reviewers=_names(raw.get("requested_reviewers"), "login"),
+        requested_teams=_names(raw.get("requested_teams"), "slug"),
     )
+
+
+def _names(items: object, key: str) -> tuple[str, ...]:
+    """``key`` of each object in a JSON list (logins of users, slugs of teams)."""
+    rows = items if isinstance(items, list) else []
+    return tuple(str(r[key]) for r in rows if isinstance(r, dict) and r.get(key))
 
 
 def _review(r: Any) -> Review:

@@ -20,6 +20,7 @@ import hmac
 import ipaddress
 import json
 import os
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -341,6 +342,12 @@ def _late(g: Grant, now: datetime, tolerance: timedelta) -> bool:
 class Sender(Protocol):
     label: str  # for people, naming the environment variable, never its value
 
+    @property
+    def memory_key(self) -> bytes:
+        """Secret to the sink (its URL and secret): keys the deliveries pr-check remembers
+        in its PR comment, so that nobody without it can write one (``delivery_key``)."""
+        ...
+
     def send(self, events: Sequence[Event], succeeded: bool | None) -> None:
         """Deliver ``events``; ``succeeded`` is whether the apply exited 0 (None outside
         apply). Raise DeliveryFailed when something was not delivered."""
@@ -421,6 +428,10 @@ class WebhookSender:
     def __init__(self, label: str, url: str, secret: str) -> None:
         self.label, self._url, self._secret = label, url, secret
 
+    @property
+    def memory_key(self) -> bytes:
+        return f"{self._url}\0{self._secret}".encode()
+
     def send(self, events: Sequence[Event], succeeded: bool | None) -> None:
         for event in events:
             body = json.dumps(event.body(), sort_keys=True).encode()
@@ -433,6 +444,10 @@ class SlackSender:
 
     def __init__(self, label: str, url: str) -> None:
         self.label, self._url = label, url
+
+    @property
+    def memory_key(self) -> bytes:
+        return self._url.encode()
 
     def send(self, events: Sequence[Event], succeeded: bool | None) -> None:
         for event in events:
@@ -489,6 +504,10 @@ class IssueSender:
 
     def __init__(self, client: Callable[[], GitHubClient], secrets: Sequence[str]) -> None:
         self._client, self._secrets = client, secrets
+
+    @property
+    def memory_key(self) -> bytes:
+        return "\0".join(self._secrets).encode()
 
     def send(self, events: Sequence[Event], succeeded: bool | None) -> None:
         alarms = [e for e in events if e.event in ALARMS]
@@ -625,10 +644,92 @@ def deliver(
         wanted = n.wanted(events)
         if not wanted and not (succeeded and isinstance(n.sender, IssueSender)):
             continue
-        try:
-            n.sender.send(wanted, succeeded)
-        except AccessctlError as exc:
-            warnings.append(f"notification {n.sender.label} not delivered: {exc}")
-        except Exception as exc:  # a sink bug never fails the run it reports
-            warnings.append(f"notification {n.sender.label} failed: {type(exc).__name__}")
+        problem = _send(n, wanted, succeeded)
+        if problem:
+            warnings.append(problem)
     return warnings
+
+
+def _send(n: Notifier, events: Sequence[Event], succeeded: bool | None) -> str | None:
+    """Deliver; the warning when it failed (nothing raised)."""
+    try:
+        n.sender.send(events, succeeded)
+    except AccessctlError as exc:
+        return f"notification {n.sender.label} not delivered: {exc}"
+    except Exception as exc:  # a sink bug never fails the run it reports
+        return f"notification {n.sender.label} failed: {type(exc).__name__}"
+    return None
+
+
+# -- request-waiting once per request version ---------------------------------------------
+#
+# pr-check runs on every push and every review. It remembers which request-waiting it
+# delivered in a hidden line of its own PR comment (the second line, right after the
+# comment's marker), and believes that line only in a comment whose author is the token's
+# identity (GitHubClient.our_comment): not in a file of the pull request, which its author
+# writes, nor in anybody else's comment. A key stands for one sink and one version of one
+# request file (its path and the blob of its content at the head), so an edited request is
+# announced again and a sink that failed gets it at the next run. Anyone with write access
+# may edit any comment, the bot's too: keys are HMACs under the sink's own URL and secret,
+# so such an edit can make a version be sent again, never pass for one that was sent.
+
+REMEMBERED = "<!-- accessctl:notified"
+MAX_REMEMBERED = 400  # keys kept (16 hex characters each): the newest ones
+_REMEMBERED_LINE = re.compile(r"<!-- accessctl:notified((?: [0-9a-f]{16})*) -->")
+
+
+def delivery_key(sender: Sender, path: str, blob: str) -> str:
+    """One sink, one request path, one content (its git blob), keyed by the sink's secret."""
+    message = f"{sender.label}\0{path}\0{blob}".encode()
+    return hmac.new(sender.memory_key, message, hashlib.sha256).hexdigest()[:16]
+
+
+def remembered(comment: str, marker: str) -> tuple[str, ...]:
+    """The keys our own comment remembers: its second line, exactly as ``remember`` wrote
+    it (anything else in the comment, such as request text, is never read)."""
+    first, _, rest = comment.partition("\n")
+    match = _REMEMBERED_LINE.fullmatch(rest.partition("\n")[0])
+    return tuple(match.group(1).split()) if first == marker and match else ()
+
+
+def remember(keys: Sequence[str]) -> str:
+    """The hidden line that carries ``keys`` (the newest MAX_REMEMBERED of them)."""
+    kept = list(dict.fromkeys(keys))[-MAX_REMEMBERED:]
+    return f"{REMEMBERED} {' '.join(kept)} -->" if kept else f"{REMEMBERED} -->"
+
+
+@dataclass(frozen=True)
+class Once:
+    """What ``deliver_once`` did: warnings, the keys delivered now, and (sink, request)
+    pairs left out because that version was delivered before."""
+
+    warnings: tuple[str, ...] = ()
+    delivered: tuple[str, ...] = ()
+    already: tuple[tuple[str, str], ...] = ()
+
+
+def deliver_once(
+    notifiers: Sequence[Notifier],
+    events: Sequence[Event],
+    versions: Mapping[str, str],
+    sent: Sequence[str],
+) -> Once:
+    """Each request event to each sink that wants it, unless ``sent`` holds its key
+    (``versions``: request path -> blob at the head). A sink that fails gets no more
+    events this run, and what it missed is not remembered: the next run tries again."""
+    warnings: list[str] = []
+    delivered: list[str] = []
+    already: list[tuple[str, str]] = []
+    for n in notifiers:
+        for event in n.wanted(events):
+            path = event.request or ""
+            key = delivery_key(n.sender, path, versions.get(path, ""))
+            if key in sent:
+                already.append((n.sender.label, path))
+                continue
+            problem = _send(n, [event], None)
+            if problem:
+                warnings.append(problem)
+                break
+            delivered.append(key)
+    return Once(tuple(warnings), tuple(delivered), tuple(already))

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 import click
 
 from reconciler.commands.common import echo_json, handle_errors, write_step_summary
+from reconciler.core.asking import Outcome
 from reconciler.core.escape import annotation, clean_json, log_line
 from reconciler.core.prcheck import (
     MARKER,
@@ -31,6 +33,7 @@ from reconciler.core.timeutil import format_rfc3339
 from reconciler.errors import ConfigError, GitHubError
 from reconciler.github import GitHubClient
 from reconciler.options import at_option, format_option, repo_option
+from reconciler.reviewing import request_reviews
 
 
 @click.command("pr-check")
@@ -39,7 +42,10 @@ from reconciler.options import at_option, format_option, repo_option
 @at_option
 @click.option("--pr", "pr_number", type=int, help="Pull request number (default: from the event).")
 @click.option(
-    "--no-comment", is_flag=True, help="Do not write the PR comment or the commit status."
+    "--no-comment",
+    is_flag=True,
+    help="Do not write the PR comment or the commit status, request no review and send no "
+    "request-waiting (nothing would remember that they were made).",
 )
 @click.option(
     "--json-out",
@@ -61,7 +67,9 @@ def pr_check_command(  # noqa: PLR0917 - click passes options as arguments
     Runs inside a pull_request or pull_request_review workflow (GITHUB_EVENT_PATH,
     GITHUB_API_URL, GITHUB_TOKEN, GITHUB_REPOSITORY). Policies are read from the PR's base
     commit, requests from its head commit; both must be in the clone (fetch-depth: 0).
-    Sets the accessctl/approval commit status and updates one PR comment.
+    Sets the accessctl/approval commit status and updates one PR comment. While a request
+    waits for approvals, asks its eligible approvers for a review (once per pull request)
+    and sends request-waiting (once per version of the request file).
     Exit 0 when the PR may merge, 1 when it may not (yet), 2 on configuration errors. The
     JSON `state` tells "may merge" (success), "waiting for approvals" (pending) and "cannot
     merge as it stands" (failure) apart; the workflow keeps a waiting PR green with it.
@@ -71,37 +79,58 @@ def pr_check_command(  # noqa: PLR0917 - click passes options as arguments
     number = pr_number if pr_number is not None else _event_pr_number()
     client = GitHubClient.from_env()
     report = check_pull_request(client, repo, number, now)
-    markdown = render_markdown(report, now)
+    asked = Outcome(open=report.reviews.requested, owner=client.repository.split("/")[0])
+    summary = render_markdown(report, now)
     commented = True
-    if not no_comment:
-        commented = _publish(client, report, markdown)
-    write_step_summary(markdown)
+    if no_comment:
+        if report.state == "pending":
+            click.echo(f"note: {NOT_WITHOUT_COMMENT}", err=True)
+    else:
+        asked, commented, summary = _publish(client, repo, report, now)
+    write_step_summary(summary)
     if json_out is not None:
-        payload = clean_json(_json(report, client.calls))
+        payload = clean_json(_json(report, client.calls, asked))
         json_out.write_text(json.dumps(payload, indent=2) + "\n", "utf-8")
-    _output(fmt, report, client.calls)
-    _notify_waiting(repo, report, now)
+    _output(fmt, report, client.calls, asked)
     sys.exit(0 if report.state == "success" and commented else 1)
 
 
-def _notify_waiting(repo: Path, report: Report, now: datetime) -> None:
-    """request-waiting to the sinks the BASE commit's policies configure. A sink whose
-    variable this job was not given is skipped with a note (the check job's secrets are
-    optional: docs/notifications.md); a delivery failure is a warning, never the gate's."""
+NOT_WITHOUT_COMMENT = (
+    "--no-comment: no review requested and no request-waiting sent (the PR comment is what "
+    "remembers that they were)"
+)
+
+
+def _notify_waiting(repo: Path, report: Report, now: datetime, sent: Sequence[str]) -> list[str]:
+    """request-waiting to the sinks the BASE commit's policies configure, for each version
+    of a waiting request file not in ``sent`` (keys our PR comment remembers); returns the
+    keys delivered now. A sink whose variable this job was not given is skipped with a note
+    (the check job's secrets are optional: docs/notifications.md); a delivery failure is a
+    warning, never the gate's."""
     from reconciler import notify
     from reconciler.git import Tree
     from reconciler.repo import load_config
 
     events = notify.waiting_events(report, now, notify.context_of(os.environ))
     if not events:
-        return
+        return []
     with Tree(repo, report.base) as base_tree:
         config, _ = load_config(base_tree)
+    with Tree(repo, report.head) as head_tree:
+        versions = {e.request: head_tree.blob(e.request) or "" for e in events if e.request}
     notifiers, skipped = notify.build(config, os.environ)
     for message in skipped:
         click.echo(f"note: request-waiting not sent: {message}", err=True)
-    for warning in notify.deliver(notifiers, events):
+    once = notify.deliver_once(notifiers, events, versions, sent)
+    for label, path in once.already:
+        click.echo(
+            f"note: request-waiting for this version of {_oneline(path)} was sent to {label} "
+            "before; not sent again",
+            err=True,
+        )
+    for warning in once.warnings:
         click.echo(f"warning: {warning}", err=True)
+    return list(once.delivered)
 
 
 # ------------------------------------------------------------------------ gathering
@@ -126,11 +155,17 @@ def _event_pr_number() -> int:
 
 
 # ------------------------------------------------------------------------ reporting
-def _publish(client: GitHubClient, report: Report, markdown: str) -> bool:
-    """The commit status first (it gates the merge), then the one comment. A status that
-    cannot be set is a warning: the required check stays missing, which blocks the merge
-    anyway (e.g. a fork's read-only token). A comment that cannot be written fails this
-    step (returns False), with the verdict still set in the status."""
+def _publish(
+    client: GitHubClient, repo: Path, report: Report, now: datetime
+) -> tuple[Outcome, bool, str]:
+    """The commit status first (it gates the merge), then review requests, request-waiting,
+    and the one comment, which remembers what was sent. A status that cannot be set is a
+    warning: the required check stays missing, which blocks the merge anyway (e.g. a
+    fork's read-only token); so is a review request GitHub refuses. A comment that cannot
+    be written fails this step (False), with the verdict still set in the status. Returns
+    the review requests, whether the comment was written, and the job summary."""
+    from reconciler import notify
+
     state = report.state
     try:
         client.create_status(
@@ -140,16 +175,29 @@ def _publish(client: GitHubClient, report: Report, markdown: str) -> bool:
         click.echo(
             f"warning: could not set the {STATUS_CONTEXT} status: {log_line(str(exc))}", err=True
         )
+    asked = request_reviews(client, report)
+    for warning in asked.warnings:
+        click.echo(f"warning: {log_line(warning)}", err=True)
+    summary = _with_reviews(render_markdown(report, now), asked)
     try:
-        client.upsert_comment(report.pr, MARKER, markdown)
+        ours = client.our_comment(report.pr, MARKER)
+        sent = notify.remembered(ours.body, MARKER) if ours else ()
+        sent += tuple(_notify_waiting(repo, report, now, sent))
+        body = summary.replace(MARKER, f"{MARKER}\n{notify.remember(sent)}", 1) if sent else summary
+        client.write_comment(report.pr, MARKER, body, ours)
     except GitHubError as exc:
         click.echo(
             f"error: could not write the PR comment: {log_line(str(exc))} (the verdict, "
             f"{state}, is in the {STATUS_CONTEXT} status and the job summary)",
             err=True,
         )
-        return False
-    return True
+        return asked, False, summary
+    return asked, True, summary
+
+
+def _with_reviews(markdown: str, asked: Outcome) -> str:
+    lines = asked.markdown()
+    return markdown + ("\n" + "\n".join(lines) + "\n" if lines else "")
 
 
 def _run_url() -> str | None:
@@ -169,9 +217,9 @@ def _oneline(text: str) -> str:
     return log_line(str(text))
 
 
-def _output(fmt: str, report: Report, calls: int) -> None:
+def _output(fmt: str, report: Report, calls: int, asked: Outcome) -> None:
     if fmt == "json":
-        echo_json(_json(report, calls))
+        echo_json(_json(report, calls, asked))
         return
     if fmt == "github":
         for f in report.findings:
@@ -183,7 +231,9 @@ def _output(fmt: str, report: Report, calls: int) -> None:
                 at = v.request.line_of("requester") if v.request else 1
                 message = f"waiting for approvals: {_needs_text(v)}"
                 click.echo(annotation("notice", message, file=v.path, line=at))
-    for line in _text_lines(report):
+        for warning in asked.warnings:
+            click.echo(annotation("warning", warning))
+    for line in _text_lines(report, asked):
         click.echo(line)
 
 
@@ -196,7 +246,7 @@ def _needs_text(v: FileVerdict) -> str:
     return f"{a.missing} more from {who}{names}; counted: {', '.join(a.counted) or 'none'}"
 
 
-def _text_lines(report: Report) -> list[str]:
+def _text_lines(report: Report, asked: Outcome) -> list[str]:
     out = [
         f"pull request #{report.pr} by {_oneline(report.author)} at {report.head[:12]}: {report.state}"
     ]
@@ -212,11 +262,12 @@ def _text_lines(report: Report) -> list[str]:
             line += f" {_oneline(v.note)}"
         out.append(line)
         out += [f"    {_oneline(str(f))}" for f in v.findings]
+    out += [f"  review: {_oneline(line)}" for line in asked.lines()]
     out.append(f"  status {STATUS_CONTEXT}: {report.state}: {status_description(report)}")
     return out
 
 
-def _json(report: Report, calls: int) -> dict[str, object]:
+def _json(report: Report, calls: int, asked: Outcome) -> dict[str, object]:
     return {
         "ok": report.state == "success",
         "state": report.state,
@@ -233,6 +284,7 @@ def _json(report: Report, calls: int) -> dict[str, object]:
         "notes": list(report.notes),
         "files": [_verdict_json(v) for v in report.verdicts],
         "findings": [f.to_json() for f in report.findings],
+        "review_requests": asked.json(),
         "github_calls": calls,
     }
 

@@ -16,6 +16,8 @@ from reconciler.core.timeutil import format_rfc3339
 
 # A registered provider's name (reconciler.core.providers): "gcp", "aws", or a plug-in's.
 ProviderName = str
+# An ``approvers`` entry naming a GitHub team to ask for reviews (``github_team:org/slug``).
+GITHUB_TEAM = "github_team:"
 
 
 @dataclass(frozen=True)
@@ -87,13 +89,16 @@ class Policy:
       scopes: [projects/payments-prod]
       roles: [roles/cloudsql.viewer]
       requesters: [team:payments-oncall, bob]
-      approvers: [team:payments-leads]
+      approvers: [team:payments-leads, github_team:acme/payments-leads]
       approvals: 1
       max_duration: 4h
       ticket: '^(INC|CHG)-[0-9]+$'
       require_signed_commits: true   # every commit of the PR that touches the request file
       break_glass: {max_duration: 1h, review_within: 24h}   # emergency access, reviewed after
     ```
+
+    A ``github_team:ORG/SLUG`` entry of ``approvers`` is kept apart, in ``review_teams``:
+    it says which GitHub team pr-check asks for a review, never who may approve.
     """
 
     name: str
@@ -110,6 +115,7 @@ class Policy:
     require_signed_commits: bool = False
     # Emergency access without approvals (None: break-glass requests are refused).
     break_glass: BreakGlass | None = None
+    review_teams: tuple[str, ...] = ()  # "org/slug": whom to ask for a review, not eligible
     file: str = ""
     line: int = 1
 
@@ -221,6 +227,8 @@ class Config:
         """Logins (lowercased) named by ``[alice, team:leads]``; unknown teams expand to nothing."""
         out: set[str] = set()
         for p in principals:
+            if p.startswith(GITHUB_TEAM):  # whom to ask for a review: never eligible
+                continue
             if p.startswith("team:"):
                 out |= self.teams.get(p[len("team:") :], frozenset())
             else:

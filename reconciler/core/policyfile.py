@@ -14,7 +14,15 @@ from typing import Any
 
 from reconciler.core import providers
 from reconciler.core.loader import Document, Path_
-from reconciler.core.models import BreakGlass, Config, Notification, Policy, Settings, Suspension
+from reconciler.core.models import (
+    GITHUB_TEAM,
+    BreakGlass,
+    Config,
+    Notification,
+    Policy,
+    Settings,
+    Suspension,
+)
 from reconciler.core.policy import TicketPattern
 from reconciler.core.timeutil import format_duration, parse_duration
 from reconciler.core.validate import SchemaChecker, as_mapping, ints_to_text, where
@@ -216,13 +224,21 @@ def _policy(doc: Document, entry: Mapping[str, Any], index: int, bad: set[Path_]
     _check_basic_roles(doc, entry, here)
     if not schema_ok or len(doc.findings) > before or max_duration is None:
         return None
+    approvers = tuple(entry.get("approvers", ()))
     return Policy(
         name=entry["name"],
         provider=entry["provider"],
         scopes=tuple(entry["scopes"]),
         roles=tuple(entry["roles"]),
         requesters=tuple(entry["requesters"]),
-        approvers=tuple(entry.get("approvers", ())),
+        # github_team:ORG/SLUG entries only say whom pr-check asks for a review: kept
+        # apart, so that nothing that decides eligibility ever sees them.
+        approvers=tuple(a for a in approvers if not a.startswith(GITHUB_TEAM)),
+        review_teams=tuple(
+            dict.fromkeys(
+                a[len(GITHUB_TEAM) :].lower() for a in approvers if a.startswith(GITHUB_TEAM)
+            )
+        ),
         approvals=entry["approvals"],
         max_duration=max_duration,
         description=entry.get("description", ""),
@@ -460,13 +476,19 @@ def _check_approvers(pf: PolicyFile, index: int, policy: Policy, config: Config)
         ]
     if policy.approvals <= len(eligible):
         return []
+    hint = (
+        " (github_team: entries only say whom to ask for a review; list who may approve as "
+        "logins or team:NAME)"
+        if policy.review_teams
+        else ""
+    )
     return [
         Finding(
             pf.doc.file,
             pf.doc.line(("policies", index, "approvals")),
             "E-CONFIG-APPROVALS",
             f"policy {policy.name!r} needs {policy.approvals} approval(s) but its approvers "
-            f"name only {len(eligible)} people, so no request could ever be approved",
+            f"name only {len(eligible)} people, so no request could ever be approved{hint}",
         )
     ]
 

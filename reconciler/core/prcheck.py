@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
+from reconciler.core.asking import ReviewRecord
 from reconciler.core.escape import markdown_cell, markdown_code, markdown_text
 from reconciler.core.judgment import Judgment
 from reconciler.core.layout import under_requests
@@ -94,6 +95,7 @@ class Report:
     problems: tuple[str, ...] = ()  # PR-wide failures (mixed changes...), plain text
     notes: tuple[str, ...] = ()
     other_paths: tuple[str, ...] = field(default=())
+    reviews: ReviewRecord = field(default_factory=ReviewRecord)  # whom pr-check may ask
 
     @property
     def state(self) -> State:

@@ -10,6 +10,12 @@ it writes is authored by ``github-actions[bot]``; ``add_token`` adds a person's 
 /user`` answers its login) or another app's installation token. Requests may pin a REST API
 version (``X-GitHub-Api-Version``); an unknown one is refused with 400, as GitHub does.
 
+Review requests behave as on GitHub: ``POST/GET/DELETE pulls/{n}/requested_reviewers``
+refuse the author and anyone who is not a collaborator (422; every login is a collaborator
+until ``add_collaborator`` names some, a team only after ``add_team``), each request and
+removal is an event of the issue (``GET issues/{n}/events``), and a submitted review takes
+its author off the requested reviewers.
+
 ``attach_git`` backs a repository with a real bare repository (the test's ``origin``): the
 Git database endpoints write their objects there, commit listings read what was pushed, and
 commits GitHub would sign are signed (``github_git``). A pull request's commits
@@ -65,6 +71,17 @@ API_VERSIONS = ("2022-11-28", "2026-03-10")  # the REST API versions GitHub serv
 COMMENT_LIMIT = 65_536  # GitHub's maximum comment body, in characters
 INTEGRATION_REFUSAL = "Resource not accessible by integration"
 MAX_PULL_COMMITS = 250  # GitHub lists at most this many commits of a pull request
+MAX_REVIEW_REQUESTS = 15  # requested reviewers GitHub keeps on a pull request
+REVIEW_REQUESTS_DOC = (
+    "https://docs.github.com/rest/pulls/review-requests#request-reviewers-for-a-pull-request"
+)
+ACTIONS_APP = {
+    "id": 15368,
+    "slug": "github-actions",
+    "node_id": "MDM6QXBwMTUzNjg=",
+    "name": "GitHub Actions",
+    "owner": {"login": "github", "id": 9919, "type": "Organization"},
+}
 
 
 def _stamp(when: datetime | None) -> str | None:
@@ -112,6 +129,8 @@ class PullState:
     merge_commit_sha: str | None = None
     main_commits: list[str] = field(default_factory=list)  # commits it put on the base branch
     updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    requested_reviewers: list[Json] = field(default_factory=list)  # users asked, still open
+    requested_teams: list[Json] = field(default_factory=list)  # teams asked, still open
 
 
 @dataclass
@@ -126,6 +145,9 @@ class RepoState:
     statuses: dict[str, list[Json]] = field(default_factory=dict)  # sha -> newest last
     issues: dict[int, Json] = field(default_factory=dict)  # number -> issue (not pulls)
     git: GitDatabase | None = None  # the repository's objects and refs (attach_git)
+    events: dict[int, list[Json]] = field(default_factory=dict)  # issue/PR number -> events
+    collaborators: set[str] | None = None  # lowercased logins; None: everybody
+    teams: dict[str, Json] = field(default_factory=dict)  # slug -> team with access
 
 
 class GitHubEmulator:
@@ -278,6 +300,40 @@ class GitHubEmulator:
         with self._lock:
             self.tokens[token] = Token(_user(login, user_type), integration)
 
+    def add_collaborator(self, repo: str, *logins: str) -> None:
+        """``logins`` are collaborators of ``repo``; from the first call on, nobody else is."""
+        with self._lock:
+            state = self.repos[repo]
+            state.collaborators = (state.collaborators or set()) | {x.lower() for x in logins}
+
+    def add_team(self, repo: str, slug: str, *members: str) -> Json:
+        """A team of ``repo``'s owner with access to it, holding ``members`` (who then are
+        collaborators too). Only such a team can be asked for a review."""
+        with self._lock:
+            state = self.repos[repo]
+            owner = state.full_name.split("/")[0]
+            team_id = next(self._ids)
+            team = {
+                "id": team_id,
+                "node_id": f"T_{team_id}",
+                "url": f"{self.url}/organizations/{state.owner_id}/team/{team_id}",
+                "html_url": f"https://github.example/orgs/{owner}/teams/{slug}",
+                "name": slug,
+                "slug": slug.lower(),
+                "description": None,
+                "privacy": "closed",
+                "notification_setting": "notifications_enabled",
+                "permission": "push",
+                "members_url": f"{self.url}/organizations/{state.owner_id}/team/{team_id}/members{{/member}}",
+                "repositories_url": f"{self.url}/organizations/{state.owner_id}/team/{team_id}/repos",
+                "parent": None,
+                "_members": [m.lower() for m in members],
+            }
+            state.teams[slug.lower()] = team
+            if state.collaborators is not None:
+                state.collaborators |= {m.lower() for m in members}
+            return _public(team)
+
     def add_pull(
         self,
         repo: str,
@@ -333,6 +389,10 @@ class GitHubEmulator:
         with self._lock:
             pull = self.repos[repo].pulls[number]
             review_id = next(self._ids)
+            if state != "PENDING":  # a submitted review answers the request (GitHub's rule)
+                pull.requested_reviewers = [
+                    u for u in pull.requested_reviewers if u["login"].lower() != login.lower()
+                ]
             self.repos[repo].reviews[number].append(
                 {
                     "id": review_id,
@@ -346,11 +406,29 @@ class GitHubEmulator:
             )
             return review_id
 
-    def dismiss_review(self, repo: str, number: int, review_id: int) -> None:
+    def dismiss_review(
+        self, repo: str, number: int, review_id: int, *, by: str = "admin", message: str = ""
+    ) -> None:
         with self._lock:
-            for review in self.repos[repo].reviews[number]:
+            state = self.repos[repo]
+            for review in state.reviews[number]:
                 if review["id"] == review_id:
+                    before = review["state"]
                     review["state"] = "DISMISSED"
+                    dismissed = {
+                        "state": before.lower(),
+                        "review_id": review_id,
+                        "dismissal_message": message or None,
+                        "dismissal_commit_id": None,
+                    }
+                    _add_event(
+                        self,
+                        state,
+                        number,
+                        "review_dismissed",
+                        Token(_user(by)),
+                        dismissed_review=dismissed,
+                    )
 
     def add_comment(
         self, repo: str, number: int, body: str, *, login: str, user_type: str | None = None
@@ -440,6 +518,19 @@ class GitHubEmulator:
         with self._lock:
             return list(self.repos[repo].statuses.get(sha, []))
 
+    def requested_reviewers(self, repo: str, number: int) -> tuple[list[str], list[str]]:
+        """(logins, team slugs) whose review is requested now on pull request ``number``."""
+        with self._lock:
+            pull = self.repos[repo].pulls[number]
+            return (
+                [u["login"] for u in pull.requested_reviewers],
+                [t["slug"] for t in pull.requested_teams],
+            )
+
+    def events(self, repo: str, number: int) -> list[Json]:
+        with self._lock:
+            return [dict(e) for e in self.repos[repo].events.get(number, [])]
+
     def latest_status(self, repo: str, sha: str, context: str) -> Json | None:
         found = [s for s in self.statuses(repo, sha) if s["context"] == context]
         return found[-1] if found else None
@@ -528,6 +619,8 @@ def _pull_json(
         "merge_commit_sha": pull.merge_commit_sha,
         "closed_at": _stamp(pull.merged_at) if pull.state == "closed" else None,
         "updated_at": _stamp(pull.updated_at),
+        "requested_reviewers": [dict(u) for u in pull.requested_reviewers],
+        "requested_teams": [_public(t) for t in pull.requested_teams],
     }
     if version >= "2026-03-10":  # that version drops merge_commit_sha from every pull
         del shape["merge_commit_sha"]
@@ -737,6 +830,171 @@ def edit_issue(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
     issue["updated_at"] = _stamp(datetime.now(UTC))
     issue["closed_at"] = issue["updated_at"] if issue["state"] == "closed" else None
     return Reply(200, _issue_json(issue))
+
+
+# --------------------------------------------------------------------- review requests
+def _public(obj: Json) -> Json:
+    return {k: v for k, v in obj.items() if not k.startswith("_")}
+
+
+def _add_event(
+    emu: GitHubEmulator, repo: RepoState, number: int, kind: str, caller: Token, **extra: Any
+) -> None:
+    """An issue event as ``GET issues/{n}/events`` lists it (review-requested-issue-event and
+    its siblings in GitHub's REST description)."""
+    event_id = next(emu._ids)
+    repo.events.setdefault(number, []).append(
+        {
+            "id": event_id,
+            "node_id": f"IE_{event_id}",
+            "url": emu.api(repo, f"/issues/events/{event_id}"),
+            "actor": dict(caller.user),
+            "event": kind,
+            "commit_id": None,
+            "commit_url": None,
+            "created_at": _stamp(datetime.now(UTC)),
+            "performed_via_github_app": dict(ACTIONS_APP) if caller.integration else None,
+            **extra,
+        }
+    )
+
+
+def _review_request_body(
+    call: Call, required: tuple[str, ...]
+) -> tuple[list[str], list[str]] | Reply:
+    """``reviewers`` and ``team_reviewers`` of a request body, or GitHub's 422."""
+    users, teams = call.body.get("reviewers", []), call.body.get("team_reviewers", [])
+    shaped = all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in (users, teams))
+    if not shaped or not any(k in call.body for k in required):
+        return Reply(
+            422,
+            {
+                "message": 'Invalid request.\n\nNo subschema in "anyOf" matched.',
+                "documentation_url": REVIEW_REQUESTS_DOC,
+            },
+        )
+    return users, teams
+
+
+def request_reviewers(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    """201 with the pull request; 422 for its author, for anyone who is not a collaborator
+    or a team without access (then nobody is asked), and past GitHub's limit."""
+    pull = repo.pulls.get(int(call.params["n"]))
+    if pull is None:
+        return Reply(404, _NOT_FOUND)
+    body = _review_request_body(call, ("reviewers", "team_reviewers"))
+    if isinstance(body, Reply):
+        return body
+    users, teams = body
+    if any(u.lower() == pull.author["login"].lower() for u in users):
+        message = "Review cannot be requested from pull request author."
+        return Reply(422, {"message": message, "documentation_url": REVIEW_REQUESTS_DOC})
+    strangers = [
+        u for u in users if repo.collaborators is not None and u.lower() not in repo.collaborators
+    ]
+    if strangers or any(t.lower() not in repo.teams for t in teams):
+        message = (
+            "Reviews may only be requested from collaborators. One or more of the users or "
+            f"teams you specified is not a collaborator of the {repo.full_name} repository."
+        )
+        return Reply(422, {"message": message, "documentation_url": REVIEW_REQUESTS_DOC})
+    open_users = {u["login"].lower() for u in pull.requested_reviewers}
+    open_teams = {t["slug"] for t in pull.requested_teams}
+    new_users = list(dict.fromkeys(u for u in users if u.lower() not in open_users))
+    new_teams = list(dict.fromkeys(t.lower() for t in teams if t.lower() not in open_teams))
+    if len(open_users) + len(open_teams) + len(new_users) + len(new_teams) > MAX_REVIEW_REQUESTS:
+        error = {
+            "resource": "PullRequest",
+            "code": "custom",
+            "field": "reviewers",
+            "message": f"You may only request {MAX_REVIEW_REQUESTS} reviewers.",
+        }
+        return Reply(
+            422,
+            {
+                "message": "Validation Failed",
+                "errors": [error],
+                "documentation_url": REVIEW_REQUESTS_DOC,
+            },
+        )
+    for login in new_users:
+        user = _user(login)
+        pull.requested_reviewers.append(user)
+        _add_event(
+            emu,
+            repo,
+            pull.number,
+            "review_requested",
+            call.caller,
+            review_requester=dict(call.caller.user),
+            requested_reviewer=user,
+        )
+    for slug in new_teams:
+        team = repo.teams[slug]
+        pull.requested_teams.append(team)
+        _add_event(
+            emu,
+            repo,
+            pull.number,
+            "review_requested",
+            call.caller,
+            review_requester=dict(call.caller.user),
+            requested_team=_public(team),
+        )
+    return Reply(201, _pull_json(emu, repo, pull, call.version))
+
+
+def list_requested_reviewers(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    pull = repo.pulls.get(int(call.params["n"]))
+    if pull is None:
+        return Reply(404, _NOT_FOUND)
+    users = [dict(u) for u in pull.requested_reviewers]
+    return Reply(200, {"users": users, "teams": [_public(t) for t in pull.requested_teams]})
+
+
+def remove_requested_reviewers(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    """200 with the pull request; ``reviewers`` is required (GitHub's REST description)."""
+    pull = repo.pulls.get(int(call.params["n"]))
+    if pull is None:
+        return Reply(404, _NOT_FOUND)
+    body = _review_request_body(call, ("reviewers",))
+    if isinstance(body, Reply):
+        return Reply(
+            422, {"message": "Validation Failed", "documentation_url": REVIEW_REQUESTS_DOC}
+        )
+    users, teams = {u.lower() for u in body[0]}, {t.lower() for t in body[1]}
+    for user in [u for u in pull.requested_reviewers if u["login"].lower() in users]:
+        pull.requested_reviewers.remove(user)
+        _add_event(
+            emu,
+            repo,
+            pull.number,
+            "review_request_removed",
+            call.caller,
+            review_requester=dict(call.caller.user),
+            requested_reviewer=user,
+        )
+    for team in [t for t in pull.requested_teams if t["slug"] in teams]:
+        pull.requested_teams.remove(team)
+        _add_event(
+            emu,
+            repo,
+            pull.number,
+            "review_request_removed",
+            call.caller,
+            review_requester=dict(call.caller.user),
+            requested_team=_public(team),
+        )
+    return Reply(200, _pull_json(emu, repo, pull, call.version))
+
+
+def list_issue_events(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    """The events of an issue or pull request, oldest first, paginated."""
+    number = int(call.params["n"])
+    if number not in repo.pulls and number not in repo.issues:
+        return Reply(404, _NOT_FOUND)
+    items = [dict(e) for e in repo.events.get(number, [])]
+    return _page(emu, items, call.query, emu.api(repo, f"/issues/{number}/events"))
 
 
 _STATUS_STATES = {"error", "failure", "pending", "success"}
@@ -1085,6 +1343,25 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
         ("GET", r"/pulls/(?P<n>\d+)/files", "/pulls/{n}/files", pull_files),
         ("GET", r"/pulls/(?P<n>\d+)/commits", "/pulls/{n}/commits", pull_commits),
         ("GET", r"/pulls/(?P<n>\d+)/reviews", "/pulls/{n}/reviews", pull_reviews),
+        (
+            "GET",
+            r"/pulls/(?P<n>\d+)/requested_reviewers",
+            "/pulls/{n}/requested_reviewers",
+            list_requested_reviewers,
+        ),
+        (
+            "POST",
+            r"/pulls/(?P<n>\d+)/requested_reviewers",
+            "/pulls/{n}/requested_reviewers",
+            request_reviewers,
+        ),
+        (
+            "DELETE",
+            r"/pulls/(?P<n>\d+)/requested_reviewers",
+            "/pulls/{n}/requested_reviewers",
+            remove_requested_reviewers,
+        ),
+        ("GET", r"/issues/(?P<n>\d+)/events", "/issues/{n}/events", list_issue_events),
         ("GET", r"/issues/(?P<n>\d+)/comments", "/issues/{n}/comments", list_comments),
         ("POST", r"/issues/(?P<n>\d+)/comments", "/issues/{n}/comments", create_comment),
         ("PATCH", r"/issues/comments/(?P<id>\d+)", "/issues/comments/{id}", edit_comment),
@@ -1128,6 +1405,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PATCH(self) -> None:
         self._serve("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
 
     def _serve(self, method: str) -> None:
         emu = self.emulator

@@ -1,6 +1,6 @@
 """A minimal GitHub REST emulator for black-box pr-check tests, written from GitHub's
 public REST docs (pulls, pull files, reviews, issue comments, commit statuses, the
-authenticated user), not from reconciler/sandbox/github_emulator.py. It answers only those
+authenticated user, review requests and the issue events that record them), not from reconciler/sandbox/github_emulator.py. It answers only those
 routes; anything else is 404, so a new dependency on another endpoint shows up as a failing
 test."""
 
@@ -29,6 +29,7 @@ class Pull:
     files: list[dict[str, Any]]
     reviews: list[dict[str, Any]] = field(default_factory=list)
     comments: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 class IndependentGitHub:
@@ -134,6 +135,30 @@ class IndependentGitHub:
             if m.group(2) == "/reviews":
                 return 200, p.reviews
             return 200, self._pull_json(p)
+        m = re.fullmatch(r"/pulls/(\d+)/requested_reviewers", rest)
+        if m and method == "POST":
+            p = self.pulls.get(int(m.group(1)))
+            if p is None:
+                return 404, {"message": "Not Found"}
+            logins = body.get("reviewers") or []
+            if p.author.lower() in (x.lower() for x in logins):
+                return 422, {"message": "Review cannot be requested from pull request author."}
+            for login in logins:
+                p.events.append(
+                    {
+                        "id": self._id(),
+                        "event": "review_requested",
+                        "actor": user("github-actions[bot]", "Bot"),
+                        "review_requester": user("github-actions[bot]", "Bot"),
+                        "requested_reviewer": user(login),
+                        "created_at": "2026-12-01T08:00:00Z",
+                    }
+                )
+            return 201, self._pull_json(p)
+        m = re.fullmatch(r"/issues/(\d+)/events", rest)
+        if m and method == "GET":
+            p = self.pulls.get(int(m.group(1)))
+            return (200, p.events) if p else (404, {"message": "Not Found"})
         m = re.fullmatch(r"/issues/(\d+)/comments", rest)
         if m:
             p = self.pulls.get(int(m.group(1)))
