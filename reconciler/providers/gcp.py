@@ -200,8 +200,8 @@ _TAGGED = re.compile(r"^(?P<tag>[0-9a-f]{8}):(?P<body>.*)$", re.DOTALL)
 _CUT_TAIL = re.compile(rf"~[0-9a-f]{{{_DIGEST}}}$")
 DESCRIPTION_MAX = 256  # characters of a condition description: the strictest assumed
 _DESCRIPTION = re.compile(
-    r"^accessctl grant for (?P<path>\S+)(?: via PR #\d+)?"
-    r"(?P<more>(?:; for \S+(?: via PR #\d+)?)*)"
+    r"^accessctl grant for (?P<path>[^\s;]+)(?: via PR #\d+)?"
+    r"(?P<more>(?:; for [^\s;]+(?: via PR #\d+)?)*)"
     r"(?:; deployment (?P<deployment>.+))?$",
     re.DOTALL,
 )
@@ -299,7 +299,7 @@ def _more_paths(more: str) -> tuple[str, ...]:
     return tuple(m.group(1) for m in _MORE.finditer(more))
 
 
-_MORE = re.compile(r"; for (\S+)")
+_MORE = re.compile(r"; for ([^\s;]+)")
 
 
 # -- bindings <-> grants (pure) -------------------------------------------------------
@@ -342,7 +342,7 @@ def _requests(binding: Any, claim: Claim) -> list[tuple[str, int | None]]:
     return [(path, numbers.get(path)) for path in (claim.request, *claim.shared)]
 
 
-_ITEM = re.compile(r"\bfor (\S+)(?: via PR #(\d+))?")
+_ITEM = re.compile(r"\bfor ([^\s;]+)(?: via PR #(\d+))?")
 
 
 def _member_grants(scope: str, binding: Any, claim: Claim) -> list[Grant]:

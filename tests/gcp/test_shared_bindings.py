@@ -181,3 +181,28 @@ def test_a_foreign_description_listing_our_paths_is_not_believed():
     binding.condition.expression = EXPR
 
     assert {g.request for g in grants_of(P, policy)} == {FIRST}
+
+
+def test_requests_without_pull_requests_share_and_read_back_each():
+    """Paths with no ``via PR #n`` after them: each still reads back as itself."""
+    from google.iam.v1 import policy_pb2
+
+    paths = [f"requests/alice/r{n}.yaml" for n in range(4)]
+    grants = [grant(request=p, pr=None) for p in paths]
+    fitted = fit(
+        P,
+        policy_pb2.Policy(),
+        grants,
+        [],
+        now=NOW,
+        deployment=Deployment("acme/x"),
+        limits=Limits(),
+    )
+
+    [binding] = fitted.policy.bindings
+    assert binding.condition.description == (
+        "accessctl grant for requests/alice/r0.yaml; for requests/alice/r1.yaml; "
+        "for requests/alice/r2.yaml; for requests/alice/r3.yaml; deployment acme/x"
+    )
+    held = grants_of(P, fitted.policy, Deployment("acme/x"))
+    assert sorted(g.request for g in held) == paths
