@@ -142,6 +142,7 @@ def report(label: str, elapsed: float, code: int, payload: dict, calls: dict[str
 
 
 def seeded_sandbox(sandbox: AwsSandbox, n_users: int, polls: int) -> SeededInstance:
+    sandbox.reset()  # moto's state is process-wide: the previous scenario's users are there
     seeded = sandbox.seed(permission_sets=dict.fromkeys((*ROLES, "BreakGlass"), "PT1H"))
     for i in range(n_users):
         sandbox.add_user(seeded, user(i))
