@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from reconciler.core import providers
+from reconciler.core.escape import clean_json, terminal_text
 from reconciler.core.models import ChangeKind, Config, Grant, Notification
 from reconciler.core.timeutil import format_rfc3339
 from reconciler.errors import AccessctlError, ConfigError
@@ -88,29 +89,32 @@ class Event:
     context: Mapping[str, str | None] = field(default_factory=dict)  # repository, links
 
     def body(self) -> dict[str, Any]:
-        """The webhook's JSON body (reconciler/schemas/notification.schema.json)."""
-        return {
-            "version": SCHEMA_VERSION,
-            "event": self.event,
-            "time": format_rfc3339(self.time),
-            "summary": self.summary,
-            "repository": self.context.get("repository"),
-            "run_url": self.context.get("run_url"),
-            "request": self.request,
-            "requester": self.requester,
-            "provider": self.provider,
-            "scope": self.scope,
-            "role": self.role,
-            "principal": self.principal,
-            "begin": _stamp(self.begin),
-            "end": _stamp(self.end),
-            "pr": self.pr,
-            "pr_url": self.pr_url,
-            "reason": self.reason,
-            "ticket": self.ticket,
-            "policy": self.policy,
-            "message": self.message,
-        }
+        """The webhook's JSON body (reconciler/schemas/notification.schema.json); text from
+        files and clouds with its control and bidi characters shown as escapes."""
+        return clean_json(
+            {
+                "version": SCHEMA_VERSION,
+                "event": self.event,
+                "time": format_rfc3339(self.time),
+                "summary": self.summary,
+                "repository": self.context.get("repository"),
+                "run_url": self.context.get("run_url"),
+                "request": self.request,
+                "requester": self.requester,
+                "provider": self.provider,
+                "scope": self.scope,
+                "role": self.role,
+                "principal": self.principal,
+                "begin": _stamp(self.begin),
+                "end": _stamp(self.end),
+                "pr": self.pr,
+                "pr_url": self.pr_url,
+                "reason": self.reason,
+                "ticket": self.ticket,
+                "policy": self.policy,
+                "message": self.message,
+            }
+        )
 
     @property
     def pr_url(self) -> str | None:
@@ -456,7 +460,10 @@ class SlackSender:
 
 
 def _slack_escape(text: str) -> str:
-    """Request text is the requester's: no <!channel>, no disguised links."""
+    """Request text is the requester's, log text the principal's: no <!channel>, no
+    disguised links, and on one line with control and bidi characters shown as escapes
+    (no fake line, no escape sequence, nothing reordered)."""
+    text = terminal_text(text)
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -668,19 +675,22 @@ def _send(n: Notifier, events: Sequence[Event], succeeded: bool | None) -> str |
 # comment's marker), and believes that line only in a comment whose author is the token's
 # identity (GitHubClient.our_comment): not in a file of the pull request, which its author
 # writes, nor in anybody else's comment. A key stands for one sink and one version of one
-# request file (its path and the blob of its content at the head), so an edited request is
-# announced again and a sink that failed gets it at the next run. Anyone with write access
-# may edit any comment, the bot's too: keys are HMACs under the sink's own URL and secret,
-# so such an edit can make a version be sent again, never pass for one that was sent.
+# request file (its path and the blob of its content at the head) in one pull request, so
+# an edited request is announced again and a sink that failed gets it at the next run.
+# Anyone with write access may edit any comment, the bot's too: keys are HMACs under the
+# sink's own URL and secret, so such an edit can make a version be sent again, never pass
+# for one that was sent, here or in another pull request.
 
 REMEMBERED = "<!-- accessctl:notified"
 MAX_REMEMBERED = 400  # keys kept (16 hex characters each): the newest ones
 _REMEMBERED_LINE = re.compile(r"<!-- accessctl:notified((?: [0-9a-f]{16})*) -->")
 
 
-def delivery_key(sender: Sender, path: str, blob: str) -> str:
-    """One sink, one request path, one content (its git blob), keyed by the sink's secret."""
-    message = f"{sender.label}\0{path}\0{blob}".encode()
+def delivery_key(sender: Sender, path: str, blob: str, pull: str = "") -> str:
+    """One sink, one pull request (``owner/repo#12``), one request path, one content (its
+    git blob), keyed by the sink's secret: a key copied from another pull request's
+    comment (the same file and content there) stands for nothing here."""
+    message = f"{sender.label}\0{pull}\0{path}\0{blob}".encode()
     return hmac.new(sender.memory_key, message, hashlib.sha256).hexdigest()[:16]
 
 
@@ -723,7 +733,8 @@ def deliver_once(
     for n in notifiers:
         for event in n.wanted(events):
             path = event.request or ""
-            key = delivery_key(n.sender, path, versions.get(path, ""))
+            pull = f"{event.context.get('repository') or ''}#{event.pr or ''}"
+            key = delivery_key(n.sender, path, versions.get(path, ""), pull)
             if key in sent:
                 already.append((n.sender.label, path))
                 continue
