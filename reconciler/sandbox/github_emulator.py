@@ -148,6 +148,7 @@ class RepoState:
     events: dict[int, list[Json]] = field(default_factory=dict)  # issue/PR number -> events
     collaborators: set[str] | None = None  # lowercased logins; None: everybody
     teams: dict[str, Json] = field(default_factory=dict)  # slug -> team with access
+    workflow_runs: list[Json] = field(default_factory=list)  # Actions runs, oldest first
 
 
 class GitHubEmulator:
@@ -219,6 +220,35 @@ class GitHubEmulator:
             repo = RepoState(full_name, next(self._ids), next(self._ids), default_branch)
             self.repos[full_name] = repo
             return repo
+
+    def add_workflow_run(
+        self,
+        full_name: str,
+        workflow: str,
+        *,
+        branch: str,
+        started_at: str,
+        conclusion: str | None = "success",
+        event: str = "schedule",
+    ) -> Json:
+        """A GitHub Actions run of ``.github/workflows/<workflow>``: ``conclusion`` None is
+        a run still in progress."""
+        with self._lock:
+            repo = self.repos[full_name]
+            run = {
+                "id": next(self._ids),
+                "name": workflow.rsplit(".", 1)[0],
+                "path": f".github/workflows/{workflow}",
+                "head_branch": branch,
+                "event": event,
+                "status": "completed" if conclusion else "in_progress",
+                "conclusion": conclusion,
+                "created_at": started_at,
+                "run_started_at": started_at,
+                "updated_at": started_at,
+            }
+            repo.workflow_runs.append(run)
+            return run
 
     def attach_git(self, full_name: str, path: Path) -> GitDatabase:
         """Back ``full_name``'s Git database and commit endpoints with the bare repository at
@@ -700,6 +730,32 @@ def get_user(emu: GitHubEmulator, call: Call) -> Reply:
 
 def get_repo(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
     return Reply(200, _repo_json(emu, repo))
+
+
+_RUN_STATUSES = frozenset({"completed", "in_progress", "queued", "requested", "waiting"})
+
+
+def list_workflow_runs(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
+    """``GET /repos/{o}/{r}/actions/workflows/{workflow_id}/runs``: the workflow by file
+    name; ``branch``, ``event`` and ``status`` (a status, or a conclusion such as
+    ``success``) filter; newest first; ``{"total_count", "workflow_runs"}``."""
+    wanted = f".github/workflows/{call.params['wf']}"
+    runs = [r for r in repo.workflow_runs if r["path"] == wanted]
+    if not runs:
+        return Reply(404, _NOT_FOUND)
+    if "branch" in call.query:
+        runs = [r for r in runs if r["head_branch"] == call.query["branch"]]
+    if "event" in call.query:
+        runs = [r for r in runs if r["event"] == call.query["event"]]
+    status = call.query.get("status")
+    if status:
+        key = "status" if status in _RUN_STATUSES else "conclusion"
+        runs = [r for r in runs if r[key] == status]
+    runs = sorted(runs, key=lambda r: (r["run_started_at"], r["id"]), reverse=True)
+    per_page = min(int(call.query.get("per_page", 30)), emu.max_per_page)
+    page = int(call.query.get("page", 1))
+    chunk = runs[(page - 1) * per_page : page * per_page]
+    return Reply(200, {"total_count": len(runs), "workflow_runs": chunk})
 
 
 def get_pull(emu: GitHubEmulator, repo: RepoState, call: Call) -> Reply:
@@ -1338,6 +1394,12 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
     (verb, re.compile(_R + suffix), "/repos/{o}/{r}" + name, fn)
     for verb, suffix, name, fn in [
         ("GET", "", "", get_repo),
+        (
+            "GET",
+            r"/actions/workflows/(?P<wf>[^/]+)/runs",
+            "/actions/workflows/{id}/runs",
+            list_workflow_runs,
+        ),
         ("GET", r"/pulls", "/pulls", list_pulls),
         ("GET", r"/pulls/(?P<n>\d+)", "/pulls/{n}", get_pull),
         ("GET", r"/pulls/(?P<n>\d+)/files", "/pulls/{n}/files", pull_files),

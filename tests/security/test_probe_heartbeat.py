@@ -1,8 +1,8 @@
 """Probes of the reconcile workflow's activity span by someone with write access to
-branches who wants a grant's use after its end never reported: the span's start is the
-previous successful apply, which the workflow reads from the ``accessctl-heartbeat`` branch
-on origin; they push a heartbeat of their own dated after the grant's end (or in the
-future) before the next scheduled run.
+branches who wants a grant's use after its end never reported: they push a heartbeat of
+their own, dated after the grant's end (or in the future), before the next scheduled run.
+The span's start once came from that branch; it now comes from GitHub's own record of the
+workflow's previous successful run (the Actions runs API), which no push can move.
 
 The workflow's own step script (from .github/workflows/access-reconcile.yml) runs in a
 fresh clone of a bare origin, as the job's checkout sees it; ``apply`` writes the real
@@ -21,7 +21,7 @@ import yaml
 from reconciler.core.timeutil import parse_rfc3339
 from tests.activity.conftest import access_repo, add_request  # noqa: F401 - a fixture
 from tests.audit.conftest import GitRepo, run_cli
-from tests.support.emulators import running_gcp
+from tests.support.emulators import running_gcp, running_github
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github/workflows/access-reconcile.yml"
@@ -36,6 +36,29 @@ NOW = "2026-12-01T11:08:00Z"  # this run: her window ended at 11:00, in between
 def gcp() -> Iterator[str]:
     with running_gcp("projects/payments-prod", "projects/ledger-prod") as emu:
         yield emu.url
+
+
+REPO = "acme/access"
+PREVIOUS_RUN = "2026-12-01T09:04:00Z"  # the run whose apply granted alice at 09:05
+
+
+@pytest.fixture
+def github() -> Iterator[object]:
+    """GitHub's record of the workflow's runs: the previous successful scheduled run on
+    main, a later failed one, one on another branch, and this run (in progress)."""
+    with running_github(REPO) as emu:
+        for branch, started, conclusion in [
+            ("main", "2026-12-01T08:49:00Z", "success"),
+            ("main", PREVIOUS_RUN, "success"),
+            ("main", "2026-12-01T10:50:00Z", "failure"),
+            ("mallory-branch", "2026-12-01T11:02:00Z", "success"),
+            ("main", "2026-12-01T11:07:00Z", None),
+        ]:
+            emu.add_workflow_run(
+                REPO, "access-reconcile.yml", branch=branch, started_at=started,
+                conclusion=conclusion,
+            )  # fmt: skip
+        yield emu
 
 
 @pytest.fixture
@@ -71,8 +94,9 @@ def forge_heartbeat(origin: GitRepo, tmp_path: Path, date: str) -> None:
     mallory.git("push", "-q", "--force", "origin", f"{sha}:refs/heads/accessctl-heartbeat")
 
 
-def span_start(job: GitRepo, tmp_path: Path) -> str:
-    """The workflow step's output ``at``, run as the runner runs it (bash -e)."""
+def span_start(job: GitRepo, tmp_path: Path, github) -> str:
+    """The workflow step's output ``at``, run as the runner runs it (bash -e), with the
+    variables GitHub sets for a scheduled run on main."""
     doc = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
     [step] = [s for s in doc["jobs"]["apply"]["steps"] if s.get("name") == STEP]
     output = tmp_path / "github_output"
@@ -80,7 +104,16 @@ def span_start(job: GitRepo, tmp_path: Path) -> str:
     subprocess.run(
         ["bash", "--noprofile", "--norc", "-e", "-o", "pipefail", "-c", step["run"]],
         cwd=job.root,
-        env={"PATH": "/usr/bin:/bin", "GITHUB_OUTPUT": str(output), "HOME": str(tmp_path)},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "GITHUB_OUTPUT": str(output),
+            "HOME": str(tmp_path),
+            "GITHUB_API_URL": github.url,
+            "GITHUB_REPOSITORY": REPO,
+            "GITHUB_WORKFLOW_REF": f"{REPO}/.github/workflows/access-reconcile.yml@refs/heads/main",
+            "GITHUB_REF_NAME": "main",
+            "GH_TOKEN": github.token,
+        },
         check=True,
     )
     values = dict(line.split("=", 1) for line in output.read_text().splitlines() if "=" in line)
@@ -108,23 +141,16 @@ def reported(job: GitRepo, start: str, gcp: str) -> list[str]:
     return [g["request"] for g in json.loads(proc.stdout)["grants"]]
 
 
-def test_the_real_heartbeat_spans_the_grant_that_ended(origin, tmp_path, gcp) -> None:
-    """The control: with only the reconciler's heartbeat on origin, the next run's span
-    starts at the previous apply and reports alice's grant, which ended inside it."""
+def test_the_span_starts_at_the_previous_successful_run(origin, tmp_path, gcp, github) -> None:
+    """The control: the next run's span starts when the previous successful run on main
+    started (not a failed run, another branch's, or this one) and reports alice's grant,
+    which ended inside it."""
     job = clone(origin, tmp_path / "job")
-    start = span_start(job, tmp_path)
-    assert start.startswith("2026-12-01T09:05:00")
+    start = span_start(job, tmp_path, github)
+    assert start == PREVIOUS_RUN
     assert reported(job, start, gcp) == [MINE]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the span's start is read from accessctl-heartbeat on origin, which anyone who may "
-    "push branches can move (the documented setup protects only accessctl-ledger); it must "
-    "come from a record only the reconciler writes, e.g. GitHub's own record of the "
-    "workflow's previous successful run on main (actions: read), or a heartbeat GitHub "
-    "signs for the bot and accessctl verifies as the ledger's commits are",
-)
 @pytest.mark.parametrize(
     "forged",
     [
@@ -132,9 +158,11 @@ def test_the_real_heartbeat_spans_the_grant_that_ended(origin, tmp_path, gcp) ->
         pytest.param("2099-01-01T00:00:00Z", id="future-dated"),
     ],
 )
-def test_a_pushed_heartbeat_hides_the_grant_that_ended(origin, tmp_path, gcp, forged) -> None:
+def test_a_pushed_heartbeat_no_longer_hides_the_grant_that_ended(
+    origin, tmp_path, gcp, github, forged
+) -> None:
     forge_heartbeat(origin, tmp_path, forged)
     job = clone(origin, tmp_path / "job")
-    start = span_start(job, tmp_path)
+    start = span_start(job, tmp_path, github)
     assert reported(job, start, gcp) == [MINE]  # her grant, which ended at 11:00
     assert parse_rfc3339(start) <= parse_rfc3339(APPLIED)
