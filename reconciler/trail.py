@@ -436,8 +436,9 @@ class Row:
 
 
 def committed_rows(entries: list[AuditEntry], now: datetime) -> list[Row]:
-    """Requests on the branch, and deleted ones whose window would still be open: an early
-    revocation stays visible (state revoked) until then."""
+    """Requests on the branch, and deleted ones whose window would still be open (an early
+    revocation stays visible, state revoked, until then) or whose break-glass follow-up
+    review is still owed (deleting the file never hides it)."""
     return [
         Row(
             e.file,
@@ -451,7 +452,9 @@ def committed_rows(entries: list[AuditEntry], now: datetime) -> list[Row]:
             _note(e),
         )
         for e in entries
-        if e.removal is None or (e.state == "revoked" and e.end is not None and e.end > now)
+        if e.removal is None
+        or (e.state == "revoked" and e.end is not None and e.end > now)
+        or (e.follow_up is not None and e.follow_up.owed)
     ]
 
 
