@@ -334,7 +334,7 @@ def _requests(binding: Any, claim: Claim) -> list[tuple[str, int | None]]:
     """The requests a binding of ours grants for, with their pull request numbers: one,
     or several when grants of the same role, member and window share the binding."""
     assert claim.request is not None
-    description = binding.condition.description
+    description = _listing(binding.condition.description)
     numbers = {m.group(1): int(m.group(2)) for m in _ITEM.finditer(description) if m.group(2)}
     if not claim.shared:
         pr = _PR.search(description)
@@ -343,6 +343,14 @@ def _requests(binding: Any, claim: Claim) -> list[tuple[str, int | None]]:
 
 
 _ITEM = re.compile(r"\bfor ([^\s;]+)(?: via PR #(\d+))?")
+
+
+def _listing(description: str) -> str:
+    """The part of a description that names requests and pull requests: what comes before
+    ``; deployment <name>``. A deployment name is free text and may itself read like
+    ``for <path> via PR #<n>``; it never says which pull request a grant came from."""
+    said = _DESCRIPTION.match(description)
+    return description[: said.end("more")] if said else description
 
 
 def _member_grants(scope: str, binding: Any, claim: Claim) -> list[Grant]:
