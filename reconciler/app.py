@@ -203,6 +203,11 @@ def request_notes(judgments: Mapping[str, Judgment], now: datetime) -> dict[str,
     return notes
 
 
+# A version opened by someone other than its requester, or filed in someone else's
+# directory, never held a grant under any policy: it is never named for a revoke.
+_NEVER_GRANTED = frozenset({"E-APPROVAL-AUTHOR", "E-REFUSED-WRONG-DIRECTORY"})
+
+
 def former_grants(judgments: Mapping[str, Judgment], config: Config) -> list[Grant]:
     """What each request on the branch would hold, whether or not it holds now: lets a
     revoke of a grant that names no request (an AWS assignment) say which request it ends."""
@@ -210,6 +215,8 @@ def former_grants(judgments: Mapping[str, Judgment], config: Config) -> list[Gra
     for j in judgments.values():
         request = j.request
         if request is None or j.window is None:
+            continue
+        if any(p.code in _NEVER_GRANTED for p in j.problems):
             continue
         principal = j.principal or config.principal(request.requester, request.provider)
         if principal is not None:
