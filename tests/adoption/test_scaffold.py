@@ -86,6 +86,7 @@ def test_only_the_reconciler_gets_oidc_and_write_access(scaffold: Path) -> None:
                     "contents": "write",
                     "pull-requests": "read",
                     "statuses": "write",  # anchors each ledger head (append-only)
+                    "actions": "read",  # the previous successful run: the activity span
                 }
                 assert job["environment"] == "accessctl"
             else:
