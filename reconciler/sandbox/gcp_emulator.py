@@ -65,9 +65,9 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from reconciler.sandbox import gcp_principals, gcp_sql
+from reconciler.sandbox import gcp_fields, gcp_principals, gcp_sql
 from reconciler.sandbox.gcp_logging import FilterError, LoggingStore
 from reconciler.sandbox.gcp_principals import Caller
 
@@ -764,9 +764,15 @@ def _handler_for(emulator: GcpEmulator) -> type[BaseHTTPRequestHandler]:
                     self.headers.get("Authorization"),
                     self.headers.get(gcp_principals.TIME_HEADER),
                 )
+                fields = parse_qs(urlsplit(self.path).query).get("fields")
+                try:
+                    selection = gcp_fields.parse(fields[-1]) if fields else None
+                except gcp_fields.FieldsError as exc:
+                    raise ApiError(400, str(exc)) from None
                 if emulator.latency:
                     time.sleep(emulator.latency)
-                self._send(200, emulator.answer(verb, path, body, caller))
+                answer = emulator.answer(verb, path, body, caller)
+                self._send(200, gcp_fields.select(answer, selection))
             except ApiError as exc:
                 emulator._answered_error(exc)
                 self._send(exc.status, exc.body())
