@@ -333,8 +333,16 @@ def _map_pending(
 ) -> list[T]:
     if current_only:
         # Deleted versions stay too: `status` shows an early revocation until its window
-        # would have ended. Superseded versions (edited since) are audit-only.
-        pending = [p for p in pending if p.removal is None or p.removal.deleted]
+        # would have ended. Superseded versions (edited since) are audit-only, but for
+        # those that may be break-glass: an edit must not hide a follow-up review still
+        # owed (a byte test, so that only they are parsed; the judgment decides).
+        pending = [
+            p
+            for p in pending
+            if p.removal is None
+            or p.removal.deleted
+            or b"break_glass" in contents.get(p.change.new_blob or "", b"")
+        ]
     count = _worker_count(len(pending), workers)
     if count < 2:
         return fn(_build(pending, contents, tip, policies))

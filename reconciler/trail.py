@@ -437,8 +437,8 @@ class Row:
 
 def committed_rows(entries: list[AuditEntry], now: datetime) -> list[Row]:
     """Requests on the branch, and deleted ones whose window would still be open (an early
-    revocation stays visible, state revoked, until then) or whose break-glass follow-up
-    review is still owed (deleting the file never hides it)."""
+    revocation stays visible, state revoked, until then), and former versions (deleted or
+    edited since) whose break-glass follow-up review is still owed (neither hides it)."""
     return [
         Row(
             e.file,

@@ -92,14 +92,6 @@ def test_editing_the_file_never_resets_the_review_clock(access: Access) -> None:
     assert entries[-1]["state"] == "rejected"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="status lists only the current version of a file (and deleted ones): a superseded "
-    "break-glass version's owed review shows in audit (and audit --fail-on-anomaly), not in "
-    "status. Fix: let history.load_versions(current_only=True) keep superseded versions, "
-    "parse them, and pass on those with break_glass (so status judges and lists the ones "
-    "whose follow-up is owed); it costs status a parse of every version",
-)
 def test_status_shows_a_superseded_versions_owed_review(access: Access) -> None:
     access.ask({ALICE: request()}, at=T0)
     assert access.apply(at=T0 + 5 * M).code == 0
