@@ -296,10 +296,11 @@ class Deployment:
 
 def _more_paths(more: str) -> tuple[str, ...]:
     """The further request paths of a shared binding's description (``; for <path>``)."""
-    return tuple(m.group(1) for m in _MORE.finditer(more))
+    return tuple(m.group(1) for m in _ITEM.finditer(more))
 
 
-_MORE = re.compile(r"; for ([^\s;]+)")
+# One request of a description's listing: ``for <path>``, then `` via PR #<n>`` if any.
+_ITEM = re.compile(r"\bfor ([^\s;]+)(?: via PR #(\d+))?")
 
 
 # -- bindings <-> grants (pure) -------------------------------------------------------
@@ -340,9 +341,6 @@ def _requests(binding: Any, claim: Claim) -> list[tuple[str, int | None]]:
         pr = _PR.search(description)
         return [(claim.request, int(pr.group(1)) if pr else None)]
     return [(path, numbers.get(path)) for path in (claim.request, *claim.shared)]
-
-
-_ITEM = re.compile(r"\bfor ([^\s;]+)(?: via PR #(\d+))?")
 
 
 def _listing(description: str) -> str:
