@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from reconciler.core.timeutil import parse_rfc3339
 from tests.audit.conftest import GitRepo, request_yaml, run_cli
 
 POLICIES = """\
@@ -44,6 +45,22 @@ AWS_SETTINGS = """\
   aws: {instance_arn: 'arn:aws:sso:::instance/ssoins-0000000000000000', identity_store_id: d-0000000000, region: us-east-1, activity_regions: [eu-west-1]}
 """
 AT = "2026-12-02T00:00:00Z"
+PAY = "projects/payments-prod"
+LEDGER = "projects/ledger-prod"
+
+
+def record(emu: Any, scope: str, who: str, at: str, method: str, denied: bool = False) -> None:
+    """A Cloud SQL Data Access entry by ``who`` in ``scope`` at ``at``."""
+    emu.logging.record(
+        scope,
+        who,
+        at=parse_rfc3339(at),
+        service="cloudsql.googleapis.com",
+        method=method,
+        resource=f"{scope}/instances/db",
+        denied=denied,
+        log="data_access",
+    )
 
 
 @pytest.fixture

@@ -6,26 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from reconciler.core.timeutil import parse_rfc3339
 from reconciler.sandbox.gcp_emulator import GcpEmulator
-from tests.activity.conftest import activity, add_request
+from tests.activity.conftest import LEDGER, PAY, activity, add_request, record
 from tests.support.emulators import running_gcp
-
-PAY = "projects/payments-prod"
-LEDGER = "projects/ledger-prod"
-
-
-def record(emu: GcpEmulator, scope: str, who: str, at: str, method: str, denied: bool = False):
-    emu.logging.record(
-        scope,
-        who,
-        at=parse_rfc3339(at),
-        service="cloudsql.googleapis.com",
-        method=method,
-        resource=f"{scope}/instances/db",
-        denied=denied,
-        log="data_access",
-    )
 
 
 @pytest.fixture

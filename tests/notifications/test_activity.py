@@ -9,29 +9,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from reconciler.core.timeutil import parse_rfc3339
 from reconciler.sandbox.gcp_emulator import GcpEmulator
-from tests.activity.conftest import IDENTITIES, POLICIES, activity, add_request
+from tests.activity.conftest import (
+    IDENTITIES,
+    LEDGER,
+    PAY,
+    POLICIES,
+    activity,
+    add_request,
+    record,
+)
 from tests.audit.conftest import GitRepo
 from tests.support.emulators import running_gcp
 
 from .test_apply import SECRET, SLACK, WEBHOOK, env_for, webhook_bodies
-
-PAY = "projects/payments-prod"
-LEDGER = "projects/ledger-prod"
-
-
-def record(emu: GcpEmulator, scope: str, who: str, at: str, method: str, denied: bool = False):
-    emu.logging.record(
-        scope,
-        who,
-        at=parse_rfc3339(at),
-        service="cloudsql.googleapis.com",
-        method=method,
-        resource=f"{scope}/instances/db",
-        denied=denied,
-        log="data_access",
-    )
 
 
 @pytest.fixture
